@@ -1,0 +1,112 @@
+import { parseArgs } from 'node:util';
+
+export type Synchronous = 'normal' | 'full';
+
+export interface Config {
+  port: number;
+  host: string;
+  dbPath: string;
+  logLevel: string;
+  /** Data bytes of the SharedArrayBuffer ring between the HTTP thread and the consumer (a power of two). */
+  ringBytes: number;
+  /** Most events the consumer commits in one SQLite transaction. */
+  batchMax: number;
+  /** How long the consumer waits for more events before committing a batch that is not full. */
+  batchLingerMs: number;
+  /** Largest accepted request body, in bytes. */
+  bodyLimit: number;
+  maxEventsPerRequest: number;
+  /** Largest payload of one event, as JSON text, in bytes. */
+  maxPayloadBytes: number;
+  /** How long a publish waits for its commit before it answers 503. */
+  ackTimeoutMs: number;
+  /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss. */
+  synchronous: Synchronous;
+}
+
+interface Setting {
+  env: string;
+  flag: string;
+  defaultValue: string;
+  parse: (raw: string, name: string) => unknown;
+}
+
+const integer = (min: number, max: number) => (raw: string, name: string): number => {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+};
+
+const text = (raw: string, name: string): string => {
+  if (raw === '') throw new ConfigError(`${name} must not be empty`);
+  return raw;
+};
+
+const oneOf = (...values: string[]) => (raw: string, name: string): string => {
+  const value = raw.toLowerCase();
+  if (!values.includes(value)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+  return value;
+};
+
+const powerOfTwo = (raw: string, name: string): number => {
+  const value = integer(1024, 2 ** 30)(raw, name);
+  if ((value & (value - 1)) !== 0) throw new ConfigError(`${name} must be a power of two, got ${value}`);
+  return value;
+};
+
+const SETTINGS: Record<keyof Config, Setting> = {
+  port: { env: 'PORT', flag: 'port', defaultValue: '8080', parse: integer(0, 65535) },
+  host: { env: 'HOST', flag: 'host', defaultValue: '0.0.0.0', parse: text },
+  dbPath: { env: 'DB_PATH', flag: 'db-path', defaultValue: './data/aggregator.db', parse: text },
+  logLevel: {
+    env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',
+    parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  },
+  ringBytes: { env: 'RING_BYTES', flag: 'ring-bytes', defaultValue: String(64 * 1024 * 1024), parse: powerOfTwo },
+  batchMax: { env: 'BATCH_MAX', flag: 'batch-max', defaultValue: '1000', parse: integer(1, 100_000) },
+  batchLingerMs: { env: 'BATCH_LINGER_MS', flag: 'batch-linger-ms', defaultValue: '0', parse: integer(0, 1000) },
+  bodyLimit: { env: 'BODY_LIMIT', flag: 'body-limit', defaultValue: String(8 * 1024 * 1024), parse: integer(1024, 2 ** 30) },
+  maxEventsPerRequest: {
+    env: 'MAX_EVENTS_PER_REQUEST', flag: 'max-events-per-request', defaultValue: '10000', parse: integer(1, 1_000_000),
+  },
+  maxPayloadBytes: {
+    env: 'MAX_PAYLOAD_BYTES', flag: 'max-payload-bytes', defaultValue: String(64 * 1024), parse: integer(2, 2 ** 26),
+  },
+  ackTimeoutMs: { env: 'ACK_TIMEOUT_MS', flag: 'ack-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000) },
+  synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
+};
+
+export class ConfigError extends Error {}
+
+/** Reads the configuration: a CLI flag wins over its environment variable, which wins over the default. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {
+  const entries = Object.entries(SETTINGS) as [keyof Config, Setting][];
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({
+      args: argv,
+      options: Object.fromEntries(entries.map(([, s]) => [s.flag, { type: 'string' as const }])),
+      strict: true,
+    }).values;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of entries) {
+    const flag = flags[setting.flag];
+    const [raw, name] = typeof flag === 'string'
+      ? [flag, `--${setting.flag}`]
+      : [env[setting.env] ?? setting.defaultValue, setting.env];
+    config[key] = setting.parse(raw, name);
+  }
+  return config as unknown as Config;
+}
+
+/** The settings with their environment names and defaults, for --help and the docs. */
+export function describeSettings(): string {
+  return Object.values(SETTINGS)
+    .map((s) => `  --${s.flag.padEnd(24)} ${s.env.padEnd(24)} default ${s.defaultValue}`)
+    .join('\n');
+}

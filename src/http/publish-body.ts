@@ -1,0 +1,108 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
+import type { IncomingEvent } from '../event.js';
+import { EventSchema, type EventBody } from './schemas.js';
+
+const checkEvent = TypeCompiler.Compile(EventSchema);
+
+/** Reported per request at most, so a huge bad batch gets a bounded answer. */
+const MAX_PROBLEMS = 100;
+/** Reported per event at most. */
+const MAX_PROBLEMS_PER_EVENT = 5;
+
+export interface EventProblem {
+  index: number;
+  field: string;
+  reason: string;
+}
+
+export interface PublishLimits {
+  maxEventsPerRequest: number;
+  maxPayloadBytes: number;
+}
+
+export type ParsedPublish =
+  | { ok: true; events: IncomingEvent[] }
+  | { ok: false; statusCode: 400 | 413; message: string; problems: EventProblem[] };
+
+const refuse = (statusCode: 400 | 413, message: string, problems: EventProblem[] = []): ParsedPublish => ({
+  ok: false, statusCode, message, problems,
+});
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The events of a body that is one event, an array of events, or {"events": [...]}. */
+function unwrap(body: unknown): unknown[] | string {
+  if (Array.isArray(body)) return body;
+  if (!isPlainObject(body)) return 'the body must be an event object, an array of events, or {"events": [...]}';
+  if (!Object.hasOwn(body, 'events')) return [body];
+  if (Object.keys(body).length !== 1) return 'a body with "events" must have no other fields';
+  return Array.isArray(body.events) ? body.events : '"events" must be an array of events';
+}
+
+function describe(error: ValueError): string {
+  const custom = (error.schema as { errorMessage?: string }).errorMessage;
+  const usesCustom = error.type === ValueErrorType.StringPattern || error.type === ValueErrorType.StringFormat;
+  return usesCustom && custom ? custom : error.message.replace(/^Expected/, 'expected');
+}
+
+function problemsOf(index: number, value: unknown): EventProblem[] {
+  const problems: EventProblem[] = [];
+  for (const error of checkEvent.Errors(value)) {
+    problems.push({ index, field: error.path.slice(1) || '(event)', reason: describe(error) });
+    if (problems.length === MAX_PROBLEMS_PER_EVENT) break;
+  }
+  return problems;
+}
+
+/** Serializes the payload and checks its size; returns the problem text or the JSON. */
+function serializePayload(payload: Record<string, unknown>, maxBytes: number): { json: string } | { problem: string } {
+  let json: string;
+  try {
+    json = JSON.stringify(payload);
+  } catch {
+    return { problem: 'cannot be serialized (nested too deeply)' };
+  }
+  const bytes = Buffer.byteLength(json);
+  return bytes <= maxBytes ? { json } : { problem: `is ${bytes} bytes of JSON; at most ${maxBytes} are accepted` };
+}
+
+/**
+ * Validates a whole publish body. All-or-nothing: one bad event refuses the request, and the answer names
+ * every bad event by index with its reasons.
+ */
+export function parsePublishBody(body: unknown, limits: PublishLimits, receivedAt: string): ParsedPublish {
+  const items = unwrap(body);
+  if (typeof items === 'string') return refuse(400, items);
+  if (items.length === 0) return refuse(400, 'the request contains no events');
+  if (items.length > limits.maxEventsPerRequest) {
+    return refuse(413, `the request has ${items.length} events; at most ${limits.maxEventsPerRequest} are accepted per request`);
+  }
+
+  const events: IncomingEvent[] = [];
+  const problems: EventProblem[] = [];
+  let invalid = 0;
+  items.forEach((item, index) => {
+    let found: EventProblem[];
+    if (checkEvent.Check(item)) {
+      const event = item as EventBody;
+      const payload = serializePayload(event.payload, limits.maxPayloadBytes);
+      if ('json' in payload) {
+        events.push({
+          topic: event.topic, eventId: event.event_id, timestamp: event.timestamp, source: event.source,
+          payload: payload.json, receivedAt,
+        });
+        return;
+      }
+      found = [{ index, field: 'payload', reason: payload.problem }];
+    } else {
+      found = problemsOf(index, item);
+    }
+    invalid++;
+    problems.push(...found.slice(0, MAX_PROBLEMS - problems.length));
+  });
+  if (invalid === 0) return { ok: true, events };
+  const shown = problems.length === MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS} problems are listed)` : '';
+  return refuse(400, `${invalid} of ${items.length} events are invalid; nothing was stored${shown}`, problems);
+}

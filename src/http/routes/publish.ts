@@ -1,0 +1,37 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Pipeline } from '../../pipeline/pipeline.js';
+import type { RejectionCounters } from '../app.js';
+import { parsePublishBody, type PublishLimits } from '../publish-body.js';
+import { PublishQuerySchema } from '../schemas.js';
+
+interface PublishOptions {
+  pipeline: Pipeline;
+  limits: PublishLimits;
+  rejections: RejectionCounters;
+}
+
+/**
+ * POST /publish: validates the whole request, queues it all-or-nothing, and answers 200 once committed
+ * (default) or 202 once queued (?ack=queued).
+ */
+export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
+  app.post<{ Querystring: { ack?: 'committed' | 'queued' } }>(
+    '/publish',
+    { schema: { querystring: PublishQuerySchema } },
+    async (request, reply) => {
+      const parsed = parsePublishBody(request.body, limits, new Date().toISOString());
+      if (!parsed.ok) {
+        rejections.invalid++;
+        return reply.code(parsed.statusCode).send({
+          statusCode: parsed.statusCode,
+          error: parsed.statusCode === 400 ? 'Bad Request' : 'Payload Too Large',
+          message: parsed.message,
+          errors: parsed.problems,
+        });
+      }
+      const outcome = pipeline.publish(parsed.events, request.query.ack !== 'queued');
+      if (typeof outcome === 'number') return reply.code(202).send({ accepted: outcome, queued: true });
+      return reply.code(200).send(await outcome);
+    },
+  );
+};

@@ -1,0 +1,53 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Pipeline } from '../../pipeline/pipeline.js';
+import type { RejectionCounters } from '../app.js';
+
+interface StatsOptions {
+  pipeline: Pipeline;
+  rejections: RejectionCounters;
+  startedAt: number;
+}
+
+/** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
+export function formatUptime(totalSeconds: number): string {
+  const units: [number, string][] = [[86_400, 'd'], [3_600, 'h'], [60, 'm']];
+  let rest = totalSeconds;
+  let text = '';
+  for (const [size, unit] of units) {
+    if (rest >= size || text) text += `${Math.floor(rest / size)}${unit}`;
+    rest %= size;
+  }
+  return `${text}${rest}s`;
+}
+
+/** GET /stats: answered from the consumer's latest snapshot and the ring's counters, never from disk. */
+export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt }) => {
+  app.get('/stats', async () => {
+    const stats = pipeline.stats();
+    const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
+    return {
+      received: stats.received,
+      unique_processed: stats.counters.uniqueProcessed,
+      duplicate_dropped: stats.counters.duplicateDropped,
+      topics: stats.topics,
+      uptime: formatUptime(uptimeSeconds),
+      uptime_seconds: uptimeSeconds,
+      queue_depth: stats.queueDepth,
+      pending_acks: stats.pendingAcks,
+      ring: {
+        used_bytes: stats.ringUsedBytes,
+        capacity_bytes: stats.ringCapacityBytes,
+        fill_ratio: stats.ringUsedBytes / stats.ringCapacityBytes,
+      },
+      consumer: {
+        ready: stats.consumer.ready,
+        reason: stats.consumer.reason ?? null,
+        restarts: stats.consumer.restarts,
+        batches: stats.consumer.batches,
+        last_batch_size: stats.consumer.lastBatchSize,
+        last_commit_ms: stats.consumer.lastCommitMs,
+      },
+      rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
+    };
+  });
+};

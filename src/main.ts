@@ -1,0 +1,45 @@
+import { createAggregator } from './aggregator.js';
+import { ConfigError, describeSettings, loadConfig, type Config } from './config.js';
+import { createLogger } from './logger.js';
+
+if (process.argv.includes('--help')) {
+  console.log(`pubsub-aggregator: idempotent publish-subscribe log aggregator\n\nflag                       environment              \n${describeSettings()}`);
+  process.exit(0);
+}
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(`configuration error: ${error.message} (see --help)`);
+  process.exit(2);
+}
+
+const log = createLogger(config.logLevel, 'aggregator');
+const aggregator = await createAggregator(config, log).catch((error: unknown) => {
+  log.fatal({ err: error, dbPath: config.dbPath }, `cannot start: ${(error as Error).message}`);
+  process.exit(1);
+});
+const address = await aggregator.app.listen({ port: config.port, host: config.host });
+log.info({ address, config }, 'aggregator listening');
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: refusing new requests, draining the queue');
+    aggregator.close().then(
+      () => {
+        const { counters } = aggregator.pipeline.stats();
+        log.info({ counters }, 'stopped cleanly');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.fatal({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}

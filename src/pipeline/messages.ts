@@ -1,0 +1,52 @@
+import type { Synchronous } from '../config.js';
+
+/*
+ * The only shapes that cross the thread boundary between the HTTP thread and the consumer worker.
+ * Events themselves travel through the ring, not through these messages.
+ */
+
+export interface ConsumerWorkerData {
+  ring: SharedArrayBuffer;
+  /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
+  epoch: string;
+  dbPath: string;
+  synchronous: Synchronous;
+  batchMax: number;
+  batchLingerMs: number;
+  logLevel: string;
+  /** Test-only fault injection, see workers/faults.ts. */
+  fault?: string;
+}
+
+/** Store-wide durable counters. */
+export interface StoreCounters {
+  uniqueProcessed: number;
+  duplicateDropped: number;
+}
+
+export interface ReadyMessage {
+  type: 'ready';
+  counters: StoreCounters;
+  topics: string[];
+  /** Records a crashed predecessor had committed but not released; the new worker passed over them. */
+  skippedRecords: number;
+}
+
+export interface CommittedMessage {
+  type: 'committed';
+  /** Flat triples (requestId, unique, duplicates), one per request with events in the batch. */
+  acks: number[];
+  records: number;
+  counters: StoreCounters;
+  newTopics: string[];
+  commitMs: number;
+}
+
+export interface StoreErrorMessage {
+  type: 'store-error';
+  message: string;
+  code: string | undefined;
+  retryInMs: number;
+}
+
+export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage;

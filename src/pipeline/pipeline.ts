@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import type { IncomingEvent } from '../event.js';
+import type { Logger } from '../logger.js';
+import { encodedLength, writeEvent } from '../ring/event-codec.js';
+import { createRingBuffer, RingProducer } from '../ring/ring.js';
+import { ConsumerSupervisor } from './consumer-supervisor.js';
+import { PublishError, unavailable } from './errors.js';
+import type { ConsumerMessage, StoreCounters } from './messages.js';
+import { PendingAcks, type CommitAck } from './pending-acks.js';
+
+export type { CommitAck };
+
+export interface PipelineStats {
+  /** Durable received count plus events accepted into the ring since this process started. */
+  received: number;
+  counters: StoreCounters;
+  topics: readonly string[];
+  queueDepth: number;
+  ringUsedBytes: number;
+  ringCapacityBytes: number;
+  pendingAcks: number;
+  rejectedQueueFull: number;
+  consumer: {
+    ready: boolean;
+    reason: string | undefined;
+    restarts: number;
+    batches: number;
+    lastBatchSize: number;
+    lastCommitMs: number;
+  };
+}
+
+/**
+ * The HTTP thread's end of the pipeline: writes accepted events into the ring, keeps the consumer worker
+ * alive, and turns the worker's commit reports into publish acknowledgements and the /stats snapshot.
+ */
+export class Pipeline {
+  private readonly producer: RingProducer;
+  private readonly acks: PendingAcks;
+  private readonly supervisor: ConsumerSupervisor;
+  private counters: StoreCounters = { uniqueProcessed: 0, duplicateDropped: 0 };
+  private topics: string[] = [];
+  private receivedAtStart: number | undefined;
+  private enqueued = 0;
+  private rejectedQueueFull = 0;
+  private storeError: string | undefined;
+  private batches = 0;
+  private lastBatchSize = 0;
+  private lastCommitMs = 0;
+
+  private constructor(config: Config, private readonly log: Logger) {
+    const ring = createRingBuffer(config.ringBytes);
+    this.producer = new RingProducer(ring);
+    this.acks = new PendingAcks(config.ackTimeoutMs);
+    this.supervisor = new ConsumerSupervisor({
+      log,
+      workerData: {
+        ring,
+        epoch: randomUUID(),
+        dbPath: config.dbPath,
+        synchronous: config.synchronous,
+        batchMax: config.batchMax,
+        batchLingerMs: config.batchLingerMs,
+        logLevel: config.logLevel,
+        fault: process.env.AGGREGATOR_FAULT,
+      },
+      onMessage: (message) => this.onMessage(message),
+      onCrash: (error) => this.acks.failAll(unavailable(`consumer worker crashed (${error.message}); retry`)),
+    });
+  }
+
+  /** Starts the consumer and resolves once the store is open; rejects if it cannot be opened. */
+  static async start(config: Config, log: Logger): Promise<Pipeline> {
+    const pipeline = new Pipeline(config, log);
+    await pipeline.supervisor.start();
+    return pipeline;
+  }
+
+  /** Why publishes are refused right now, or undefined when the pipeline is ready. */
+  notReadyReason(): string | undefined {
+    return this.supervisor.downReason() ?? (this.storeError && `store error: ${this.storeError}`);
+  }
+
+  /**
+   * Puts all of `events` into the ring or none of them. With `waitForCommit` it resolves once every one
+   * is committed, otherwise once they are queued. Throws PublishError when it cannot take them.
+   */
+  publish(events: readonly IncomingEvent[], waitForCommit: boolean): Promise<CommitAck> | number {
+    const reason = this.notReadyReason();
+    if (reason !== undefined) throw unavailable(reason);
+    const lengths = events.map(encodedLength);
+    const total = lengths.reduce((sum, length) => sum + length + 8, 0);
+    if (total > this.producer.maxRecordBytes) {
+      throw new PublishError(413, `request needs ${total} bytes of queue; at most ${this.producer.maxRecordBytes} fit (RING_BYTES)`);
+    }
+    const requestId = waitForCommit ? this.acks.nextId() : 0;
+    this.producer.begin();
+    for (let i = 0; i < events.length; i++) {
+      if (!writeEvent(this.producer, requestId, events[i]!, lengths[i]!)) {
+        this.producer.rollback();
+        this.rejectedQueueFull++;
+        throw unavailable('the queue is full: the consumer is behind; retry later');
+      }
+    }
+    this.producer.commit();
+    this.enqueued += events.length;
+    return waitForCommit ? this.acks.wait(requestId, events.length) : events.length;
+  }
+
+  stats(): PipelineStats {
+    const reason = this.notReadyReason();
+    return {
+      received: (this.receivedAtStart ?? 0) + this.enqueued,
+      counters: this.counters,
+      topics: this.topics,
+      queueDepth: this.producer.depth(),
+      ringUsedBytes: this.producer.usedBytes(),
+      ringCapacityBytes: this.producer.capacity,
+      pendingAcks: this.acks.size,
+      rejectedQueueFull: this.rejectedQueueFull,
+      consumer: {
+        ready: reason === undefined,
+        reason,
+        restarts: this.supervisor.restarts,
+        batches: this.batches,
+        lastBatchSize: this.lastBatchSize,
+        lastCommitMs: this.lastCommitMs,
+      },
+    };
+  }
+
+  /** Closes the ring, lets the consumer commit everything in it, and waits for the worker to exit. */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    this.producer.close();
+    await this.supervisor.stop(timeoutMs);
+    this.acks.close();
+  }
+
+  private onMessage(message: ConsumerMessage): void {
+    switch (message.type) {
+      case 'ready':
+        this.counters = message.counters;
+        this.topics = message.topics;
+        this.receivedAtStart ??= message.counters.uniqueProcessed + message.counters.duplicateDropped;
+        if (message.skippedRecords > 0) {
+          this.log.warn({ skippedRecords: message.skippedRecords }, 'passed over records a crashed consumer had committed');
+        }
+        break;
+      case 'committed':
+        this.storeError = undefined;
+        this.counters = message.counters;
+        this.topics.push(...message.newTopics);
+        this.batches++;
+        this.lastBatchSize = message.records;
+        this.lastCommitMs = message.commitMs;
+        this.acks.settle(message.acks);
+        break;
+      case 'store-error':
+        this.storeError = message.code ? `${message.code}: ${message.message}` : message.message;
+        this.acks.failAll(unavailable(`store error (${this.storeError}); retry`));
+        break;
+    }
+  }
+}

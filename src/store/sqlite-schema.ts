@@ -1,0 +1,44 @@
+import type { Database } from 'better-sqlite3';
+
+/*
+ * `seq` is the rowid: one writer appends, so it grows strictly in commit order and is never reused (rows
+ * are never deleted). The UNIQUE constraint is the dedup. Counters and per-topic totals live in their own
+ * rows, updated in the same transaction as the events, so they survive restarts and always equal the
+ * store. `ring_checkpoint` records how far into the ring the last commit reached.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE events (
+     seq         INTEGER PRIMARY KEY,
+     topic       TEXT NOT NULL,
+     event_id    TEXT NOT NULL,
+     timestamp   TEXT NOT NULL,
+     source      TEXT NOT NULL,
+     payload     TEXT NOT NULL,
+     received_at TEXT NOT NULL,
+     UNIQUE (topic, event_id)
+   );
+   CREATE INDEX events_by_topic ON events (topic, seq);
+   CREATE TABLE topics (topic TEXT PRIMARY KEY, events INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE TABLE counters (
+     id                INTEGER PRIMARY KEY CHECK (id = 1),
+     unique_processed  INTEGER NOT NULL,
+     duplicate_dropped INTEGER NOT NULL
+   );
+   INSERT INTO counters VALUES (1, 0, 0);
+   CREATE TABLE ring_checkpoint (
+     id       INTEGER PRIMARY KEY CHECK (id = 1),
+     epoch    TEXT NOT NULL,
+     position INTEGER NOT NULL
+   );`,
+];
+
+/** Brings the schema up to date; `user_version` counts the migrations applied. */
+export function migrate(db: Database): void {
+  const applied = db.pragma('user_version', { simple: true }) as number;
+  for (let version = applied; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,103 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Synchronous } from '../config.js';
+import type { IncomingEvent } from '../event.js';
+import type { StoreCounters } from '../pipeline/messages.js';
+import { migrate } from './sqlite-schema.js';
+import type { BatchResult, EventStore, RingCheckpoint } from './store.js';
+
+/**
+ * The embedded store: one better-sqlite3 connection in WAL mode, so `/events` readers run beside this
+ * writer. Every batch is one transaction (group commit) with prepared statements.
+ */
+export class SqliteEventStore implements EventStore {
+  private readonly db: Database.Database;
+  private readonly statements;
+  private readonly commitTransaction;
+  private readonly knownTopics: Set<string>;
+  private current: StoreCounters;
+
+  constructor(path: string, synchronous: Synchronous) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${synchronous}`);
+    migrate(this.db);
+
+    this.statements = {
+      insert: this.db.prepare<[string, string, string, string, string, string]>(
+        `INSERT INTO events (topic, event_id, timestamp, source, payload, received_at)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`,
+      ),
+      countTopic: this.db.prepare<[string, number]>(
+        `INSERT INTO topics (topic, events) VALUES (?, ?)
+         ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events`,
+      ),
+      addCounters: this.db.prepare<[number, number]>(
+        `UPDATE counters SET unique_processed = unique_processed + ?, duplicate_dropped = duplicate_dropped + ?`,
+      ),
+      saveCheckpoint: this.db.prepare<[string, number]>(
+        `INSERT INTO ring_checkpoint (id, epoch, position) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, position = excluded.position`,
+      ),
+    };
+    this.commitTransaction = this.db.transaction(this.insertBatch.bind(this));
+
+    const row = this.db.prepare('SELECT unique_processed, duplicate_dropped FROM counters').get() as {
+      unique_processed: number;
+      duplicate_dropped: number;
+    };
+    this.current = { uniqueProcessed: row.unique_processed, duplicateDropped: row.duplicate_dropped };
+    this.knownTopics = new Set(this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck().all() as string[]);
+  }
+
+  counters(): StoreCounters {
+    return this.current;
+  }
+
+  topics(): string[] {
+    return [...this.knownTopics];
+  }
+
+  checkpoint(): RingCheckpoint | undefined {
+    return this.db.prepare('SELECT epoch, position FROM ring_checkpoint').get() as RingCheckpoint | undefined;
+  }
+
+  commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult {
+    const { isNew, perTopic } = this.commitTransaction(events, checkpoint);
+    let unique = 0;
+    for (const flag of isNew) unique += flag;
+    this.current = {
+      uniqueProcessed: this.current.uniqueProcessed + unique,
+      duplicateDropped: this.current.duplicateDropped + events.length - unique,
+    };
+    const newTopics = [...perTopic.keys()].filter((topic) => !this.knownTopics.has(topic));
+    for (const topic of newTopics) this.knownTopics.add(topic);
+    return { isNew, counters: this.current, newTopics };
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** The body of the batch transaction; better-sqlite3 rolls it back whole if anything throws. */
+  private insertBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint) {
+    const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
+    const isNew = new Uint8Array(events.length);
+    const perTopic = new Map<string, number>();
+    let unique = 0;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      if (insert.run(e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt).changes === 1) {
+        isNew[i] = 1;
+        unique++;
+        perTopic.set(e.topic, (perTopic.get(e.topic) ?? 0) + 1);
+      }
+    }
+    for (const [topic, count] of perTopic) countTopic.run(topic, count);
+    addCounters.run(unique, events.length - unique);
+    saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
+    return { isNew, perTopic };
+  }
+}

@@ -1,0 +1,112 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { createLogger } from '../src/logger.js';
+import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../src/pipeline/messages.js';
+import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
+import { RingConsumer } from '../src/ring/ring.js';
+import { SqliteEventStore } from '../src/store/sqlite-store.js';
+import type { EventStore } from '../src/store/store.js';
+import { faultInjector } from './faults.js';
+
+/*
+ * The consumer: the ring's only reader and the store's only writer. It drains the ring in batches,
+ * commits each batch in one transaction together with the ring position it reached, reports the commit,
+ * and only then releases the ring space, so a record leaves the ring only once it is durable.
+ */
+
+const IDLE_WAIT_MS = 100;
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 5_000;
+
+const config = workerData as ConsumerWorkerData;
+const log = createLogger(config.logLevel, 'consumer');
+const fault = faultInjector(config.fault);
+const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
+
+const store: EventStore = new SqliteEventStore(config.dbPath, config.synchronous);
+const ring = new RingConsumer(config.ring);
+
+// Records up to the stored checkpoint of this same ring were committed by a predecessor that died
+// before releasing them: pass over them instead of counting them again as duplicates.
+const checkpoint = store.checkpoint();
+let skippedRecords = 0;
+if (checkpoint?.epoch === config.epoch) {
+  skippedRecords = ring.skipTo(checkpoint.position);
+  ring.release();
+}
+post({ type: 'ready', counters: store.counters(), topics: store.topics(), skippedRecords });
+log.debug({ skippedRecords, counters: store.counters() }, 'consumer ready');
+
+await consume();
+store.close();
+log.debug('consumer drained and closed the store');
+
+async function consume(): Promise<void> {
+  const batch: QueuedEvent[] = [];
+  for (;;) {
+    await ring.waitForData(IDLE_WAIT_MS);
+    if (!ring.hasNext()) {
+      if (ring.isClosed()) return;
+      continue;
+    }
+    fill(batch);
+    if (config.batchLingerMs > 0) await linger(batch);
+    await commit(batch);
+    batch.length = 0;
+  }
+}
+
+function fill(batch: QueuedEvent[]): void {
+  for (let span; batch.length < config.batchMax && (span = ring.next()) !== undefined; ) {
+    batch.push(readEvent(ring.data, span));
+  }
+}
+
+/** Lets a batch that is not full wait up to batchLingerMs for more events: fewer, larger commits. */
+async function linger(batch: QueuedEvent[]): Promise<void> {
+  const deadline = performance.now() + config.batchLingerMs;
+  for (let left; batch.length < config.batchMax && (left = deadline - performance.now()) > 0 && !ring.isClosed(); ) {
+    await ring.waitForData(left);
+    fill(batch);
+  }
+}
+
+/** Commits the batch, retrying store errors (disk full, I/O) with backoff; the batch is never split or dropped. */
+async function commit(batch: QueuedEvent[]): Promise<void> {
+  for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+    try {
+      fault('before-commit');
+      const started = performance.now();
+      const result = store.commitBatch(batch, { epoch: config.epoch, position: ring.position });
+      const commitMs = performance.now() - started;
+      fault('after-commit');
+      post(summarize(batch, result.isNew, {
+        type: 'committed', acks: [], records: batch.length, counters: result.counters,
+        newTopics: result.newTopics, commitMs,
+      }));
+      ring.release();
+      return;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_')) throw error;
+      log.error({ err: error, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
+      post({ type: 'store-error', message: (error as Error).message, code, retryInMs: delay });
+      await sleep(delay);
+    }
+  }
+}
+
+/** Adds per-request unique/duplicate counts to the message and logs each dropped duplicate. */
+function summarize(batch: QueuedEvent[], isNew: Uint8Array, message: CommittedMessage): CommittedMessage {
+  const perRequest = new Map<number, [unique: number, duplicates: number]>();
+  for (let i = 0; i < batch.length; i++) {
+    const event = batch[i]!;
+    if (!isNew[i]) log.info({ topic: event.topic, event_id: event.eventId, source: event.source }, 'duplicate dropped');
+    if (event.requestId === 0) continue;
+    let counts = perRequest.get(event.requestId);
+    if (!counts) perRequest.set(event.requestId, (counts = [0, 0]));
+    counts[isNew[i] ? 0 : 1]++;
+  }
+  for (const [requestId, [unique, duplicates]] of perRequest) message.acks.push(requestId, unique, duplicates);
+  return message;
+}
