@@ -78,7 +78,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
 };
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
 
 /** Reads the configuration: a CLI flag wins over its environment variable, which wins over the default. */
 export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {

@@ -53,9 +53,14 @@ t.test('malformed bodies are refused with 4xx and nothing is stored', async (t) 
   const raw = async (payload: string, contentType = 'application/json') =>
     agg.app.inject({ method: 'POST', url: '/publish', payload, headers: { 'content-type': contentType } });
 
-  t.equal((await raw('{"topic": ')).statusCode, 400, 'invalid JSON');
-  t.equal((await raw('{"__proto__": {"polluted": true}}')).statusCode, 400, '__proto__ key');
+  const syntax = await raw('{"topic": ');
+  t.equal(syntax.statusCode, 400, 'invalid JSON');
+  t.match(syntax.json(), { message: /^invalid JSON body: .*JSON/ });
+  const proto = await raw('{"__proto__": {"polluted": true}}');
+  t.equal(proto.statusCode, 400, '__proto__ key');
+  t.match(proto.json(), { message: /forbidden prototype property/ });
   t.equal((await raw('{"constructor": {"prototype": {"polluted": true}}}')).statusCode, 400, 'constructor.prototype');
+  t.equal((await raw('')).statusCode, 400, 'empty body');
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted');
   t.equal((await raw('[]')).statusCode, 400, 'empty array');
   t.match((await raw('[]')).json(), { message: /no events/ });

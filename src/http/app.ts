@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { PublishError } from '../pipeline/errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
+import { registerJsonBodyParser } from './json-body.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
@@ -27,12 +28,10 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
     bodyLimit: config.bodyLimit,
     // One log line per request would dwarf the events themselves at tens of thousands of requests/s.
     logController: new LogController({ disableRequestLogging: true }),
-    // JSON bodies with __proto__ or constructor.prototype keys are refused (400), never merged.
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
     return503OnClosing: true,
   });
 
+  registerJsonBodyParser(app);
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof PublishError) {
       if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
