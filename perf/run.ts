@@ -165,7 +165,7 @@ async function runScenario(scenario: Scenario, dir: string) {
 
 /** The physical limit: the same store, schema and batch size, called directly in one thread. */
 function storeBaseline(dir: string, batchSize = 1_000, events = 300_000) {
-  const store = new SqliteEventStore(join(dir, 'baseline.db'), 'normal');
+  const store = new SqliteEventStore(join(dir, 'baseline.db'), { synchronous: 'normal', maxBytes: 0 });
   const receivedAt = new Date().toISOString();
   const batches = Array.from({ length: events / batchSize }, (_, b) =>
     Array.from({ length: batchSize }, (_, i) => ({

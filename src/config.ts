@@ -22,6 +22,16 @@ export interface Config {
   ackTimeoutMs: number;
   /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss. */
   synchronous: Synchronous;
+  /** Cap on the database size in bytes (0: no cap); past it commits fail with SQLITE_FULL and publishes get 503. */
+  dbMaxBytes: number;
+  /** Longest time a client may take to send a whole request (slow-client protection). */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+  /** Shared secret for `Authorization: Bearer …`; empty: no authentication. */
+  authToken: string;
+  /** Whether the read routes (/events, /stats) need the token too; health checks never do. */
+  authReads: boolean;
 }
 
 interface Setting {
@@ -50,6 +60,13 @@ const oneOf = (...values: string[]) => (raw: string, name: string): string => {
   return value;
 };
 
+const secret = (raw: string): string => raw;
+
+const boolean = (raw: string, name: string): boolean => {
+  const value = oneOf('true', 'false', '1', '0')(raw, name);
+  return value === 'true' || value === '1';
+};
+
 const powerOfTwo = (raw: string, name: string): number => {
   const value = integer(1024, 2 ** 30)(raw, name);
   if ((value & (value - 1)) !== 0) throw new ConfigError(`${name} must be a power of two, got ${value}`);
@@ -76,6 +93,15 @@ const SETTINGS: Record<keyof Config, Setting> = {
   },
   ackTimeoutMs: { env: 'ACK_TIMEOUT_MS', flag: 'ack-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000) },
   synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
+  dbMaxBytes: { env: 'DB_MAX_BYTES', flag: 'db-max-bytes', defaultValue: '0', parse: integer(0, Number.MAX_SAFE_INTEGER) },
+  requestTimeoutMs: {
+    env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000),
+  },
+  keepAliveTimeoutMs: {
+    env: 'KEEP_ALIVE_TIMEOUT_MS', flag: 'keep-alive-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
+  },
+  authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: secret },
+  authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
 };
 
 export class ConfigError extends Error {

@@ -5,7 +5,7 @@ import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../s
 import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
-import type { EventStore } from '../src/store/store.js';
+import { StoreError, type EventStore } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
 
 /*
@@ -23,7 +23,10 @@ const log = createLogger(config.logLevel, 'consumer');
 const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
-const store: EventStore = new SqliteEventStore(config.dbPath, config.synchronous);
+const store: EventStore = new SqliteEventStore(config.dbPath, {
+  synchronous: config.synchronous,
+  maxBytes: config.dbMaxBytes,
+});
 const ring = new RingConsumer(config.ring);
 
 // Records up to the stored checkpoint of this same ring were committed by a predecessor that died
@@ -87,10 +90,15 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       ring.release();
       return;
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (typeof code !== 'string' || !code.startsWith('SQLITE_')) throw error;
+      if (!(error instanceof StoreError)) throw error;
+      // Stopping with a failing store: give up rather than hang the shutdown. These events were never
+      // acknowledged as committed (their requests got 503), so at-least-once publishers still have them.
+      if (ring.isClosed()) {
+        log.error({ err: error, uncommitted: batch.length + ring.depth() }, 'stopping with events the store would not take');
+        throw error;
+      }
       log.error({ err: error, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
-      post({ type: 'store-error', message: (error as Error).message, code, retryInMs: delay });
+      post({ type: 'store-error', message: error.message, code: error.code, retryInMs: delay });
       await sleep(delay);
     }
   }

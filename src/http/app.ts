@@ -1,9 +1,10 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PublishError } from '../pipeline/errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
+import { requireBearer } from './auth.js';
 import { registerJsonBodyParser } from './json-body.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -28,6 +29,13 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
     bodyLimit: config.bodyLimit,
     // One log line per request would dwarf the events themselves at tens of thousands of requests/s.
     logController: new LogController({ disableRequestLogging: true }),
+    // Slow clients: a request must arrive whole within requestTimeoutMs; idle keep-alive sockets close.
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
+    },
     return503OnClosing: true,
   });
 
@@ -48,9 +56,18 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
 
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
-  app.register(publishRoutes, { pipeline, limits: config, rejections });
-  app.register(eventsRoutes, { reader });
-  app.register(statsRoutes, { pipeline, rejections, startedAt });
+  const readRoutes: FastifyPluginAsync = async (scope) => {
+    scope.register(eventsRoutes, { reader });
+    scope.register(statsRoutes, { pipeline, rejections, startedAt });
+  };
+  // Routes registered inside this scope need the token (when one is set); encapsulation keeps the hook
+  // away from the others.
+  app.register(async (guarded) => {
+    if (config.authToken) guarded.addHook('onRequest', requireBearer(config.authToken));
+    guarded.register(publishRoutes, { pipeline, limits: config, rejections });
+    if (config.authReads) guarded.register(readRoutes);
+  });
+  if (!config.authReads) app.register(readRoutes);
   app.register(healthRoutes, { pipeline });
   return app;
 }

@@ -11,6 +11,7 @@ export interface ConsumerWorkerData {
   epoch: string;
   dbPath: string;
   synchronous: Synchronous;
+  dbMaxBytes: number;
   batchMax: number;
   batchLingerMs: number;
   logLevel: string;
@@ -45,7 +46,7 @@ export interface CommittedMessage {
 export interface StoreErrorMessage {
   type: 'store-error';
   message: string;
-  code: string | undefined;
+  code: string;
   retryInMs: number;
 }
 

@@ -60,6 +60,7 @@ export class Pipeline {
         epoch: randomUUID(),
         dbPath: config.dbPath,
         synchronous: config.synchronous,
+        dbMaxBytes: config.dbMaxBytes,
         batchMax: config.batchMax,
         batchLingerMs: config.batchLingerMs,
         logLevel: config.logLevel,
@@ -157,7 +158,7 @@ export class Pipeline {
         this.acks.settle(message.acks);
         break;
       case 'store-error':
-        this.storeError = message.code ? `${message.code}: ${message.message}` : message.message;
+        this.storeError = `${message.code}: ${message.message}`;
         this.acks.failAll(unavailable(`store error (${this.storeError}); retry`));
         break;
     }

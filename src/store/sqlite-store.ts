@@ -1,11 +1,17 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Synchronous } from '../config.js';
 import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
 import { migrate } from './sqlite-schema.js';
-import type { BatchResult, EventStore, RingCheckpoint } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint } from './store.js';
+
+export interface SqliteStoreOptions {
+  synchronous: Synchronous;
+  /** Cap on the database file (0: none); a commit that would pass it fails with SQLITE_FULL. */
+  maxBytes: number;
+}
 
 /**
  * The embedded store: one better-sqlite3 connection in WAL mode, so `/events` readers run beside this
@@ -17,13 +23,19 @@ export class SqliteEventStore implements EventStore {
   private readonly commitTransaction;
   private readonly knownTopics: Set<string>;
   private current: StoreCounters;
+  private readonly inode: number;
 
-  constructor(path: string, synchronous: Synchronous) {
+  constructor(private readonly path: string, { synchronous, maxBytes }: SqliteStoreOptions) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
+    this.inode = statSync(path).ino;
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${synchronous}`);
     migrate(this.db);
+    if (maxBytes > 0) {
+      const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+      this.db.pragma(`max_page_count = ${Math.max(1, Math.floor(maxBytes / pageSize))}`);
+    }
 
     this.statements = {
       insert: this.db.prepare<[string, string, string, string, string, string]>(
@@ -65,7 +77,22 @@ export class SqliteEventStore implements EventStore {
   }
 
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult {
-    const { isNew, perTopic } = this.commitTransaction(events, checkpoint);
+    // SQLite keeps writing to a deleted file without complaint, and those commits would vanish at the
+    // next start: refuse to acknowledge anything once the file is no longer where it was opened.
+    if (statSync(this.path, { throwIfNoEntry: false })?.ino !== this.inode) {
+      throw new StoreError(`the database file ${this.path} was removed or replaced while open; restore it and restart`, 'STORE_FILE_GONE');
+    }
+    let committed;
+    try {
+      committed = this.commitTransaction(events, checkpoint);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (error instanceof Database.SqliteError && typeof code === 'string') {
+        throw new StoreError(error.message, code, { cause: error });
+      }
+      throw error;
+    }
+    const { isNew, perTopic } = committed;
     let unique = 0;
     for (const flag of isNew) unique += flag;
     this.current = {

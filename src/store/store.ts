@@ -1,6 +1,17 @@
 import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
 
+/**
+ * A commit the store could not make for a reason outside the batch (disk full, I/O error, file gone).
+ * The batch was rolled back whole; the consumer retries it later.
+ */
+export class StoreError extends Error {
+  override name = 'StoreError';
+  constructor(message: string, readonly code: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
 /** Where the consumer stood in the ring when a batch committed; stored in the batch's own transaction. */
 export interface RingCheckpoint {
   epoch: string;
@@ -20,7 +31,7 @@ export interface EventStore {
   counters(): StoreCounters;
   topics(): string[];
   checkpoint(): RingCheckpoint | undefined;
-  /** Stores the new events of `events` and the checkpoint atomically: all of it or, on error, none. */
+  /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult;
   close(): void;
 }

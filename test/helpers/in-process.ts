@@ -15,8 +15,8 @@ export interface TestAggregator extends Aggregator {
 
 /** A real aggregator (real worker thread, real SQLite file in a temp dir) driven through Fastify inject. */
 export async function startAggregator(t: Test, overrides: Partial<Config> = {}): Promise<TestAggregator> {
-  const dir = t.testdir();
-  const config: Config = { ...loadConfig([], {}), dbPath: join(dir, 'aggregator.db'), logLevel: 'silent', ...overrides };
+  const dbPath = overrides.dbPath ?? join(t.testdir(), 'aggregator.db');
+  const config: Config = { ...loadConfig([], {}), logLevel: 'silent', ...overrides, dbPath };
   const aggregator = await createAggregator(config, createLogger(config.logLevel, 'test'));
   t.teardown(() => aggregator.close());
   const { app, pipeline } = aggregator;
