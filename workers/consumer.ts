@@ -23,10 +23,7 @@ const log = createLogger(config.logLevel, 'consumer');
 const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
-const store: EventStore = new SqliteEventStore(config.dbPath, {
-  synchronous: config.synchronous,
-  maxBytes: config.dbMaxBytes,
-});
+const store: EventStore = openStore();
 const ring = new RingConsumer(config.ring);
 
 // Records up to the stored checkpoint of this same ring were committed by a predecessor that died
@@ -43,6 +40,19 @@ log.debug({ skippedRecords, counters: store.counters() }, 'consumer ready');
 await consume();
 store.close();
 log.debug('consumer drained and closed the store');
+
+/**
+ * Errors leave a worker through structured clone, which keeps only plain Error fields: say what failed in
+ * the message itself so /readyz and the logs can tell.
+ */
+function openStore(): EventStore {
+  try {
+    return new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+  }
+}
 
 async function consume(): Promise<void> {
   const batch: QueuedEvent[] = [];
