@@ -32,6 +32,16 @@ t.test('dedup and counters survive a restart; SIGTERM drains queued events first
   t.match(duplicateLogs[0], { topic: events[0]!.topic, event_id: events[0]!.event_id, source: events[0]!.source });
 });
 
+t.test('a newline in an event id cannot forge a log line', async (t) => {
+  const server = await spawnServer(join(t.testdir(), 'aggregator.db'));
+  t.teardown(() => server.kill());
+  const forged = makeEvent({ event_id: 'x"}\n{"level":60,"msg":"forged"}' });
+  t.same((await server.publish([forged, forged])).body, { accepted: 2, unique: 1, duplicates: 1 });
+  await server.stop();
+  t.notOk(server.logs.some((l) => l.msg === 'forged'), 'no forged entry');
+  t.ok(server.logs.some((l) => l.msg === 'duplicate dropped' && l.event_id === forged.event_id), 'the id is logged verbatim, escaped');
+});
+
 t.test('a database that cannot be opened stops start-up with a clear error', async (t) => {
   const notADirectory = join(t.testdir(), 'file');
   writeFileSync(notADirectory, '');

@@ -5,6 +5,13 @@ import { startAggregator } from './helpers/in-process.js';
 
 const { topic: _topic, ...withoutTopic } = makeEvent();
 
+/** An object nested `levels` deep, with a bracket-laden string inside to show strings do not count. */
+const nest = (levels: number): Record<string, unknown> => {
+  let value: Record<string, unknown> = { text: '[[[{{{' };
+  for (let i = 1; i < levels; i++) value = { a: value };
+  return value;
+};
+
 /** Each bad event, the field the 400 must name, and words its reason must contain. */
 const BAD_EVENTS: [string, unknown, string, RegExp][] = [
   ['missing topic', withoutTopic, 'topic', /required/],
@@ -29,6 +36,7 @@ const BAD_EVENTS: [string, unknown, string, RegExp][] = [
   ['payload null', { ...makeEvent(), payload: null }, 'payload', /object/],
   ['payload string', { ...makeEvent(), payload: 'text' }, 'payload', /object/],
   ['payload too large', makeEvent({ payload: { blob: 'x'.repeat(2000) } }), 'payload', /at most 1024/],
+  ['payload nested 101 levels deep', makeEvent({ payload: nest(101) }), 'payload', /nests deeper than 100 levels/],
   ['unknown extra field', { ...makeEvent(), priority: 'high' }, 'priority', /Unexpected property/],
   ['not an object', 'just a string', '(event)', /object/],
 ];
@@ -97,6 +105,7 @@ t.test('valid edge cases are accepted', async (t) => {
     makeEvent({ timestamp: '2026-11-24T10:00:00-12:00' }),
     makeEvent({ payload: {} }),
     makeEvent({ payload: { deep: { deeper: { deepest: [1, { x: null }] } } } }),
+    makeEvent({ payload: nest(100) }),
   ];
   const res = await agg.publish(good);
   t.same(res.body, { accepted: good.length, unique: good.length, duplicates: 0 });

@@ -56,16 +56,42 @@ function problemsOf(index: number, value: unknown): EventProblem[] {
   return problems;
 }
 
-/** Serializes the payload and checks its size; returns the problem text or the JSON. */
+/**
+ * Deepest nesting accepted in a payload. Stored payloads must stay readable by every JSON parser
+ * downstream, SQLite's included (it stops at 1000 levels); no real log event nests this deep.
+ */
+export const MAX_PAYLOAD_DEPTH = 100;
+
+/** Whether JSON text nests deeper than `max`; a bracket inside a string does not count. */
+function nestsDeeperThan(json: string, max: number): boolean {
+  // Each level takes at least two characters, so short text cannot be too deep.
+  if (json.length <= 2 * max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+/** Serializes the payload and checks its size and depth; returns the problem text or the JSON. */
 function serializePayload(payload: Record<string, unknown>, maxBytes: number): { json: string } | { problem: string } {
   let json: string;
   try {
     json = JSON.stringify(payload);
   } catch {
-    return { problem: 'cannot be serialized (nested too deeply)' };
+    return { problem: `nests deeper than ${MAX_PAYLOAD_DEPTH} levels` };
   }
   const bytes = Buffer.byteLength(json);
-  return bytes <= maxBytes ? { json } : { problem: `is ${bytes} bytes of JSON; at most ${maxBytes} are accepted` };
+  if (bytes > maxBytes) return { problem: `is ${bytes} bytes of JSON; at most ${maxBytes} are accepted` };
+  return nestsDeeperThan(json, MAX_PAYLOAD_DEPTH) ? { problem: `nests deeper than ${MAX_PAYLOAD_DEPTH} levels` } : { json };
 }
 
 /**
