@@ -2,9 +2,17 @@ import type { Database } from 'better-sqlite3';
 
 /*
  * `seq` is the rowid: one writer appends, so it grows strictly in commit order and is never reused (rows
- * are never deleted). The UNIQUE constraint is the dedup. Counters and per-topic totals live in their own
- * rows, updated in the same transaction as the events, so they survive restarts and always equal the
- * store. `ring_checkpoint` records how far into the ring the last commit reached.
+ * are never deleted).
+ *
+ * Dedup does not index the text key (topic, event_id): random ids make that a wide B-tree that every
+ * insert lands in at a random page. `event_keys` instead maps a 53-bit hash of the key to the seq of the
+ * first event stored with it — about 20 bytes a row, so far more of it stays in cache. A hash that is
+ * already taken is checked against the stored event's real key; the rare different key that shares a
+ * hash goes to `colliding_keys`, indexed by its full text.
+ *
+ * Counters and per-topic totals live in their own rows, updated in the same transaction as the events,
+ * so they survive restarts and always equal the store. `ring_checkpoint` records how far into the ring
+ * the last commit reached.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -14,10 +22,16 @@ const MIGRATIONS: readonly string[] = [
      timestamp   TEXT NOT NULL,
      source      TEXT NOT NULL,
      payload     TEXT NOT NULL,
-     received_at TEXT NOT NULL,
-     UNIQUE (topic, event_id)
+     received_at TEXT NOT NULL
    );
    CREATE INDEX events_by_topic ON events (topic, seq);
+   CREATE TABLE event_keys (hash INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+   CREATE TABLE colliding_keys (
+     topic    TEXT NOT NULL,
+     event_id TEXT NOT NULL,
+     seq      INTEGER NOT NULL,
+     PRIMARY KEY (topic, event_id)
+   ) WITHOUT ROWID;
    CREATE TABLE topics (topic TEXT PRIMARY KEY, events INTEGER NOT NULL) WITHOUT ROWID;
    CREATE TABLE counters (
      id                INTEGER PRIMARY KEY CHECK (id = 1),

@@ -5,13 +5,19 @@ import type { Synchronous } from '../config.js';
 import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
 import { migrate } from './sqlite-schema.js';
+import { cyrb53Key, type KeyHash } from './key-hash.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint } from './store.js';
 
 export interface SqliteStoreOptions {
   synchronous: Synchronous;
   /** Cap on the database file (0: none); a commit that would pass it fails with SQLITE_FULL. */
   maxBytes: number;
+  /** The dedup hash; replaceable so tests can force collisions. */
+  keyHash?: KeyHash;
 }
+
+/** Page cache of the writer: keeps the dedup table's hot pages in memory as the store grows. */
+const CACHE_KIB = 64 * 1024;
 
 /**
  * The embedded store: one better-sqlite3 connection in WAL mode, so `/events` readers run beside this
@@ -24,13 +30,18 @@ export class SqliteEventStore implements EventStore {
   private readonly knownTopics: Set<string>;
   private current: StoreCounters;
   private readonly inode: number;
+  private readonly keyHash: KeyHash;
+  /** The seq the next stored event gets; advanced only when its transaction commits. */
+  private nextSeq: number;
 
-  constructor(private readonly path: string, { synchronous, maxBytes }: SqliteStoreOptions) {
+  constructor(private readonly path: string, { synchronous, maxBytes, keyHash = cyrb53Key }: SqliteStoreOptions) {
+    this.keyHash = keyHash;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.inode = statSync(path).ino;
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${synchronous}`);
+    this.db.pragma(`cache_size = -${CACHE_KIB}`);
     migrate(this.db);
     if (maxBytes > 0) {
       const pageSize = this.db.pragma('page_size', { simple: true }) as number;
@@ -38,9 +49,18 @@ export class SqliteEventStore implements EventStore {
     }
 
     this.statements = {
-      insert: this.db.prepare<[string, string, string, string, string, string]>(
-        `INSERT INTO events (topic, event_id, timestamp, source, payload, received_at)
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`,
+      claimHash: this.db.prepare<[number, number]>(
+        'INSERT INTO event_keys (hash, seq) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
+      ),
+      ownerOfHash: this.db.prepare<[number], { topic: string; event_id: string }>(
+        'SELECT topic, event_id FROM events WHERE seq = (SELECT seq FROM event_keys WHERE hash = ?)',
+      ),
+      claimCollidingKey: this.db.prepare<[string, string, number]>(
+        'INSERT INTO colliding_keys (topic, event_id, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      insert: this.db.prepare<[number, string, string, string, string, string, string]>(
+        `INSERT INTO events (seq, topic, event_id, timestamp, source, payload, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
       countTopic: this.db.prepare<[string, number]>(
         `INSERT INTO topics (topic, events) VALUES (?, ?)
@@ -62,6 +82,7 @@ export class SqliteEventStore implements EventStore {
     };
     this.current = { uniqueProcessed: row.unique_processed, duplicateDropped: row.duplicate_dropped };
     this.knownTopics = new Set(this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck().all() as string[]);
+    this.nextSeq = (this.db.prepare('SELECT coalesce(max(seq), 0) FROM events').pluck().get() as number) + 1;
   }
 
   counters(): StoreCounters {
@@ -92,7 +113,8 @@ export class SqliteEventStore implements EventStore {
       }
       throw error;
     }
-    const { isNew, perTopic } = committed;
+    const { isNew, perTopic, nextSeq } = committed;
+    this.nextSeq = nextSeq;
     let unique = 0;
     for (const flag of isNew) unique += flag;
     this.current = {
@@ -113,18 +135,28 @@ export class SqliteEventStore implements EventStore {
     const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
     const isNew = new Uint8Array(events.length);
     const perTopic = new Map<string, number>();
-    let unique = 0;
+    let seq = this.nextSeq;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      if (insert.run(e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt).changes === 1) {
-        isNew[i] = 1;
-        unique++;
-        perTopic.set(e.topic, (perTopic.get(e.topic) ?? 0) + 1);
-      }
+      if (!this.claimKey(e, seq)) continue;
+      insert.run(seq++, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
+      isNew[i] = 1;
+      perTopic.set(e.topic, (perTopic.get(e.topic) ?? 0) + 1);
     }
+    const unique = seq - this.nextSeq;
     for (const [topic, count] of perTopic) countTopic.run(topic, count);
     addCounters.run(unique, events.length - unique);
     saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
-    return { isNew, perTopic };
+    return { isNew, perTopic, nextSeq: seq };
+  }
+
+  /** Records `event`'s key for `seq` and returns true, or returns false when the key is stored already. */
+  private claimKey(event: IncomingEvent, seq: number): boolean {
+    const { claimHash, ownerOfHash, claimCollidingKey } = this.statements;
+    const hash = this.keyHash(event.topic, event.eventId);
+    if (claimHash.run(hash, seq).changes === 1) return true;
+    const owner = ownerOfHash.get(hash)!;
+    if (owner.topic === event.topic && owner.event_id === event.eventId) return false;
+    return claimCollidingKey.run(event.topic, event.eventId, seq).changes === 1;
   }
 }
