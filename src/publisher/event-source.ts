@@ -1,0 +1,51 @@
+import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
+import type { PublishedEvent } from '../event.js';
+
+export type IdKind = 'v4' | 'v7';
+
+export interface EventSourceOptions {
+  /** Share of events that re-send an earlier event (0–1): what at-least-once delivery looks like. */
+  duplicateRatio: number;
+  topics: number;
+  /** v4: random ids; v7: time-ordered ids. */
+  idKind: IdKind;
+  source?: string;
+}
+
+/** Earlier events kept for re-sending; bounded so a long run does not grow without end. */
+const RESERVOIR = 10_000;
+
+/** Generates log events with a chosen share of duplicates, for the publisher CLI and the perf harness. */
+export class EventSource {
+  private readonly sent: PublishedEvent[] = [];
+  private readonly newId: () => string;
+  uniqueCount = 0;
+  duplicateCount = 0;
+
+  constructor(private readonly options: EventSourceOptions) {
+    this.newId = options.idKind === 'v7' ? uuidv7 : uuidv4;
+  }
+
+  next(): PublishedEvent {
+    const { sent } = this;
+    if (sent.length > 0 && Math.random() < this.options.duplicateRatio) {
+      this.duplicateCount++;
+      return sent[Math.floor(Math.random() * sent.length)]!;
+    }
+    const n = this.uniqueCount++;
+    const event: PublishedEvent = {
+      topic: `events.topic-${n % this.options.topics}`,
+      event_id: this.newId(),
+      timestamp: new Date().toISOString(),
+      source: this.options.source ?? 'publisher',
+      payload: { n, level: 'info', message: 'user signed in', user: uuidv4() },
+    };
+    if (sent.length < RESERVOIR) sent.push(event);
+    else sent[n % RESERVOIR] = event;
+    return event;
+  }
+
+  batch(size: number): PublishedEvent[] {
+    return Array.from({ length: size }, () => this.next());
+  }
+}
