@@ -1,0 +1,36 @@
+import type { IdKind } from '../src/publisher/event-source.js';
+
+export interface Scenario {
+  name: string;
+  description: string;
+  requests: number;
+  eventsPerRequest: number;
+  connections: number;
+  idKind: IdKind;
+  query?: string;
+  /** Also poll /events and /stats while publishing, and report their latency. */
+  readers?: boolean;
+  /** Events stored directly before the server starts, to see the rate on a grown store. */
+  prefill?: number;
+  /** Left out of the default run (too slow for it); run by naming it. */
+  optIn?: boolean;
+}
+
+const variants = (base: Omit<Scenario, 'idKind' | 'name'> & { name: string }): Scenario[] => [
+  { ...base, idKind: 'v4', description: `${base.description}, random ids` },
+  { ...base, name: `${base.name}-v7`, idKind: 'v7', description: `${base.description}, time-ordered ids` },
+];
+
+export const SCENARIOS: Scenario[] = [
+  { name: 'seed', description: '5,000 single-event POSTs, 10 connections', requests: 5_000, eventsPerRequest: 1, connections: 10, idKind: 'v4' },
+  { name: 'seed-batch', description: '5,000 events in batches of 100, 10 connections', requests: 50, eventsPerRequest: 100, connections: 10, idKind: 'v4' },
+  ...variants({ name: 'single', description: 'single-event POSTs, 64 connections', requests: 40_000, eventsPerRequest: 1, connections: 64 }),
+  ...variants({ name: 'batch100', description: 'batches of 100, 16 connections', requests: 3_000, eventsPerRequest: 100, connections: 16 }),
+  ...variants({ name: 'batch1000', description: 'batches of 1,000, 4 connections', requests: 300, eventsPerRequest: 1_000, connections: 4 }),
+  { name: 'queued', description: 'batches of 100 with ?ack=queued, 8 connections', requests: 3_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', query: '?ack=queued' },
+  { name: 'mixed', description: 'batches of 100, 8 connections, while 2 readers poll /events and /stats', requests: 2_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', readers: true },
+  { name: 'batch1000-5m', description: 'batch1000 on a store pre-filled with 5,000,000 events', requests: 300, eventsPerRequest: 1_000, connections: 4, idKind: 'v4', prefill: 5_000_000, optIn: true },
+];
+
+/** Share of re-sent events in every scenario. */
+export const DUPLICATE_RATIO = 0.2;
