@@ -34,7 +34,7 @@ if (checkpoint?.epoch === config.epoch) {
   skippedRecords = ring.skipTo(checkpoint.position);
   ring.release();
 }
-post({ type: 'ready', counters: store.counters(), topics: store.topics(), skippedRecords });
+post({ type: 'ready', counters: store.counters(), topics: [...store.topicCounts()], skippedRecords });
 log.debug({ skippedRecords, counters: store.counters() }, 'consumer ready');
 
 await consume();
@@ -95,7 +95,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       fault('after-commit');
       post(summarize(batch, result.isNew, {
         type: 'committed', acks: [], records: batch.length, counters: result.counters,
-        newTopics: result.newTopics, commitMs,
+        perTopic: [...result.perTopic], commitMs,
       }));
       ring.release();
       return;

@@ -5,6 +5,9 @@ import { PublishError } from '../pipeline/errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
 import { requireBearer } from './auth.js';
+import { Metrics, metricsRoutes } from './metrics.js';
+import { registerOpenApi } from './openapi.js';
+import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -40,6 +43,7 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   });
 
   registerJsonBodyParser(app);
+  registerOpenApi(app, VERSION);
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof PublishError) {
       if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
@@ -69,5 +73,8 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   });
   if (!config.authReads) app.register(readRoutes);
   app.register(healthRoutes, { pipeline });
+  const metrics = new Metrics(pipeline, rejections, config.dbPath);
+  app.addHook('onResponse', metrics.observeRequest);
+  app.register(metricsRoutes, { metrics });
   return app;
 }

@@ -7,7 +7,8 @@ import secureJson from 'secure-json-parse';
  * such keys could pollute prototypes downstream and are never accepted).
  */
 export function registerJsonBodyParser(app: FastifyInstance): void {
-  app.removeContentTypeParser('application/json');
+  // JSON only: a text/plain body would otherwise reach validation as a string instead of getting a 415.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     try {
       done(null, secureJson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' }));

@@ -42,7 +42,7 @@ function unwrap(body: unknown): unknown[] | string {
 }
 
 function describe(error: ValueError): string {
-  const custom = (error.schema as { errorMessage?: string }).errorMessage;
+  const custom = (error.schema as { 'x-error-message'?: string })['x-error-message'];
   const usesCustom = error.type === ValueErrorType.StringPattern || error.type === ValueErrorType.StringFormat;
   return usesCustom && custom ? custom : error.message.replace(/^Expected/, 'expected');
 }

@@ -14,13 +14,13 @@ export const EventSchema = Type.Object(
       // C0 and C1 control characters (newlines, tabs, escapes) have no place in a name operators read.
       pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
       description: 'Topic name, 1-255 characters, no control characters',
-      errorMessage: 'must not contain control characters',
+      'x-error-message': 'must not contain control characters',
     }),
     event_id: name('Publisher-chosen id; (topic, event_id) identifies the event'),
     timestamp: Type.String({
       format: 'date-time',
       description: 'RFC 3339 date-time with a zone, e.g. 2026-11-24T10:00:00.123Z',
-      errorMessage: 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date',
+      'x-error-message': 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date',
     }),
     source: name('The publishing service'),
     payload: Type.Object({}, { additionalProperties: true, description: 'Any JSON object (size-bounded)' }),
@@ -46,3 +46,66 @@ export const EventsQuerySchema = Type.Object(
   { additionalProperties: false },
 );
 export type EventsQuery = Static<typeof EventsQuerySchema>;
+
+const example = makeExampleEvent();
+function makeExampleEvent() {
+  return {
+    topic: 'orders.eu', event_id: '7f3c9a2e-51d4-4c1b-9b1e-2f6a0c8d4e11', timestamp: '2026-11-24T10:00:00.123Z',
+    source: 'checkout-svc', payload: { order: 'A-1042', amount: 42.5, currency: 'EUR' },
+  };
+}
+
+/** The three accepted body shapes, for the OpenAPI document (validation runs in publish-body.ts). */
+export const PublishBodySchema = Type.Union(
+  [EventSchema, Type.Array(EventSchema), Type.Object({ events: Type.Array(EventSchema) }, { additionalProperties: false })],
+  {
+    description: 'One event, an array of events, or {"events": [...]}. All-or-nothing: one invalid event refuses the request.',
+    'x-examples': {
+      single: { summary: 'One event', value: example },
+      array: { summary: 'An array of events', value: [example, { ...example, event_id: 'b61c0e8e-0f5a-4a63-a1f2-3c9f3c1d7a20' }] },
+      envelope: { summary: '{"events": [...]}', value: { events: [example] } },
+    },
+  },
+);
+
+export const CommittedSchema = Type.Object(
+  {
+    accepted: Type.Integer({ description: 'Events in the request' }),
+    unique: Type.Integer({ description: 'Events stored for the first time' }),
+    duplicates: Type.Integer({ description: 'Events whose (topic, event_id) was already stored' }),
+  },
+  { description: 'Every event is committed', examples: [{ accepted: 3, unique: 2, duplicates: 1 }] },
+);
+
+export const QueuedSchema = Type.Object(
+  { accepted: Type.Integer(), queued: Type.Literal(true) },
+  { description: 'Queued (?ack=queued); committed shortly, lost only with the process', examples: [{ accepted: 3, queued: true }] },
+);
+
+/** Every error answer: Fastify's shape, plus the per-event problems of a refused publish. */
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.Optional(Type.String()),
+  error: Type.String(),
+  message: Type.String(),
+  errors: Type.Optional(Type.Array(Type.Object({ index: Type.Integer(), field: Type.String(), reason: Type.String() }))),
+});
+
+const errorExample = (statusCode: number, error: string, message: string, extra = {}) =>
+  Type.Object(ErrorSchema.properties, { description: message, examples: [{ statusCode, error, message, ...extra }] });
+
+export const PublishErrorResponses = {
+  400: errorExample(400, 'Bad Request', '1 of 2 events are invalid; nothing was stored', {
+    errors: [{ index: 1, field: 'timestamp', reason: 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date' }],
+  }),
+  401: errorExample(401, 'Unauthorized', 'this route needs Authorization: Bearer <AUTH_TOKEN>'),
+  413: errorExample(413, 'Payload Too Large', 'the request has 20000 events; at most 10000 are accepted per request'),
+  415: errorExample(415, 'Unsupported Media Type', 'Unsupported Media Type'),
+  503: errorExample(503, 'Service Unavailable', 'the queue is full: the consumer is behind; retry later'),
+};
+
+export const StoredEventSchema = Type.Object({
+  seq: Type.Integer({ description: 'Commit sequence number, strictly increasing' }),
+  ...EventSchema.properties,
+  received_at: Type.String({ format: 'date-time', description: 'When the aggregator accepted the request' }),
+});

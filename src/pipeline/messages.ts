@@ -28,7 +28,8 @@ export interface StoreCounters {
 export interface ReadyMessage {
   type: 'ready';
   counters: StoreCounters;
-  topics: string[];
+  /** Stored events per topic. */
+  topics: [topic: string, events: number][];
   /** Records a crashed predecessor had committed but not released; the new worker passed over them. */
   skippedRecords: number;
 }
@@ -39,7 +40,8 @@ export interface CommittedMessage {
   acks: number[];
   records: number;
   counters: StoreCounters;
-  newTopics: string[];
+  /** Events this commit stored per topic. */
+  perTopic: [topic: string, events: number][];
   commitMs: number;
 }
 

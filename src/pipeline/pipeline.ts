@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { Config } from '../config.js';
 import type { IncomingEvent } from '../event.js';
 import type { Logger } from '../logger.js';
@@ -15,7 +16,8 @@ export interface PipelineStats {
   /** Durable received count plus events accepted into the ring since this process started. */
   received: number;
   counters: StoreCounters;
-  topics: readonly string[];
+  /** Stored events per topic. */
+  topics: ReadonlyMap<string, number>;
   queueDepth: number;
   ringUsedBytes: number;
   ringCapacityBytes: number;
@@ -34,13 +36,14 @@ export interface PipelineStats {
 /**
  * The HTTP thread's end of the pipeline: writes accepted events into the ring, keeps the consumer worker
  * alive, and turns the worker's commit reports into publish acknowledgements and the /stats snapshot.
+ * Emits `commit` (records, commitMs) per committed batch, for metrics.
  */
-export class Pipeline {
+export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs: number] }> {
   private readonly producer: RingProducer;
   private readonly acks: PendingAcks;
   private readonly supervisor: ConsumerSupervisor;
   private counters: StoreCounters = { uniqueProcessed: 0, duplicateDropped: 0 };
-  private topics: string[] = [];
+  private topics = new Map<string, number>();
   private receivedAtStart: number | undefined;
   private enqueued = 0;
   private rejectedQueueFull = 0;
@@ -50,6 +53,7 @@ export class Pipeline {
   private lastCommitMs = 0;
 
   private constructor(config: Config, private readonly log: Logger) {
+    super();
     const ring = createRingBuffer(config.ringBytes);
     this.producer = new RingProducer(ring);
     this.acks = new PendingAcks(config.ackTimeoutMs);
@@ -142,7 +146,7 @@ export class Pipeline {
     switch (message.type) {
       case 'ready':
         this.counters = message.counters;
-        this.topics = message.topics;
+        this.topics = new Map(message.topics);
         this.receivedAtStart ??= message.counters.uniqueProcessed + message.counters.duplicateDropped;
         if (message.skippedRecords > 0) {
           this.log.warn({ skippedRecords: message.skippedRecords }, 'passed over records a crashed consumer had committed');
@@ -151,7 +155,8 @@ export class Pipeline {
       case 'committed':
         this.storeError = undefined;
         this.counters = message.counters;
-        this.topics.push(...message.newTopics);
+        for (const [topic, events] of message.perTopic) this.topics.set(topic, (this.topics.get(topic) ?? 0) + events);
+        this.emit('commit', message.records, message.commitMs);
         this.batches++;
         this.lastBatchSize = message.records;
         this.lastCommitMs = message.commitMs;

@@ -27,7 +27,6 @@ export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
   private readonly statements;
   private readonly commitTransaction;
-  private readonly knownTopics: Set<string>;
   private current: StoreCounters;
   private readonly inode: number;
   private readonly keyHash: KeyHash;
@@ -81,7 +80,6 @@ export class SqliteEventStore implements EventStore {
       duplicate_dropped: number;
     };
     this.current = { uniqueProcessed: row.unique_processed, duplicateDropped: row.duplicate_dropped };
-    this.knownTopics = new Set(this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck().all() as string[]);
     this.nextSeq = (this.db.prepare('SELECT coalesce(max(seq), 0) FROM events').pluck().get() as number) + 1;
   }
 
@@ -89,8 +87,9 @@ export class SqliteEventStore implements EventStore {
     return this.current;
   }
 
-  topics(): string[] {
-    return [...this.knownTopics];
+  topicCounts(): Map<string, number> {
+    const rows = this.db.prepare('SELECT topic, events FROM topics').raw().all() as [string, number][];
+    return new Map(rows);
   }
 
   checkpoint(): RingCheckpoint | undefined {
@@ -121,9 +120,7 @@ export class SqliteEventStore implements EventStore {
       uniqueProcessed: this.current.uniqueProcessed + unique,
       duplicateDropped: this.current.duplicateDropped + events.length - unique,
     };
-    const newTopics = [...perTopic.keys()].filter((topic) => !this.knownTopics.has(topic));
-    for (const topic of newTopics) this.knownTopics.add(topic);
-    return { isNew, counters: this.current, newTopics };
+    return { isNew, counters: this.current, perTopic };
   }
 
   close(): void {

@@ -22,14 +22,15 @@ export interface BatchResult {
   /** 1 where the event at that index was stored, 0 where it was a duplicate (of the store or the batch). */
   isNew: Uint8Array;
   counters: StoreCounters;
-  /** Topics that had no stored event before this batch. */
-  newTopics: string[];
+  /** Events this batch stored per topic. */
+  perTopic: Map<string, number>;
 }
 
 /** The consumer's side of the store: one writer that commits whole batches. */
 export interface EventStore {
   counters(): StoreCounters;
-  topics(): string[];
+  /** Stored events per topic. */
+  topicCounts(): Map<string, number>;
   checkpoint(): RingCheckpoint | undefined;
   /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult;

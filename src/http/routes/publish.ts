@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { RejectionCounters } from '../app.js';
 import { parsePublishBody, type PublishLimits } from '../publish-body.js';
-import { PublishQuerySchema } from '../schemas.js';
+import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
 
 interface PublishOptions {
   pipeline: Pipeline;
@@ -17,7 +17,15 @@ interface PublishOptions {
 export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
   app.post<{ Querystring: { ack?: 'committed' | 'queued' } }>(
     '/publish',
-    { schema: { querystring: PublishQuerySchema } },
+    {
+      schema: {
+        summary: 'Publish events',
+        description: 'Answers 200 once every event is committed (group commit), or 202 with ?ack=queued once queued.',
+        querystring: PublishQuerySchema,
+        security: [{ bearer: [] }],
+        response: { 200: CommittedSchema, 202: QueuedSchema, ...PublishErrorResponses },
+      },
+    },
     async (request, reply) => {
       const parsed = parsePublishBody(request.body, limits, new Date().toISOString());
       if (!parsed.ok) {

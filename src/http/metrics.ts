@@ -1,0 +1,80 @@
+import { statSync } from 'node:fs';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import type { RejectionCounters } from './app.js';
+
+/*
+ * Prometheus metrics. Labels stay bounded: route (the route pattern, not the raw URL), method and status
+ * code; topics are never a label, since publishers choose them freely and every topic would become a
+ * time series of its own. Per-topic counts are in /stats instead.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+
+  constructor(pipeline: Pipeline, rejections: RejectionCounters, dbPath: string) {
+    const registry = this.registry;
+    collectDefaultMetrics({ register: registry, prefix: 'aggregator_' });
+    const stats = () => pipeline.stats();
+    /** A counter whose value comes from the pipeline's durable snapshot at scrape time. */
+    const snapshotCounter = (name: string, help: string, read: () => number) =>
+      new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+
+    snapshotCounter('aggregator_events_received_total', 'Events accepted into the queue (durable across restarts).', () => stats().received);
+    snapshotCounter('aggregator_events_unique_total', 'Events stored: first arrival of their (topic, event_id).', () => stats().counters.uniqueProcessed);
+    snapshotCounter('aggregator_events_duplicate_total', 'Events dropped as duplicates.', () => stats().counters.duplicateDropped);
+    new Counter({
+      name: 'aggregator_requests_rejected_total', help: 'Publish requests refused before the queue, by reason.',
+      labelNames: ['reason'], registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ reason: 'invalid' }, rejections.invalid);
+        this.inc({ reason: 'queue_full' }, stats().rejectedQueueFull);
+      },
+    });
+    snapshotCounter('aggregator_consumer_restarts_total', 'Consumer worker restarts after a crash.', () => stats().consumer.restarts);
+    gauge('aggregator_consumer_ready', '1 while the consumer runs and the store commits.', () => Number(stats().consumer.ready));
+    gauge('aggregator_queue_depth', 'Events in the ring not yet committed.', () => stats().queueDepth);
+    gauge('aggregator_ring_used_bytes', 'Bytes of the ring in use.', () => stats().ringUsedBytes);
+    gauge('aggregator_ring_capacity_bytes', 'Size of the ring.', () => stats().ringCapacityBytes);
+    gauge('aggregator_pending_acks', 'Publish requests waiting for their commit.', () => stats().pendingAcks);
+    gauge('aggregator_topics', 'Topics with stored events.', () => stats().topics.size);
+    gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
+      ['', '-wal'].reduce((sum, suffix) => sum + (statSync(dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));
+
+    const batchSize = new Histogram({
+      name: 'aggregator_batch_size', help: 'Events per committed transaction.', registers: [registry],
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+    });
+    const commitDuration = new Histogram({
+      name: 'aggregator_commit_duration_seconds', help: 'Time of one batch transaction in the consumer.', registers: [registry],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    });
+    pipeline.on('commit', (records, commitMs) => {
+      batchSize.observe(records);
+      commitDuration.observe(commitMs / 1000);
+    });
+    this.requestDuration = new Histogram({
+      name: 'aggregator_http_request_duration_seconds', help: 'HTTP request durations.', registers: [registry],
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    });
+  }
+
+  /** An onResponse hook. */
+  readonly observeRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    this.requestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+  };
+}
+
+/** GET /metrics in the Prometheus text format. */
+export const metricsRoutes: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics }) => {
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+};

@@ -1,0 +1,58 @@
+import t from 'tap';
+import { makeEvent } from './helpers/events.js';
+import { startAggregator } from './helpers/in-process.js';
+
+t.test('/metrics: Prometheus text with counters, queue, batches, commit latency, HTTP durations; no topic labels', async (t) => {
+  const agg = await startAggregator(t);
+  const event = makeEvent({ topic: 'secret.topic.name' });
+  await agg.publish([event, event, makeEvent({ topic: 'secret.topic.name' })]);
+  await agg.publish({ nope: true });
+  const res = await agg.app.inject({ method: 'GET', url: '/metrics' });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+  const text = res.body;
+  const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"=]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+  t.equal(value('aggregator_events_received_total'), 3);
+  t.equal(value('aggregator_events_unique_total'), 2);
+  t.equal(value('aggregator_events_duplicate_total'), 1);
+  t.equal(value('aggregator_requests_rejected_total{reason="invalid"}'), 1);
+  t.equal(value('aggregator_queue_depth'), 0);
+  t.equal(value('aggregator_consumer_ready'), 1);
+  t.equal(value('aggregator_topics'), 1);
+  t.ok(value('aggregator_batch_size_count') >= 1, 'batch sizes observed');
+  t.ok(value('aggregator_commit_duration_seconds_count') >= 1, 'commit latency observed');
+  t.ok(value('aggregator_store_size_bytes') > 0, 'store size');
+  t.match(text, /aggregator_http_request_duration_seconds_count\{method="POST",route="\/publish",status_code="200"\} 1/);
+  t.match(text, /aggregator_process_resident_memory_bytes/, 'process metrics');
+  t.notMatch(text, /secret\.topic\.name/, 'topics are never labels');
+});
+
+t.test('/stats counts events per topic', async (t) => {
+  const agg = await startAggregator(t);
+  await agg.publish([makeEvent({ topic: 'a' }), makeEvent({ topic: 'a' }), makeEvent({ topic: 'b' })]);
+  t.same((await agg.get('/stats')).topic_events, { a: 2, b: 1 });
+});
+
+t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, and its UI', async (t) => {
+  const agg = await startAggregator(t);
+  const doc = await agg.get('/docs/json');
+  t.match(doc.openapi, /^3\./);
+  t.ok(['/publish', '/events', '/stats', '/healthz', '/readyz', '/metrics'].every((p) => p in doc.paths), 'every route');
+  const publish = doc.paths['/publish'].post;
+  const body = publish.requestBody.content['application/json'];
+  t.same(Object.keys(body.examples).sort(), ['array', 'envelope', 'single'], 'the three body shapes');
+  t.same(Object.keys(publish.responses).sort(), ['200', '202', '400', '401', '413', '415', '503']);
+  t.match(publish.responses['400'].content['application/json'].example, { errors: [{ index: 1, field: 'timestamp' }] }, 'error examples');
+  t.same(body.schema.anyOf[0].required, ['topic', 'event_id', 'timestamp', 'source', 'payload']);
+  t.equal(body.schema.anyOf[0].additionalProperties, false, 'unknown fields are documented as refused');
+  t.ok(doc.paths['/events'].get.parameters.some((p: { name: string }) => p.name === 'after'));
+  const ui = await agg.app.inject({ method: 'GET', url: '/docs/' });
+  t.equal(ui.statusCode, 200);
+  t.match(ui.body, /swagger/i);
+});
+
+t.test('non-JSON bodies get 415', async (t) => {
+  const agg = await startAggregator(t);
+  const res = await agg.app.inject({ method: 'POST', url: '/publish', payload: 'hello', headers: { 'content-type': 'text/plain' } });
+  t.equal(res.statusCode, 415);
+});
