@@ -9,6 +9,7 @@ import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
@@ -73,6 +74,7 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   });
   if (!config.authReads) app.register(readRoutes);
   app.register(healthRoutes, { pipeline });
+  app.register(dashboardRoutes);
   const metrics = new Metrics(pipeline, rejections, config.dbPath);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });

@@ -1,0 +1,47 @@
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import t from 'tap';
+import { makeEvent } from './helpers/events.js';
+import { startAggregator } from './helpers/in-process.js';
+
+/*
+ * The dashboard in a real headless Chromium (Debian's package; .ci/run installs it). Set
+ * DASHBOARD_SCREENSHOT=<file.png> to keep a picture of the page, as docs/dashboard.png was made.
+ */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+t.test('the dashboard shows live counts and topics as events arrive', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    if (process.env.CI) t.fail(`CI installs Chromium at ${CHROMIUM} for this test`);
+    else t.plan(0, `no Chromium at ${CHROMIUM}`);
+    return;
+  }
+  const agg = await startAggregator(t);
+  const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const text = (id: string) => page.locator(`#${id}`).textContent();
+  // Evaluated in the page, hence a string: this file is compiled without the DOM's types.
+  const waitFor = (expression: string) => page.waitForFunction(expression, null, { timeout: 10_000 });
+  await page.goto(`${url}/`);
+  await waitFor(`document.getElementById('status').textContent === 'ready'`);
+  t.equal(await text('unique'), '0');
+
+  const orders = Array.from({ length: 20 }, () => makeEvent({ topic: 'orders.eu' }));
+  const payments = Array.from({ length: 5 }, () => makeEvent({ topic: 'payments <b>bold</b>' }));
+  await agg.publish([...orders, ...payments, ...orders.slice(0, 10)]);
+  await waitFor(`document.getElementById('unique').textContent === '25'`);
+  t.equal(await text('received'), '35');
+  t.equal(await text('duplicates'), '10');
+  t.equal(await text('queue'), '0');
+  const rows = await page.locator('#topics tr').allTextContents();
+  t.same(rows, ['orders.eu20', 'payments <b>bold</b>5'], 'topics with counts, names shown as text, not markup');
+  await waitFor(`/\\/s$/.test(document.getElementById('unique-rate').textContent)`);
+  t.pass('a per-second rate is shown');
+  if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT });
+});
