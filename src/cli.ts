@@ -80,7 +80,9 @@ function progressLine(r: PublisherReport, events: number | undefined, duration: 
 }
 
 const [command, ...rest] = process.argv.slice(2);
-if (command === 'publish') {
+if (command === 'publish' && rest.includes('--help')) {
+  console.log(USAGE);
+} else if (command === 'publish') {
   await publish(rest).catch((error: Error) => {
     console.error(`publish: ${error.message}\n\n${USAGE}`);
     process.exit(2);
