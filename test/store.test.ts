@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
 import { cyrb53Key } from '../src/store/key-hash.js';
+import { KeyIndex } from '../src/store/key-index.js';
 import { SqliteEventReader } from '../src/store/sqlite-reader.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 
@@ -44,4 +45,30 @@ t.test('the key hash separates topic from id and fits a JavaScript integer', asy
     hashes.add(h);
   }
   t.equal(hashes.size, 100_000, 'no collision among 100,000 similar ids');
+});
+
+t.test('the in-memory key index: first owner wins, growth keeps every entry, extreme hashes work', async (t) => {
+  const index = new KeyIndex(4);
+  index.add(0, 1);
+  index.add(2 ** 53 - 1, 2);
+  index.add(0, 3);
+  t.equal(index.get(0), 1, 'the first seq owns a hash');
+  t.equal(index.get(2 ** 53 - 1), 2);
+  for (let i = 1; i <= 100_000; i++) index.add(i * 7919, i + 10);
+  t.equal(index.size, 100_002);
+  let wrong = 0;
+  for (let i = 1; i <= 100_000; i++) if (index.get(i * 7919) !== i + 10) wrong++;
+  t.equal(wrong, 0, 'every entry survives the resizes');
+  t.equal(index.get(123), 0, 'absent');
+});
+
+t.test('a batch that fails to commit leaves no key behind', async (t) => {
+  const store = new SqliteEventStore(join(t.testdir(), 'store.db'), { synchronous: 'normal', maxBytes: 128 * 1024 });
+  t.teardown(() => store.close());
+  const checkpoint = { epoch: 'test', position: 0 };
+  const huge = Array.from({ length: 50 }, (_, i) => event('t', `big-${i}`, JSON.stringify({ blob: 'x'.repeat(10_000) })));
+  t.throws(() => store.commitBatch(huge, checkpoint), { name: 'StoreError', code: 'SQLITE_FULL' });
+  const small = store.commitBatch([event('t', 'big-0'), event('t', 'big-1')], checkpoint);
+  t.same([...small.isNew], [1, 1], 'keys of the rolled-back batch are still new');
+  t.same(small.counters, { uniqueProcessed: 2, duplicateDropped: 0 });
 });

@@ -5,10 +5,11 @@ import type { Database } from 'better-sqlite3';
  * are never deleted).
  *
  * Dedup does not index the text key (topic, event_id): random ids make that a wide B-tree that every
- * insert lands in at a random page. `event_keys` instead maps a 53-bit hash of the key to the seq of the
- * first event stored with it — about 20 bytes a row, so far more of it stays in cache. A hash that is
- * already taken is checked against the stored event's real key; the rare different key that shares a
- * hash goes to `colliding_keys`, indexed by its full text.
+ * insert lands in at a random page. Each event carries `key_hash`, a 53-bit hash of its key, and the
+ * consumer keeps hash → first seq in memory (src/store/key-index.ts), rebuilt from this column at start,
+ * so the events table is only ever appended to. A hash that is already taken is checked against the
+ * stored event's real key; the rare different key that shares a hash goes to `colliding_keys`, indexed
+ * by its full text.
  *
  * Counters and per-topic totals live in their own rows, updated in the same transaction as the events,
  * so they survive restarts and always equal the store. `ring_checkpoint` records how far into the ring
@@ -17,6 +18,7 @@ import type { Database } from 'better-sqlite3';
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
      seq         INTEGER PRIMARY KEY,
+     key_hash    INTEGER NOT NULL,
      topic       TEXT NOT NULL,
      event_id    TEXT NOT NULL,
      timestamp   TEXT NOT NULL,
@@ -25,7 +27,6 @@ const MIGRATIONS: readonly string[] = [
      received_at TEXT NOT NULL
    );
    CREATE INDEX events_by_topic ON events (topic, seq);
-   CREATE TABLE event_keys (hash INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
    CREATE TABLE colliding_keys (
      topic    TEXT NOT NULL,
      event_id TEXT NOT NULL,

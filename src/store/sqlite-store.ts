@@ -6,6 +6,7 @@ import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
 import { migrate } from './sqlite-schema.js';
 import { cyrb53Key, type KeyHash } from './key-hash.js';
+import { KeyIndex } from './key-index.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -30,6 +31,7 @@ export class SqliteEventStore implements EventStore {
   private current: StoreCounters;
   private readonly inode: number;
   private readonly keyHash: KeyHash;
+  private readonly keys = new KeyIndex();
   /** The seq the next stored event gets; advanced only when its transaction commits. */
   private nextSeq: number;
 
@@ -48,18 +50,13 @@ export class SqliteEventStore implements EventStore {
     }
 
     this.statements = {
-      claimHash: this.db.prepare<[number, number]>(
-        'INSERT INTO event_keys (hash, seq) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
-      ),
-      ownerOfHash: this.db.prepare<[number], { topic: string; event_id: string }>(
-        'SELECT topic, event_id FROM events WHERE seq = (SELECT seq FROM event_keys WHERE hash = ?)',
-      ),
+      keyAt: this.db.prepare<[number], { topic: string; event_id: string }>('SELECT topic, event_id FROM events WHERE seq = ?'),
       claimCollidingKey: this.db.prepare<[string, string, number]>(
         'INSERT INTO colliding_keys (topic, event_id, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
       ),
-      insert: this.db.prepare<[number, string, string, string, string, string, string]>(
-        `INSERT INTO events (seq, topic, event_id, timestamp, source, payload, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      insert: this.db.prepare<[number, number, string, string, string, string, string, string]>(
+        `INSERT INTO events (seq, key_hash, topic, event_id, timestamp, source, payload, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       countTopic: this.db.prepare<[string, number]>(
         `INSERT INTO topics (topic, events) VALUES (?, ?)
@@ -81,6 +78,10 @@ export class SqliteEventStore implements EventStore {
     };
     this.current = { uniqueProcessed: row.unique_processed, duplicateDropped: row.duplicate_dropped };
     this.nextSeq = (this.db.prepare('SELECT coalesce(max(seq), 0) FROM events').pluck().get() as number) + 1;
+    // In seq order, so the first event stored with a hash owns it.
+    for (const [hash, seq] of this.db.prepare('SELECT key_hash, seq FROM events ORDER BY seq').raw().iterate() as Iterable<[number, number]>) {
+      this.keys.add(hash, seq);
+    }
   }
 
   counters(): StoreCounters {
@@ -112,8 +113,10 @@ export class SqliteEventStore implements EventStore {
       }
       throw error;
     }
-    const { isNew, perTopic, nextSeq } = committed;
+    const { isNew, perTopic, nextSeq, claimed } = committed;
     this.nextSeq = nextSeq;
+    // Only now that the transaction is durable do its keys join the index.
+    for (const [hash, seq] of claimed) this.keys.add(hash, seq);
     let unique = 0;
     for (const flag of isNew) unique += flag;
     this.current = {
@@ -132,11 +135,14 @@ export class SqliteEventStore implements EventStore {
     const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
     const isNew = new Uint8Array(events.length);
     const perTopic = new Map<string, number>();
+    // Hashes first claimed in this batch; they reach the index only if the transaction commits.
+    const claimed = new Map<number, number>();
     let seq = this.nextSeq;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      if (!this.claimKey(e, seq)) continue;
-      insert.run(seq++, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
+      const hash = this.keyHash(e.topic, e.eventId);
+      if (!this.isNewKey(e, hash, seq, claimed)) continue;
+      insert.run(seq++, hash, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
       isNew[i] = 1;
       perTopic.set(e.topic, (perTopic.get(e.topic) ?? 0) + 1);
     }
@@ -144,16 +150,23 @@ export class SqliteEventStore implements EventStore {
     for (const [topic, count] of perTopic) countTopic.run(topic, count);
     addCounters.run(unique, events.length - unique);
     saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
-    return { isNew, perTopic, nextSeq: seq };
+    return { isNew, perTopic, nextSeq: seq, claimed };
   }
 
-  /** Records `event`'s key for `seq` and returns true, or returns false when the key is stored already. */
-  private claimKey(event: IncomingEvent, seq: number): boolean {
-    const { claimHash, ownerOfHash, claimCollidingKey } = this.statements;
-    const hash = this.keyHash(event.topic, event.eventId);
-    if (claimHash.run(hash, seq).changes === 1) return true;
-    const owner = ownerOfHash.get(hash)!;
-    if (owner.topic === event.topic && owner.event_id === event.eventId) return false;
+  /**
+   * Whether `event` (hashing to `hash`) is stored by no earlier event, in the store or in this batch.
+   * A new key is recorded for `seq`: in `claimed` when its hash is free, in colliding_keys when another
+   * key owns the hash.
+   */
+  private isNewKey(event: IncomingEvent, hash: number, seq: number, claimed: Map<number, number>): boolean {
+    const { keyAt, claimCollidingKey } = this.statements;
+    const owner = claimed.get(hash) ?? this.keys.get(hash);
+    if (owner === 0) {
+      claimed.set(hash, seq);
+      return true;
+    }
+    const stored = keyAt.get(owner)!;
+    if (stored.topic === event.topic && stored.event_id === event.eventId) return false;
     return claimCollidingKey.run(event.topic, event.eventId, seq).changes === 1;
   }
 }

@@ -1,0 +1,58 @@
+/**
+ * The dedup index in memory: key hash → seq of the first event stored with that hash. An open-addressing
+ * table with linear probing over two Float64Arrays (16 bytes a slot, at most 70% full: ~23 bytes per
+ * stored event, off the JavaScript heap). It is a cache of the `events.key_hash` column, rebuilt from it
+ * at start-up, so SQLite only ever appends; a B-tree keyed by a random hash instead dirties one page per
+ * insert once it outgrows the cache (measured: 88k → 50k events/s by 1.5M events; this: 213k → 180k).
+ */
+export class KeyIndex {
+  private keys: Float64Array;
+  private seqs: Float64Array;
+  private mask: number;
+  private count = 0;
+
+  constructor(capacity = 1 << 16) {
+    this.keys = new Float64Array(capacity);
+    this.seqs = new Float64Array(capacity);
+    this.mask = capacity - 1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The seq stored for `hash`, or 0 (seqs start at 1). */
+  get(hash: number): number {
+    const key = hash + 1; // 0 marks an empty slot
+    for (let slot = hash & this.mask; ; slot = (slot + 1) & this.mask) {
+      const found = this.keys[slot]!;
+      if (found === key) return this.seqs[slot]!;
+      if (found === 0) return 0;
+    }
+  }
+
+  /** Records `hash` → `seq` unless `hash` is present already (the first stored event owns it). */
+  add(hash: number, seq: number): void {
+    if ((this.count + 1) / this.keys.length > 0.7) this.grow();
+    const key = hash + 1;
+    for (let slot = hash & this.mask; ; slot = (slot + 1) & this.mask) {
+      const found = this.keys[slot]!;
+      if (found === key) return;
+      if (found === 0) {
+        this.keys[slot] = key;
+        this.seqs[slot] = seq;
+        this.count++;
+        return;
+      }
+    }
+  }
+
+  private grow(): void {
+    const { keys, seqs } = this;
+    this.keys = new Float64Array(keys.length * 2);
+    this.seqs = new Float64Array(keys.length * 2);
+    this.mask = this.keys.length - 1;
+    this.count = 0;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.add(keys[i]! - 1, seqs[i]!);
+  }
+}
