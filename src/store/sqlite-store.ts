@@ -17,7 +17,7 @@ export interface SqliteStoreOptions {
   keyHash?: KeyHash;
 }
 
-/** Page cache of the writer: keeps the dedup table's hot pages in memory as the store grows. */
+/** Page cache of the writer: duplicates are confirmed by reading the stored event, often a recent page. */
 const CACHE_KIB = 64 * 1024;
 
 /**
