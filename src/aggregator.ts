@@ -3,7 +3,9 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { PostgresEventReader } from './store/postgres-reader.js';
 import { SqliteEventReader } from './store/sqlite-reader.js';
+import type { EventReader } from './store/store.js';
 
 export interface Aggregator {
   app: FastifyInstance;
@@ -16,7 +18,9 @@ export interface Aggregator {
 export async function createAggregator(config: Config, log: Logger): Promise<Aggregator> {
   const pipeline = await Pipeline.start(config, log);
   // Opened after the consumer has created or migrated the database.
-  const reader = new SqliteEventReader(config.dbPath);
+  const reader: EventReader = config.store === 'postgres'
+    ? new PostgresEventReader(config.databaseUrl, config.replicaId)
+    : new SqliteEventReader(config.dbPath);
   const app = buildApp({ config, log, pipeline, reader });
   return {
     app,
@@ -24,7 +28,7 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
     async close() {
       await app.close();
       await pipeline.stop();
-      reader.close();
+      await reader.close();
     },
   };
 }

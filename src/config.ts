@@ -1,11 +1,20 @@
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { MAX_PG_BATCH } from './store/postgres-schema.js';
 
 export type Synchronous = 'normal' | 'full';
+export type StoreKind = 'sqlite' | 'postgres';
 
 export interface Config {
   port: number;
   host: string;
+  /** sqlite: the embedded file at dbPath; postgres: a server shared by replicas, at databaseUrl. */
+  store: StoreKind;
   dbPath: string;
+  /** postgres://user:pass@host:port/db */
+  databaseUrl: string;
+  /** Names this replica in a shared store; default host name and port. */
+  replicaId: string;
   logLevel: string;
   /** Data bytes of the SharedArrayBuffer ring between the HTTP thread and the consumer (a power of two). */
   ringBytes: number;
@@ -76,7 +85,10 @@ const powerOfTwo = (raw: string, name: string): number => {
 const SETTINGS: Record<keyof Config, Setting> = {
   port: { env: 'PORT', flag: 'port', defaultValue: '8080', parse: integer(0, 65535) },
   host: { env: 'HOST', flag: 'host', defaultValue: '0.0.0.0', parse: text },
+  store: { env: 'STORE', flag: 'store', defaultValue: 'sqlite', parse: oneOf('sqlite', 'postgres') },
   dbPath: { env: 'DB_PATH', flag: 'db-path', defaultValue: './data/aggregator.db', parse: text },
+  databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', defaultValue: '', parse: secret },
+  replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: secret },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
@@ -129,7 +141,15 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
       : [env[setting.env] ?? setting.defaultValue, setting.env];
     config[key] = setting.parse(raw, name);
   }
-  return config as unknown as Config;
+  const result = config as unknown as Config;
+  if (result.store === 'postgres' && !/^postgres(ql)?:\/\//.test(result.databaseUrl)) {
+    throw new ConfigError('STORE=postgres needs DATABASE_URL=postgres://user:pass@host:port/db');
+  }
+  if (result.store === 'postgres' && result.batchMax > MAX_PG_BATCH) {
+    throw new ConfigError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
+  }
+  result.replicaId ||= `${hostname()}:${result.port}`;
+  return result;
 }
 
 /** The settings with their environment names and defaults, for --help and the docs. */

@@ -4,6 +4,7 @@ import { createLogger } from '../src/logger.js';
 import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../src/pipeline/messages.js';
 import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
+import { PostgresEventStore } from '../src/store/postgres-store.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 import { StoreError, type EventStore } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
@@ -15,6 +16,8 @@ import { faultInjector } from './faults.js';
  */
 
 const IDLE_WAIT_MS = 100;
+/** How often a consumer of a shared store re-reads the store-wide counters while idle. */
+const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
 
@@ -23,34 +26,51 @@ const log = createLogger(config.logLevel, 'consumer');
 const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
-const store: EventStore = openStore();
+let lastSnapshot = performance.now();
+const store: EventStore = await openStore();
 const ring = new RingConsumer(config.ring);
 
 // Records up to the stored checkpoint of this same ring were committed by a predecessor that died
 // before releasing them: pass over them instead of counting them again as duplicates.
-const checkpoint = store.checkpoint();
+const checkpoint = await store.checkpoint();
 let skippedRecords = 0;
 if (checkpoint?.epoch === config.epoch) {
   skippedRecords = ring.skipTo(checkpoint.position);
   ring.release();
 }
-post({ type: 'ready', counters: store.counters(), topics: [...store.topicCounts()], skippedRecords });
-log.debug({ skippedRecords, counters: store.counters() }, 'consumer ready');
+const initial = await store.snapshot();
+post({ type: 'ready', counters: initial.counters, topics: [...initial.topicCounts], skippedRecords });
+log.debug({ skippedRecords, counters: initial.counters }, 'consumer ready');
 
 await consume();
-store.close();
+await store.close();
 log.debug('consumer drained and closed the store');
 
 /**
  * Errors leave a worker through structured clone, which keeps only plain Error fields: say what failed in
  * the message itself so /readyz and the logs can tell.
  */
-function openStore(): EventStore {
+async function openStore(): Promise<EventStore> {
+  const where = config.store === 'postgres' ? 'PostgreSQL' : `the database ${config.dbPath}`;
   try {
-    return new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
+    return config.store === 'postgres'
+      ? await PostgresEventStore.open(config.databaseUrl, config.replicaId)
+      : new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+    throw new Error(`cannot open ${where}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+  }
+}
+
+/** Replicas sharing the store change its totals too: refresh them now and then while idle. */
+async function refreshSnapshot(): Promise<void> {
+  if (!store.shared || performance.now() - lastSnapshot < SNAPSHOT_EVERY_MS) return;
+  lastSnapshot = performance.now();
+  try {
+    const { counters, topicCounts } = await store.snapshot();
+    post({ type: 'snapshot', counters, topics: [...topicCounts] });
+  } catch (error) {
+    log.warn({ err: error }, 'could not refresh the store-wide counters');
   }
 }
 
@@ -60,6 +80,7 @@ async function consume(): Promise<void> {
     await ring.waitForData(IDLE_WAIT_MS);
     if (!ring.hasNext()) {
       if (ring.isClosed()) return;
+      await refreshSnapshot();
       continue;
     }
     fill(batch);
@@ -90,7 +111,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
     try {
       fault('before-commit');
       const started = performance.now();
-      const result = store.commitBatch(batch, { epoch: config.epoch, position: ring.position });
+      const result = await store.commitBatch(batch, { epoch: config.epoch, position: ring.position });
       const commitMs = performance.now() - started;
       fault('after-commit');
       post(summarize(batch, result.isNew, {

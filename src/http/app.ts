@@ -63,7 +63,7 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   const rejections: RejectionCounters = { invalid: 0 };
   const readRoutes: FastifyPluginAsync = async (scope) => {
     scope.register(eventsRoutes, { reader });
-    scope.register(statsRoutes, { pipeline, rejections, startedAt });
+    scope.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
   };
   // Routes registered inside this scope need the token (when one is set); encapsulation keeps the hook
   // away from the others.
@@ -75,7 +75,7 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   if (!config.authReads) app.register(readRoutes);
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, rejections, config.dbPath);
+  const metrics = new Metrics(pipeline, rejections, config);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });
   return app;

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RejectionCounters } from './app.js';
 
@@ -13,8 +14,10 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
-  constructor(pipeline: Pipeline, rejections: RejectionCounters, dbPath: string) {
+  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config) {
     const registry = this.registry;
+    // Replicas behind one load balancer are told apart by this label.
+    registry.setDefaultLabels({ replica: config.replicaId });
     collectDefaultMetrics({ register: registry, prefix: 'aggregator_' });
     const stats = () => pipeline.stats();
     /** A counter whose value comes from the pipeline's durable snapshot at scrape time. */
@@ -42,8 +45,10 @@ export class Metrics {
     gauge('aggregator_ring_capacity_bytes', 'Size of the ring.', () => stats().ringCapacityBytes);
     gauge('aggregator_pending_acks', 'Publish requests waiting for their commit.', () => stats().pendingAcks);
     gauge('aggregator_topics', 'Topics with stored events.', () => stats().topics.size);
-    gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
-      ['', '-wal'].reduce((sum, suffix) => sum + (statSync(dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));
+    if (config.store === 'sqlite') {
+      gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
+        ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));
+    }
 
     const batchSize = new Histogram({
       name: 'aggregator_batch_size', help: 'Events per committed transaction.', registers: [registry],

@@ -1,4 +1,4 @@
-import type { Synchronous } from '../config.js';
+import type { StoreKind, Synchronous } from '../config.js';
 
 /*
  * The only shapes that cross the thread boundary between the HTTP thread and the consumer worker.
@@ -9,7 +9,10 @@ export interface ConsumerWorkerData {
   ring: SharedArrayBuffer;
   /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
   epoch: string;
+  store: StoreKind;
   dbPath: string;
+  databaseUrl: string;
+  replicaId: string;
   synchronous: Synchronous;
   dbMaxBytes: number;
   batchMax: number;
@@ -52,4 +55,11 @@ export interface StoreErrorMessage {
   retryInMs: number;
 }
 
-export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage;
+/** A fresh store-wide view, sent while idle when other replicas write to the same store. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  counters: StoreCounters;
+  topics: [topic: string, events: number][];
+}
+
+export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage;

@@ -13,8 +13,10 @@ import { PendingAcks, type CommitAck } from './pending-acks.js';
 export type { CommitAck };
 
 export interface PipelineStats {
-  /** Durable received count plus events accepted into the ring since this process started. */
+  /** Store-wide committed events plus the events this replica has queued but not yet committed. */
   received: number;
+  /** Events this replica accepted since it started. */
+  replicaReceived: number;
   counters: StoreCounters;
   /** Stored events per topic. */
   topics: ReadonlyMap<string, number>;
@@ -44,8 +46,9 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
   private readonly supervisor: ConsumerSupervisor;
   private counters: StoreCounters = { uniqueProcessed: 0, duplicateDropped: 0 };
   private topics = new Map<string, number>();
-  private receivedAtStart: number | undefined;
   private enqueued = 0;
+  /** Events of this process's ring that a consumer reported committed (or passed over as committed). */
+  private committedHere = 0;
   private rejectedQueueFull = 0;
   private storeError: string | undefined;
   private batches = 0;
@@ -62,7 +65,10 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       workerData: {
         ring,
         epoch: randomUUID(),
+        store: config.store,
         dbPath: config.dbPath,
+        databaseUrl: config.databaseUrl,
+        replicaId: config.replicaId,
         synchronous: config.synchronous,
         dbMaxBytes: config.dbMaxBytes,
         batchMax: config.batchMax,
@@ -116,7 +122,8 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
   stats(): PipelineStats {
     const reason = this.notReadyReason();
     return {
-      received: (this.receivedAtStart ?? 0) + this.enqueued,
+      received: this.counters.uniqueProcessed + this.counters.duplicateDropped + this.enqueued - this.committedHere,
+      replicaReceived: this.enqueued,
       counters: this.counters,
       topics: this.topics,
       queueDepth: this.producer.depth(),
@@ -147,7 +154,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       case 'ready':
         this.counters = message.counters;
         this.topics = new Map(message.topics);
-        this.receivedAtStart ??= message.counters.uniqueProcessed + message.counters.duplicateDropped;
+        this.committedHere += message.skippedRecords;
         if (message.skippedRecords > 0) {
           this.log.warn({ skippedRecords: message.skippedRecords }, 'passed over records a crashed consumer had committed');
         }
@@ -155,12 +162,17 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       case 'committed':
         this.storeError = undefined;
         this.counters = message.counters;
+        this.committedHere += message.records;
         for (const [topic, events] of message.perTopic) this.topics.set(topic, (this.topics.get(topic) ?? 0) + events);
         this.emit('commit', message.records, message.commitMs);
         this.batches++;
         this.lastBatchSize = message.records;
         this.lastCommitMs = message.commitMs;
         this.acks.settle(message.acks);
+        break;
+      case 'snapshot':
+        this.counters = message.counters;
+        this.topics = new Map(message.topics);
         break;
       case 'store-error':
         this.storeError = `${message.code}: ${message.message}`;

@@ -7,7 +7,7 @@ import type { StoreCounters } from '../pipeline/messages.js';
 import { migrate } from './sqlite-schema.js';
 import { cyrb53Key, type KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
 
 export interface SqliteStoreOptions {
   synchronous: Synchronous;
@@ -84,13 +84,11 @@ export class SqliteEventStore implements EventStore {
     }
   }
 
-  counters(): StoreCounters {
-    return this.current;
-  }
+  readonly shared = false;
 
-  topicCounts(): Map<string, number> {
+  snapshot(): StoreSnapshot {
     const rows = this.db.prepare('SELECT topic, events FROM topics').raw().all() as [string, number][];
-    return new Map(rows);
+    return { counters: this.current, topicCounts: new Map(rows) };
   }
 
   checkpoint(): RingCheckpoint | undefined {

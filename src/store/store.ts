@@ -12,6 +12,9 @@ export class StoreError extends Error {
   }
 }
 
+/** SQLite answers at once; PostgreSQL over the network. One interface serves both, so one consumer loop does. */
+export type MaybePromise<T> = T | Promise<T>;
+
 /** Where the consumer stood in the ring when a batch committed; stored in the batch's own transaction. */
 export interface RingCheckpoint {
   epoch: string;
@@ -21,20 +24,29 @@ export interface RingCheckpoint {
 export interface BatchResult {
   /** 1 where the event at that index was stored, 0 where it was a duplicate (of the store or the batch). */
   isNew: Uint8Array;
+  /** Store-wide counters after the commit. */
   counters: StoreCounters;
   /** Events this batch stored per topic. */
   perTopic: Map<string, number>;
 }
 
-/** The consumer's side of the store: one writer that commits whole batches. */
+export interface StoreSnapshot {
+  /** Store-wide counters. */
+  counters: StoreCounters;
+  /** Store-wide stored events per topic. */
+  topicCounts: Map<string, number>;
+}
+
+/** The consumer's side of the store: it commits whole batches. */
 export interface EventStore {
-  counters(): StoreCounters;
-  /** Stored events per topic. */
-  topicCounts(): Map<string, number>;
-  checkpoint(): RingCheckpoint | undefined;
+  /** True when other writers (replicas) change the store too, so snapshots need refreshing. */
+  readonly shared: boolean;
+  snapshot(): MaybePromise<StoreSnapshot>;
+  /** This consumer's last checkpoint. */
+  checkpoint(): MaybePromise<RingCheckpoint | undefined>;
   /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */
-  commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult;
-  close(): void;
+  commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): MaybePromise<BatchResult>;
+  close(): MaybePromise<void>;
 }
 
 export interface EventPageQuery {
@@ -46,6 +58,6 @@ export interface EventPageQuery {
 /** The HTTP side of the store: read-only, beside the writer. */
 export interface EventReader {
   /** Stored events with `seq > after`, oldest first, as the text of a JSON array. */
-  page(query: EventPageQuery): string;
-  close(): void;
+  page(query: EventPageQuery): MaybePromise<string>;
+  close(): MaybePromise<void>;
 }

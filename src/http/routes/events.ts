@@ -16,6 +16,6 @@ export const eventsRoutes: FastifyPluginAsync<{ reader: EventReader }> = async (
         response: { 200: Type.Array(StoredEventSchema) },
       },
     },
-    async (request, reply) => reply.type('application/json; charset=utf-8').serializer((text) => text as string).send(reader.page(request.query)),
+    async (request, reply) => reply.type('application/json; charset=utf-8').serializer((text) => text as string).send(await reader.page(request.query)),
   );
 };

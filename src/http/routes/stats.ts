@@ -6,6 +6,7 @@ interface StatsOptions {
   pipeline: Pipeline;
   rejections: RejectionCounters;
   startedAt: number;
+  replicaId: string;
 }
 
 /** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
@@ -21,7 +22,7 @@ export function formatUptime(totalSeconds: number): string {
 }
 
 /** GET /stats: answered from the consumer's latest snapshot and the ring's counters, never from disk. */
-export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt }) => {
+export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId }) => {
   app.get('/stats', async () => {
     const stats = pipeline.stats();
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
@@ -49,6 +50,8 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipel
         last_commit_ms: stats.consumer.lastCommitMs,
       },
       rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
+      // The figures above are store-wide (all replicas sharing a PostgreSQL store); these are this one's.
+      replica: { id: replicaId, received: stats.replicaReceived, queue_depth: stats.queueDepth, uptime_seconds: uptimeSeconds },
     };
   });
 };

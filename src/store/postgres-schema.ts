@@ -1,0 +1,77 @@
+import type pg from 'pg';
+import type { IncomingEvent } from '../event.js';
+
+/** Advisory lock key (arbitrary, fixed) that replicas take turns on while they create or migrate the schema. */
+const MIGRATION_LOCK = 7_203_111;
+
+/*
+ * Paging that never skips. `seq` is derived from the inserting transaction's id and the event's position in
+ * its batch: seq = xid * 2^SEQ_BATCH_BITS + position. Replicas commit in parallel, so transactions commit
+ * out of xid order; a reader therefore returns only rows whose xid is below the oldest transaction still in
+ * flight (the xmin of its snapshot). Every transaction below that horizon has ended, so no row can later
+ * appear below a seq a reader has already passed. (A sequence would hand out numbers at insert, not at
+ * commit, and skip rows; see docs/scale-out.md.) With 14 bits for the position, seq stays below 2^53 (a
+ * JSON-exact integer) for 2^39 transactions.
+ */
+export const SEQ_BATCH_BITS = 14;
+export const MAX_PG_BATCH = 2 ** SEQ_BATCH_BITS - 1;
+/** SQL: the first seq no reader may return yet (the commit horizon). */
+export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${SEQ_BATCH_BITS})`;
+/** SQL: the seq base of the current transaction. */
+export const SEQ_BASE = `(pg_current_xact_id()::text::bigint << ${SEQ_BATCH_BITS})`;
+
+/*
+ * PostgreSQL text cannot hold NUL, which an event_id may contain, so the unique key column holds the id
+ * escaped injectively (backslash doubled, NUL as \0) and `doc` holds the event exactly, as the JSON that
+ * /events serves. Counters and per-topic totals are one row per replica, so replicas never contend for a
+ * hot row; store-wide figures are sums. `ring_checkpoints` is per replica, like the ring it describes.
+ */
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS events (
+    seq       bigint PRIMARY KEY,
+    topic     text NOT NULL,
+    event_key text NOT NULL,
+    doc       text NOT NULL,
+    replica   text NOT NULL,
+    UNIQUE (topic, event_key)
+  );
+  CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
+  CREATE TABLE IF NOT EXISTS replica_counters (
+    replica           text PRIMARY KEY,
+    unique_processed  bigint NOT NULL,
+    duplicate_dropped bigint NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS topic_counts (
+    topic   text NOT NULL,
+    replica text NOT NULL,
+    events  bigint NOT NULL,
+    PRIMARY KEY (topic, replica)
+  );
+  CREATE TABLE IF NOT EXISTS ring_checkpoints (
+    replica  text PRIMARY KEY,
+    epoch    text NOT NULL,
+    position bigint NOT NULL
+  );`;
+
+/** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */
+export async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await client.query(SCHEMA);
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    client.release();
+  }
+}
+
+/** The unique-key form of an event_id: injective, and free of the NUL that PostgreSQL text refuses. */
+export function eventKey(eventId: string): string {
+  return /[\\\0]/.test(eventId) ? eventId.replace(/\\/g, '\\\\').replace(/\0/g, '\\0') : eventId;
+}
+
+/** The stored document of an event: the item /events serves, without its seq. */
+export function eventDoc(e: IncomingEvent): string {
+  return `{"topic":${JSON.stringify(e.topic)},"event_id":${JSON.stringify(e.eventId)},"timestamp":${JSON.stringify(e.timestamp)},`
+    + `"source":${JSON.stringify(e.source)},"payload":${e.payload},"received_at":${JSON.stringify(e.receivedAt)}}`;
+}

@@ -1,0 +1,151 @@
+import pg from 'pg';
+import type { IncomingEvent } from '../event.js';
+import type { StoreCounters } from '../pipeline/messages.js';
+import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS } from './postgres-schema.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
+
+/** Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503. */
+const CONNECT_TIMEOUT_MS = 3_000;
+const QUERY_TIMEOUT_MS = 10_000;
+
+/** A pool that fails fast and survives the server going away (the next query reconnects). */
+export function createPool(url: string, name: string, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url, max, application_name: name,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS,
+  });
+  // An idle connection dropped by a server restart must not crash the thread; it is simply replaced.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+function storeError(error: unknown): StoreError {
+  if (error instanceof StoreError) return error;
+  const code = (error as { code?: unknown }).code;
+  return new StoreError(`PostgreSQL: ${(error as Error).message}`, typeof code === 'string' ? code : 'PG_UNAVAILABLE', { cause: error });
+}
+
+/*
+ * One INSERT per batch. Rows go in sorted by key, so two replicas inserting overlapping keys wait for each
+ * other in the same order and cannot deadlock; the unique (topic, event_key) constraint decides which copy
+ * is first across every replica, and ON CONFLICT DO NOTHING drops the rest, inside the batch too (the
+ * position n breaks ties, so the earliest copy wins). seq carries the position, so RETURNING seq says
+ * which events of the batch were new.
+ */
+const INSERT_BATCH = `
+  INSERT INTO events (seq, topic, event_key, doc, replica)
+  SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4
+  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(topic, event_key, doc, n)
+  ORDER BY e.topic COLLATE "C", e.event_key COLLATE "C", e.n
+  ON CONFLICT (topic, event_key) DO NOTHING
+  RETURNING seq`;
+
+/*
+ * The batch's bookkeeping in one statement: this replica's counters and topic totals, its ring checkpoint,
+ * and the store-wide counters after the batch (the other replicas' rows plus this one's new values).
+ */
+const RECORD_BATCH = `
+  WITH mine AS (
+    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped) VALUES ($1, $2, $3)
+    ON CONFLICT (replica) DO UPDATE SET unique_processed = c.unique_processed + excluded.unique_processed,
+                                        duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped
+    RETURNING unique_processed, duplicate_dropped
+  ), topics AS (
+    INSERT INTO topic_counts AS t (topic, replica, events) SELECT x.topic, $1, x.events FROM unnest($4::text[], $5::bigint[]) AS x(topic, events)
+    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events
+  ), checkpoint AS (
+    INSERT INTO ring_checkpoints (replica, epoch, position) VALUES ($1, $6, $7)
+    ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position
+  ), others AS (
+    SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
+    FROM replica_counters WHERE replica <> $1
+  )
+  SELECT others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates
+  FROM others, mine`;
+
+const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
+
+/**
+ * The scale-out store: replicas share one PostgreSQL database. Each batch is one transaction of two
+ * statements: the insert and its bookkeeping.
+ */
+export class PostgresEventStore implements EventStore {
+  readonly shared = true;
+
+  private constructor(private readonly pool: pg.Pool, private readonly replica: string) {}
+
+  static async open(url: string, replica: string): Promise<PostgresEventStore> {
+    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1);
+    try {
+      await migrate(pool);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return new PostgresEventStore(pool, replica);
+  }
+
+  async snapshot(): Promise<StoreSnapshot> {
+    try {
+      const counters = await this.pool.query<{ unique: string | null; duplicates: string | null }>(
+        'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters');
+      const topics = await this.pool.query<{ topic: string; events: string }>(
+        'SELECT topic, sum(events) AS events FROM topic_counts GROUP BY topic');
+      return {
+        counters: toCounters(counters.rows[0]),
+        topicCounts: new Map(topics.rows.map((r) => [r.topic, Number(r.events)])),
+      };
+    } catch (error) {
+      throw storeError(error);
+    }
+  }
+
+  async checkpoint(): Promise<RingCheckpoint | undefined> {
+    const { rows } = await this.pool.query<{ epoch: string; position: string }>(
+      'SELECT epoch, position FROM ring_checkpoints WHERE replica = $1', [this.replica]);
+    return rows[0] && { epoch: rows[0].epoch, position: Number(rows[0].position) };
+  }
+
+  async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult> {
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw storeError(error);
+    });
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query<{ seq: string }>(INSERT_BATCH, [
+        events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
+      ]);
+      const isNew = new Uint8Array(events.length);
+      const perTopic = new Map<string, number>();
+      for (const row of inserted.rows) {
+        const index = (Number(row.seq) % POSITION_MASK) - 1;
+        isNew[index] = 1;
+        const topic = events[index]!.topic;
+        perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
+      }
+      const unique = inserted.rows.length;
+      const totals = await client.query<{ unique: string; duplicates: string }>(RECORD_BATCH, [
+        this.replica, unique, events.length - unique, [...perTopic.keys()], [...perTopic.values()],
+        checkpoint.epoch, checkpoint.position,
+      ]);
+      await client.query('COMMIT');
+      return { isNew, perTopic, counters: toCounters(totals.rows[0]) };
+    } catch (error) {
+      broken = error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw storeError(error);
+    } finally {
+      // A connection that failed other than with a server-side SQL error is discarded, not reused.
+      client.release(broken instanceof Error && !('severity' in broken) ? broken : undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function toCounters(row: { unique: string | null; duplicates: string | null } | undefined): StoreCounters {
+  return { uniqueProcessed: Number(row?.unique ?? 0), duplicateDropped: Number(row?.duplicates ?? 0) };
+}
