@@ -1,0 +1,4 @@
+import { behaviourSuite } from './suites/behaviour.js';
+import { sqliteStore } from './helpers/stores.js';
+
+behaviourSuite(sqliteStore);
