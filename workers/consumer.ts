@@ -62,7 +62,10 @@ async function openStore(): Promise<EventStore> {
   }
 }
 
-/** Replicas sharing the store change its totals too: refresh them now and then while idle. */
+/**
+ * Replicas sharing the store change its totals too: refresh them now and then while idle. This also
+ * probes the shared server, so an idle replica notices it going away (and coming back) without a publish.
+ */
 async function refreshSnapshot(): Promise<void> {
   if (!store.shared || performance.now() - lastSnapshot < SNAPSHOT_EVERY_MS) return;
   lastSnapshot = performance.now();
@@ -70,7 +73,9 @@ async function refreshSnapshot(): Promise<void> {
     const { counters, topicCounts } = await store.snapshot();
     post({ type: 'snapshot', counters, topics: [...topicCounts] });
   } catch (error) {
-    log.warn({ err: error }, 'could not refresh the store-wide counters');
+    if (!(error instanceof StoreError)) throw error;
+    log.warn({ err: error }, 'the store did not answer; still trying');
+    post({ type: 'store-error', message: error.message, code: error.code, retryInMs: SNAPSHOT_EVERY_MS });
   }
 }
 

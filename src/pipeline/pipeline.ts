@@ -171,6 +171,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
         this.acks.settle(message.acks);
         break;
       case 'snapshot':
+        this.storeError = undefined;
         this.counters = message.counters;
         this.topics = new Map(message.topics);
         break;

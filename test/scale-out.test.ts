@@ -1,0 +1,170 @@
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
+import { freshDatabase, startCluster } from './helpers/postgres.js';
+import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
+
+/** A replica: a spawned aggregator process on the shared PostgreSQL database. */
+async function replica(t: Test, databaseUrl: string, id: string): Promise<ServerProcess> {
+  const server = await spawnServer(join(t.testdir(), `${id}-unused.db`), {
+    STORE: 'postgres', DATABASE_URL: databaseUrl, REPLICA_ID: id,
+  });
+  t.teardown(() => server.kill());
+  return server;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until /stats on the replica shows the store-wide figures (an idle replica refreshes every second). */
+async function statsWhen(server: ServerProcess, done: (stats: any) => boolean): Promise<any> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const stats = await server.get('/stats');
+    if (done(stats) || Date.now() > deadline) return stats;
+    await sleep(100);
+  }
+}
+
+t.test('two replicas commit concurrently while a reader follows after=: it sees every event exactly once', async (t) => {
+  const url = await freshDatabase();
+  const replicas = [await replica(t, url, 'a'), await replica(t, url, 'b')];
+  const acked: TestEvent[] = [];
+  let publishing = true;
+  const publishers = Array.from({ length: 6 }, async (_, p) => {
+    const random = prng(p + 1);
+    for (let n = 0; publishing; n++) {
+      const batch = Array.from({ length: 1 + Math.floor(random() * 40) }, () => makeEvent({ topic: `t${p % 3}` }));
+      const res = await replicas[(p + n) % 2]!.publish(batch);
+      if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${JSON.stringify(res.body)}`);
+      acked.push(...batch);
+    }
+  });
+
+  // The reader pages through replica a while both replicas commit, as a consumer of /events would.
+  const seen: any[] = [];
+  let after = 0;
+  const readPage = async () => {
+    const page: any[] = await replicas[0]!.get(`/events?after=${after}&limit=300`);
+    seen.push(...page);
+    if (page.length > 0) after = page.at(-1).seq;
+    return page.length;
+  };
+  const stopAt = Date.now() + 3_000;
+  let pages = 0;
+  while (Date.now() < stopAt) pages += (await readPage()) > 0 ? 1 : 0;
+  publishing = false;
+  await Promise.all(publishers);
+  while ((await readPage()) > 0);
+
+  const seenKeys = new Set(seen.map(keyOf));
+  t.ok(pages > 5, `the reader read while publishers wrote (${pages} non-empty pages)`);
+  t.equal(seenKeys.size, seen.length, 'no event seen twice');
+  t.ok(seen.every((e, i) => i === 0 || e.seq > seen[i - 1].seq), 'seq strictly increases in reading order');
+  const missed = acked.filter((e) => !seenKeys.has(keyOf(e)));
+  t.equal(missed.length, 0, `every one of ${acked.length} acknowledged events was seen: the reader skipped none`);
+  t.equal(seen.length, acked.length, 'and nothing else');
+
+  const stats = await Promise.all(replicas.map((r) => statsWhen(r, (s) => s.unique_processed === acked.length)));
+  for (const [i, s] of stats.entries()) {
+    t.match(s, { unique_processed: acked.length, duplicate_dropped: 0, received: acked.length }, `replica ${i}: store-wide figures`);
+    t.same([...s.topics].sort(), ['t0', 't1', 't2']);
+    t.match(s.replica, { id: ['a', 'b'][i], queue_depth: 0 });
+  }
+  t.equal(stats[0].replica.received + stats[1].replica.received, acked.length, 'replica.received splits the total');
+  t.ok(stats.every((s) => s.replica.received > 0), 'both replicas took traffic');
+  const metrics = await (await fetch(`${replicas[1]!.url}/metrics`)).text();
+  t.match(metrics, /aggregator_events_received_total\{replica="b"\} \d+/, '/metrics labels by replica');
+});
+
+t.test('the same events sent to two replicas at the same moment: stored once, one new + one duplicate', async (t) => {
+  const url = await freshDatabase();
+  const [a, b] = [await replica(t, url, 'a'), await replica(t, url, 'b')];
+  const singles = Array.from({ length: 60 }, () => makeEvent());
+  for (const event of singles) {
+    const [x, y] = await Promise.all([a.publish(event), b.publish(event)]);
+    t.same([x.status, y.status], [200, 200]);
+    if (x.body.unique + y.body.unique !== 1 || x.body.duplicates + y.body.duplicates !== 1) {
+      t.fail(`acks for ${event.event_id}: ${JSON.stringify([x.body, y.body])}`);
+    }
+  }
+  const batch = Array.from({ length: 2_000 }, () => makeEvent());
+  const [x, y] = await Promise.all([a.publish(batch), b.publish([...batch].reverse())]);
+  t.equal(x.body.unique + y.body.unique, 2_000, 'overlapping batches: every event new exactly once');
+  t.equal(x.body.duplicates + y.body.duplicates, 2_000, 'and a duplicate exactly once');
+  const stored = await readAllEvents(a.get);
+  t.equal(stored.length, 2_060);
+  t.equal(new Set(stored.map(keyOf)).size, 2_060, 'each stored once');
+  t.match(await statsWhen(b, (s) => s.unique_processed === 2_060), { unique_processed: 2_060, duplicate_dropped: 2_060, received: 4_120 });
+});
+
+t.test('kill -9 of one replica while publishers use both: every acknowledged event stored exactly once', async (t) => {
+  const url = await freshDatabase();
+  const env = (id: string) => replica(t, url, id);
+  const a = await env('a');
+  let b = await env('b');
+  const random = prng(7);
+  const acked = new Map<string, TestEvent>();
+  const sent: TestEvent[] = [];
+  let stop = false;
+  const publishers = Array.from({ length: 4 }, async (_, p) => {
+    for (let n = 0; !stop; n++) {
+      const target = (p + n) % 2 === 0 ? a : b;
+      const batch = Array.from({ length: 1 + Math.floor(random() * 30) }, () =>
+        sent.length > 0 && random() < 0.2 ? sent[Math.floor(random() * sent.length)]! : makeEvent({ topic: `t${p}` }));
+      sent.push(...batch);
+      const res = await target.publish(batch).catch(() => undefined);
+      if (res?.status === 200) for (const e of batch) acked.set(keyOf(e), e);
+    }
+  });
+  await sleep(600 + random() * 600);
+  await b.kill();
+  await sleep(500);
+  b = await env('b');
+  await sleep(500);
+  stop = true;
+  await Promise.all(publishers);
+
+  const stored = await readAllEvents(b.get);
+  const counts = new Map<string, number>();
+  for (const e of stored) counts.set(keyOf(e), (counts.get(keyOf(e)) ?? 0) + 1);
+  t.equal([...acked.keys()].filter((k) => !counts.has(k)).length, 0, `all ${acked.size} acknowledged events are stored`);
+  t.ok([...counts.values()].every((n) => n === 1), 'each exactly once');
+  const stats = await statsWhen(a, (s) => s.unique_processed === stored.length);
+  t.equal(stats.unique_processed, stored.length, 'unique_processed equals the store');
+  const again = await a.publish([...acked.values()]);
+  t.same(again.body, { accepted: acked.size, unique: 0, duplicates: acked.size }, 'republishing yields only duplicates');
+});
+
+t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, recovery by itself', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.remove());
+  const server = await replica(t, await freshDatabase(cluster.url), 'a');
+  const before = Array.from({ length: 20 }, () => makeEvent());
+  t.equal((await server.publish(before)).status, 200);
+
+  await cluster.pause();
+  const outage = Array.from({ length: 20 }, () => makeEvent());
+  const started = Date.now();
+  const refused = await server.publish(outage);
+  t.equal(refused.status, 503, 'a publish during the outage is refused, not acknowledged');
+  t.ok(Date.now() - started < 5_000, `and promptly (${Date.now() - started} ms)`);
+  const readiness = await fetch(`${server.url}/readyz`);
+  t.equal(readiness.status, 503);
+  t.match(await readiness.json(), { status: 'not_ready', reason: /store error/ });
+  const again = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(outage) });
+  t.equal(again.status, 503);
+  t.ok(Number(again.headers.get('retry-after')) >= 1, 'with Retry-After');
+
+  await cluster.resume();
+  const deadline = Date.now() + 15_000;
+  let retried;
+  do {
+    await sleep(200);
+    retried = await server.publish(outage);
+  } while (retried.status !== 200 && Date.now() < deadline);
+  t.equal(retried.status, 200, 'the replica reconnected by itself');
+  const stored = await readAllEvents(server.get);
+  t.equal(stored.length, 40, 'the events from before and the retried ones, each once');
+  t.equal(new Set(stored.map(keyOf)).size, 40);
+  t.equal((await server.get('/stats')).consumer.restarts, 0, 'no worker restarts: no crash loop');
+});
