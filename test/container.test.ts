@@ -4,16 +4,19 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { freshDatabase } from './helpers/postgres.js';
 
 /*
  * No Docker engine runs on our machines, so this runs the container's own steps outside Docker, read
  * from the Dockerfile and docker-compose.yml themselves: the build script on a clean copy of the repo,
- * the image's CMD and HEALTHCHECK, and the compose publisher's command against it.
+ * the image's CMD and HEALTHCHECK, and the compose publishers' commands against it: single-node on SQLite,
+ * and scale-out with two replicas on a real PostgreSQL.
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 const compose = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
+const scaleOutCompose = readFileSync(join(ROOT, 'docker-compose.scale-out.yml'), 'utf8');
 
 const jsonArrayAfter = (text: string, pattern: RegExp): string[] => JSON.parse(pattern.exec(text)![1]!) as string[];
 
@@ -35,7 +38,39 @@ function run(command: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ 
   });
 }
 
-t.test('the image build, CMD, HEALTHCHECK and the compose publisher work outside Docker', { timeout: 600_000 }, async (t) => {
+const healthcheck = jsonArrayAfter(dockerfile, /^HEALTHCHECK .*CMD (\[.*\])$/m);
+const imageCmd = jsonArrayAfter(dockerfile, /^CMD (\[.*\])$/m);
+
+/** Starts the image's CMD in `dir` with `env` on a free port and waits until its HEALTHCHECK passes. */
+async function startImage(t: Test, dir: string, env: NodeJS.ProcessEnv): Promise<{ url: string; stop(): Promise<number | null> }> {
+  const port = String(await freePort());
+  const serverEnv = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env, PORT: port };
+  const server = spawn(imageCmd[0]!, imageCmd.slice(1), { cwd: dir, env: serverEnv, stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+  t.teardown(() => server.kill('SIGKILL'));
+  let healthy = false;
+  for (const deadline = Date.now() + 30_000; !healthy && Date.now() < deadline; ) {
+    healthy = (await run(healthcheck, dir, serverEnv)).code === 0;
+    if (!healthy) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  t.ok(healthy, 'HEALTHCHECK passes once the server is up');
+  return { url: `http://127.0.0.1:${port}`, stop: () => (server.kill('SIGTERM'), exited) };
+}
+
+/** Runs a compose file's publisher command with its service URLs pointed at the local servers. */
+async function runComposePublisher(t: Test, composeText: string, dir: string, urls: Record<string, string>): Promise<any> {
+  const command = jsonArrayAfter(composeText, /command: (\[.*\])/)
+    .map((arg) => Object.entries(urls).reduce((text, [service, url]) => text.replaceAll(service, url), arg));
+  const published = await run(command, dir, process.env);
+  t.equal(published.code, 0, 'the compose publisher finishes');
+  const report = JSON.parse(published.stdout) as { acked: number; generated: { unique: number } };
+  t.equal(report.acked, 5_000);
+  return report;
+}
+
+const stats = async (url: string) => (await (await fetch(`${url}/stats`)).json()) as any;
+
+t.test('the image build, CMD, HEALTHCHECK and the compose publishers work outside Docker', { timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'aggregator-image-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   // The files a clean checkout has, as the Docker build context does (.dockerignore leaves out the rest).
@@ -51,31 +86,35 @@ t.test('the image build, CMD, HEALTHCHECK and the compose publisher work outside
   t.ok(existsSync(join(dir, 'dist/src/main.js')), 'compiled');
   t.ok(existsSync(join(dir, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')), 'native addon built');
   t.notOk(existsSync(join(dir, 'node_modules/typescript')), 'dev dependencies pruned');
-
-  const port = String(await freePort());
-  const env = { ...process.env, NODE_ENV: 'production', PORT: port, DB_PATH: join(dir, 'data', 'aggregator.db'), LOG_LEVEL: 'warn' };
-  const cmd = jsonArrayAfter(dockerfile, /^CMD (\[.*\])$/m);
-  const server = spawn(cmd[0]!, cmd.slice(1), { cwd: dir, env, stdio: 'ignore' });
-  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
-  t.teardown(() => server.kill('SIGKILL'));
-
-  const healthcheck = jsonArrayAfter(dockerfile, /^HEALTHCHECK .*CMD (\[.*\])$/m);
-  t.same(jsonArrayAfter(compose, /test: (\[.*\])/), ['CMD', ...healthcheck], 'compose uses the image healthcheck');
-  let healthy = false;
-  for (const deadline = Date.now() + 30_000; !healthy && Date.now() < deadline; ) {
-    healthy = (await run(healthcheck, dir, env)).code === 0;
-    if (!healthy) await new Promise((resolve) => setTimeout(resolve, 200));
+  for (const file of [compose, scaleOutCompose]) {
+    t.same(jsonArrayAfter(file, /test: (\["CMD", "node".*\])/), ['CMD', ...healthcheck], 'compose uses the image healthcheck');
   }
-  t.ok(healthy, 'HEALTHCHECK passes once the server is up');
 
-  const publisher = jsonArrayAfter(compose, /command: (\[.*\])/).map((arg) => arg.replace('http://aggregator:8080', `http://127.0.0.1:${port}`));
-  const published = await run(publisher, dir, env);
-  t.equal(published.code, 0, 'the compose publisher finishes');
-  const report = JSON.parse(published.stdout) as { acked: number; unique: number; generated: { unique: number } };
-  t.equal(report.acked, 5_000);
-  const stats = (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as { received: number; unique_processed: number };
-  t.match(stats, { received: 5_000, unique_processed: report.generated.unique });
+  t.test('single node: SQLite on the data volume', async (t) => {
+    const server = await startImage(t, dir, { DB_PATH: join(dir, 'data', 'aggregator.db') });
+    const report = await runComposePublisher(t, compose, dir, { 'http://aggregator:8080': server.url });
+    t.match(await stats(server.url), { received: 5_000, unique_processed: report.generated.unique });
+    t.equal(await server.stop(), 0, 'docker stop (SIGTERM) exits cleanly');
+  });
 
-  server.kill('SIGTERM');
-  t.equal(await exited, 0, 'docker stop (SIGTERM) exits cleanly');
+  t.test('scale-out: two replicas on PostgreSQL, the publisher spreading over both', async (t) => {
+    const replicaEnv = /x-aggregator:[\s\S]*?environment: &aggregator-env\n((?: {4}\w+: .*\n)+)/.exec(scaleOutCompose)![1]!;
+    const env = Object.fromEntries(replicaEnv.trim().split('\n').map((line) => line.trim().split(': ') as [string, string]));
+    t.equal(env.STORE, 'postgres', 'the replicas run the PostgreSQL store');
+    const databaseUrl = await freshDatabase();
+    const replicas = [];
+    for (const id of ['aggregator-1', 'aggregator-2']) {
+      t.match(scaleOutCompose, new RegExp(`${id}:[\\s\\S]*?REPLICA_ID: ${id}`), `${id} is a service with its own REPLICA_ID`);
+      replicas.push(await startImage(t, dir, { ...env, DATABASE_URL: databaseUrl, REPLICA_ID: id }));
+    }
+    const report = await runComposePublisher(t, scaleOutCompose, dir, {
+      'http://aggregator-1:8080': replicas[0]!.url, 'http://aggregator-2:8080': replicas[1]!.url,
+    });
+    const [one, two] = await Promise.all(replicas.map((r) => stats(r.url)));
+    t.ok(one.replica.received > 0 && two.replica.received > 0, 'both replicas took events');
+    t.equal(one.replica.received + two.replica.received, 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    t.match(await stats(replicas[0]!.url), { received: 5_000, unique_processed: report.generated.unique }, 'store-wide figures');
+    for (const replica of replicas) t.equal(await replica.stop(), 0);
+  });
 });
