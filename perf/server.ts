@@ -14,11 +14,16 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The real server as a child process, ready when /readyz says so. */
-export async function startServer(dbPath: string): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+export interface PerfServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The real server as a child process with the given settings (environment), ready when /readyz says so. */
+export async function startServer(settings: Record<string, string>): Promise<PerfServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [MAIN, '--port', String(port), '--host', '127.0.0.1', '--db-path', dbPath], {
-    env: { ...process.env, LOG_LEVEL: 'warn' },
+  const child = spawn(process.execPath, [MAIN], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...settings, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -29,5 +34,5 @@ export async function startServer(dbPath: string): Promise<{ url: string; pid: n
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('the server did not become ready');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { url, pid: child.pid!, stop: () => (child.kill('SIGTERM'), exited) };
+  return { url, stop: () => (child.kill('SIGTERM'), exited) };
 }

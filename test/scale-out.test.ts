@@ -94,7 +94,7 @@ t.test('the same events sent to two replicas at the same moment: stored once, on
   const stored = await readAllEvents(a.get);
   t.equal(stored.length, 2_060);
   t.equal(new Set(stored.map(keyOf)).size, 2_060, 'each stored once');
-  t.match(await statsWhen(b, (s) => s.unique_processed === 2_060), { unique_processed: 2_060, duplicate_dropped: 2_060, received: 4_120 });
+  t.match(await statsWhen(b, (s) => s.received === 4_120), { unique_processed: 2_060, duplicate_dropped: 2_060, received: 4_120 });
 });
 
 t.test('kill -9 of one replica while publishers use both: every acknowledged event stored exactly once', async (t) => {
@@ -131,8 +131,10 @@ t.test('kill -9 of one replica while publishers use both: every acknowledged eve
   t.ok([...counts.values()].every((n) => n === 1), 'each exactly once');
   const stats = await statsWhen(a, (s) => s.unique_processed === stored.length);
   t.equal(stats.unique_processed, stored.length, 'unique_processed equals the store');
-  const again = await a.publish([...acked.values()]);
-  t.same(again.body, { accepted: acked.size, unique: 0, duplicates: acked.size }, 'republishing yields only duplicates');
+  const all = [...acked.values()];
+  let unique = 0;
+  for (let i = 0; i < all.length; i += 1_000) unique += (await a.publish(all.slice(i, i + 1_000))).body.unique;
+  t.equal(unique, 0, 'republishing every acknowledged event yields only duplicates');
 });
 
 t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, recovery by itself', async (t) => {

@@ -11,8 +11,8 @@ import { faultInjector } from './faults.js';
 
 /*
  * The consumer: the ring's only reader and the store's only writer. It drains the ring in batches,
- * commits each batch in one transaction together with the ring position it reached, reports the commit,
- * and only then releases the ring space, so a record leaves the ring only once it is durable.
+ * commits each batch in one transaction together with the ring position it reached, and only then
+ * releases the ring space and reports the commit, so a record leaves the ring only once it is durable.
  */
 
 const IDLE_WAIT_MS = 100;
@@ -119,11 +119,12 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       const result = await store.commitBatch(batch, { epoch: config.epoch, position: ring.position });
       const commitMs = performance.now() - started;
       fault('after-commit');
+      // Space first, report second: once a publish is acknowledged, its records no longer count as queued.
+      ring.release();
       post(summarize(batch, result.isNew, {
         type: 'committed', acks: [], records: batch.length, counters: result.counters,
         perTopic: [...result.perTopic], commitMs,
       }));
-      ring.release();
       return;
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;

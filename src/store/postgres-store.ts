@@ -26,48 +26,47 @@ function storeError(error: unknown): StoreError {
 }
 
 /*
- * One INSERT per batch. Rows go in sorted by key, so two replicas inserting overlapping keys wait for each
- * other in the same order and cannot deadlock; the unique (topic, event_key) constraint decides which copy
- * is first across every replica, and ON CONFLICT DO NOTHING drops the rest, inside the batch too (the
- * position n breaks ties, so the earliest copy wins). seq carries the position, so RETURNING seq says
- * which events of the batch were new.
+ * One statement per batch, so one round trip and one (implicit) transaction. Rows go in sorted by key,
+ * so two replicas inserting overlapping keys wait for each other in the same order and cannot deadlock;
+ * the unique (topic, event_key) constraint decides which copy is first across every replica, and
+ * ON CONFLICT DO NOTHING drops the rest, inside the batch too (the position n breaks ties, so the earliest
+ * copy wins). seq carries the position, so the returned seqs say which events of the batch were new.
+ * In the same statement: this replica's counters and topic totals (rows of its own, so replicas never
+ * fight over a hot row), its ring checkpoint, and the store-wide counters after the batch (the other
+ * replicas' rows plus this one's new values, as a statement does not see its own writes).
  */
-const INSERT_BATCH = `
-  INSERT INTO events (seq, topic, event_key, doc, replica)
-  SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4
-  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(topic, event_key, doc, n)
-  ORDER BY e.topic COLLATE "C", e.event_key COLLATE "C", e.n
-  ON CONFLICT (topic, event_key) DO NOTHING
-  RETURNING seq`;
-
-/*
- * The batch's bookkeeping in one statement: this replica's counters and topic totals, its ring checkpoint,
- * and the store-wide counters after the batch (the other replicas' rows plus this one's new values).
- */
-const RECORD_BATCH = `
-  WITH mine AS (
-    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped) VALUES ($1, $2, $3)
+const COMMIT_BATCH = `
+  WITH inserted AS (
+    INSERT INTO events (seq, topic, event_key, doc, replica)
+    SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(topic, event_key, doc, n)
+    ORDER BY e.topic COLLATE "C", e.event_key COLLATE "C", e.n
+    ON CONFLICT (topic, event_key) DO NOTHING
+    RETURNING seq, topic
+  ), mine AS (
+    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped)
+    SELECT $4, count(*), $5 - count(*) FROM inserted
     ON CONFLICT (replica) DO UPDATE SET unique_processed = c.unique_processed + excluded.unique_processed,
                                         duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped
     RETURNING unique_processed, duplicate_dropped
   ), topics AS (
-    INSERT INTO topic_counts AS t (topic, replica, events) SELECT x.topic, $1, x.events FROM unnest($4::text[], $5::bigint[]) AS x(topic, events)
+    INSERT INTO topic_counts AS t (topic, replica, events) SELECT topic, $4, count(*) FROM inserted GROUP BY topic
     ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events
   ), checkpoint AS (
-    INSERT INTO ring_checkpoints (replica, epoch, position) VALUES ($1, $6, $7)
+    INSERT INTO ring_checkpoints (replica, epoch, position) VALUES ($4, $6, $7)
     ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position
   ), others AS (
     SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
-    FROM replica_counters WHERE replica <> $1
+    FROM replica_counters WHERE replica <> $4
   )
-  SELECT others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates
+  SELECT (SELECT coalesce(array_agg(seq), '{}') FROM inserted) AS seqs,
+         others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates
   FROM others, mine`;
 
 const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
 
 /**
- * The scale-out store: replicas share one PostgreSQL database. Each batch is one transaction of two
- * statements: the insert and its bookkeeping.
+ * The scale-out store: replicas share one PostgreSQL database; each batch is one statement.
  */
 export class PostgresEventStore implements EventStore {
   readonly shared = true;
@@ -107,38 +106,21 @@ export class PostgresEventStore implements EventStore {
   }
 
   async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult> {
-    const client = await this.pool.connect().catch((error: unknown) => {
+    const { rows: [row] } = await this.pool.query<{ seqs: string[]; unique: string; duplicates: string }>({ name: 'commit-batch', text: COMMIT_BATCH }, [
+      events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
+      events.length, checkpoint.epoch, checkpoint.position,
+    ]).catch((error: unknown) => {
       throw storeError(error);
     });
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
-      const inserted = await client.query<{ seq: string }>(INSERT_BATCH, [
-        events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
-      ]);
-      const isNew = new Uint8Array(events.length);
-      const perTopic = new Map<string, number>();
-      for (const row of inserted.rows) {
-        const index = (Number(row.seq) % POSITION_MASK) - 1;
-        isNew[index] = 1;
-        const topic = events[index]!.topic;
-        perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
-      }
-      const unique = inserted.rows.length;
-      const totals = await client.query<{ unique: string; duplicates: string }>(RECORD_BATCH, [
-        this.replica, unique, events.length - unique, [...perTopic.keys()], [...perTopic.values()],
-        checkpoint.epoch, checkpoint.position,
-      ]);
-      await client.query('COMMIT');
-      return { isNew, perTopic, counters: toCounters(totals.rows[0]) };
-    } catch (error) {
-      broken = error;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw storeError(error);
-    } finally {
-      // A connection that failed other than with a server-side SQL error is discarded, not reused.
-      client.release(broken instanceof Error && !('severity' in broken) ? broken : undefined);
+    const isNew = new Uint8Array(events.length);
+    const perTopic = new Map<string, number>();
+    for (const seq of row!.seqs) {
+      const index = (Number(seq) % POSITION_MASK) - 1;
+      isNew[index] = 1;
+      const topic = events[index]!.topic;
+      perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
     }
+    return { isNew, perTopic, counters: toCounters(row) };
   }
 
   async close(): Promise<void> {
