@@ -17,14 +17,17 @@ export const SEQ_BATCH_BITS = 14;
 export const MAX_PG_BATCH = 2 ** SEQ_BATCH_BITS - 1;
 /** SQL: the first seq no reader may return yet (the commit horizon). */
 export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${SEQ_BATCH_BITS})`;
-/** SQL: the seq base of the current transaction. */
-export const SEQ_BASE = `(pg_current_xact_id()::text::bigint << ${SEQ_BATCH_BITS})`;
+/** SQL: the current transaction's id as a bigint, and the seq base of its rows. */
+export const XID = 'pg_current_xact_id()::text::bigint';
+export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
 
 /*
  * PostgreSQL text cannot hold NUL, which an event_id may contain, so the unique key column holds the id
  * escaped injectively (backslash doubled, NUL as \0) and `doc` holds the event exactly, as the JSON that
  * /events serves. Counters and per-topic totals are one row per replica, so replicas never contend for a
- * hot row; store-wide figures are sums. `ring_checkpoints` is per replica, like the ring it describes.
+ * hot row; store-wide figures are sums. `ring_checkpoints` is per replica, like the ring it describes, and
+ * names the transaction of the last batch, so a commit whose outcome was lost with the connection can be
+ * looked up instead of retried blindly.
  */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
@@ -50,7 +53,8 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS ring_checkpoints (
     replica  text PRIMARY KEY,
     epoch    text NOT NULL,
-    position bigint NOT NULL
+    position bigint NOT NULL,
+    xid      bigint NOT NULL
   );`;
 
 /** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */

@@ -1,18 +1,23 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
-import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS } from './postgres-schema.js';
+import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
 
-/** Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503. */
+/**
+ * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.
+ * The server aborts a slow statement itself (statement_timeout), so its outcome is known; the client-side
+ * timeout only catches a server that stopped answering at all.
+ */
 const CONNECT_TIMEOUT_MS = 3_000;
-const QUERY_TIMEOUT_MS = 10_000;
+const STATEMENT_TIMEOUT_MS = 5_000;
+const QUERY_TIMEOUT_MS = 6_000;
 
 /** A pool that fails fast and survives the server going away (the next query reconnects). */
 export function createPool(url: string, name: string, max: number): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url, max, application_name: name,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS, statement_timeout: STATEMENT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS,
   });
   // An idle connection dropped by a server restart must not crash the thread; it is simply replaced.
   pool.on('error', () => undefined);
@@ -53,8 +58,8 @@ const COMMIT_BATCH = `
     INSERT INTO topic_counts AS t (topic, replica, events) SELECT topic, $4, count(*) FROM inserted GROUP BY topic
     ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events
   ), checkpoint AS (
-    INSERT INTO ring_checkpoints (replica, epoch, position) VALUES ($4, $6, $7)
-    ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position
+    INSERT INTO ring_checkpoints (replica, epoch, position, xid) VALUES ($4, $6, $7, ${XID})
+    ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position, xid = excluded.xid
   ), others AS (
     SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
     FROM replica_counters WHERE replica <> $4
@@ -64,12 +69,15 @@ const COMMIT_BATCH = `
   FROM others, mine`;
 
 const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
+const TOTALS = 'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters';
 
 /**
  * The scale-out store: replicas share one PostgreSQL database; each batch is one statement.
  */
 export class PostgresEventStore implements EventStore {
   readonly shared = true;
+  /** The last commit failed in a way that may have committed it anyway (see commitBatch). */
+  private inDoubt = false;
 
   private constructor(private readonly pool: pg.Pool, private readonly replica: string) {}
 
@@ -86,8 +94,7 @@ export class PostgresEventStore implements EventStore {
 
   async snapshot(): Promise<StoreSnapshot> {
     try {
-      const counters = await this.pool.query<{ unique: string | null; duplicates: string | null }>(
-        'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters');
+      const counters = await this.pool.query<Totals>(TOTALS);
       const topics = await this.pool.query<{ topic: string; events: string }>(
         'SELECT topic, sum(events) AS events FROM topic_counts GROUP BY topic');
       return {
@@ -106,21 +113,38 @@ export class PostgresEventStore implements EventStore {
   }
 
   async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult> {
-    const { rows: [row] } = await this.pool.query<{ seqs: string[]; unique: string; duplicates: string }>({ name: 'commit-batch', text: COMMIT_BATCH }, [
-      events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
-      events.length, checkpoint.epoch, checkpoint.position,
-    ]).catch((error: unknown) => {
+    try {
+      // A connection lost while committing leaves the outcome unknown: if that batch did commit, its
+      // results are read back rather than the batch being retried into "all duplicates".
+      const earlier = this.inDoubt ? await this.committedBatch(events, checkpoint) : undefined;
+      this.inDoubt = false;
+      if (earlier) return earlier;
+      const { rows: [row] } = await this.pool.query<{ seqs: string[] } & Totals>(
+        { name: 'commit-batch', text: COMMIT_BATCH },
+        [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
+          events.length, checkpoint.epoch, checkpoint.position],
+      );
+      return batchResult(events, row!.seqs, row!);
+    } catch (error) {
+      // An error the server reported (it has a severity) rolled the statement back; any other may not have.
+      this.inDoubt = !(error instanceof Error && 'severity' in error);
       throw storeError(error);
-    });
-    const isNew = new Uint8Array(events.length);
-    const perTopic = new Map<string, number>();
-    for (const seq of row!.seqs) {
-      const index = (Number(seq) % POSITION_MASK) - 1;
-      isNew[index] = 1;
-      const topic = events[index]!.topic;
-      perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
     }
-    return { isNew, perTopic, counters: toCounters(row) };
+  }
+
+  /** The results of this very batch if an earlier attempt committed it, found by its checkpoint. */
+  private async committedBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult | undefined> {
+    const { rows: [stored] } = await this.pool.query<{ epoch: string; position: string; xid: string }>(
+      'SELECT epoch, position, xid FROM ring_checkpoints WHERE replica = $1', [this.replica]);
+    // Positions only grow within an epoch, so only this batch's commit can have stored this one.
+    if (stored?.epoch !== checkpoint.epoch || Number(stored.position) !== checkpoint.position) return undefined;
+    const base = BigInt(stored.xid) << BigInt(SEQ_BATCH_BITS);
+    const [inserted, totals] = await Promise.all([
+      this.pool.query<{ seq: string }>('SELECT seq FROM events WHERE seq > $1 AND seq < $2',
+        [base.toString(), (base + BigInt(POSITION_MASK)).toString()]),
+      this.pool.query<Totals>(TOTALS),
+    ]);
+    return batchResult(events, inserted.rows.map((r) => r.seq), totals.rows[0]);
   }
 
   async close(): Promise<void> {
@@ -128,6 +152,24 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-function toCounters(row: { unique: string | null; duplicates: string | null } | undefined): StoreCounters {
+interface Totals {
+  unique: string | null;
+  duplicates: string | null;
+}
+
+function toCounters(row: Totals | undefined): StoreCounters {
   return { uniqueProcessed: Number(row?.unique ?? 0), duplicateDropped: Number(row?.duplicates ?? 0) };
+}
+
+/** seq = xid * 2^SEQ_BATCH_BITS + position in the batch (1-based): the seqs stored say which events were new. */
+function batchResult(events: readonly IncomingEvent[], seqs: readonly string[], totals: Totals | undefined): BatchResult {
+  const isNew = new Uint8Array(events.length);
+  const perTopic = new Map<string, number>();
+  for (const seq of seqs) {
+    const index = Number(BigInt(seq) % BigInt(POSITION_MASK)) - 1;
+    isNew[index] = 1;
+    const topic = events[index]!.topic;
+    perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
+  }
+  return { isNew, perTopic, counters: toCounters(totals) };
 }

@@ -1,0 +1,68 @@
+import { createConnection, createServer, type Socket } from 'node:net';
+import t from 'tap';
+import type { IncomingEvent } from '../src/event.js';
+import { PostgresEventStore } from '../src/store/postgres-store.js';
+import { freshDatabase } from './helpers/postgres.js';
+
+const event = (eventId: string): IncomingEvent => ({
+  topic: 't', eventId, timestamp: '2026-11-24T10:00:00Z', source: 'test', payload: '{}', receivedAt: '2026-11-24T10:00:01.000Z',
+});
+
+/**
+ * A TCP proxy in front of PostgreSQL that, once armed, lets the next query through and then cuts the
+ * connection as the answer comes back: the server has committed, the client never hears so.
+ */
+async function cuttingProxy(target: URL): Promise<{ url: string; armed: boolean; close(): void }> {
+  const sockets = new Set<Socket>();
+  const proxy = { url: '', armed: false, close: () => (server.close(), sockets.forEach((s) => s.destroy())) };
+  const server = createServer((client) => {
+    const upstream = createConnection(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    let cutting = false;
+    client.on('data', (chunk) => {
+      cutting ||= proxy.armed && chunk.includes('commit-batch');
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!cutting) return void client.write(chunk);
+      proxy.armed = false;
+      client.destroy();
+      upstream.destroy();
+    });
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.port = String((server.address() as { port: number }).port);
+  proxy.url = url.toString();
+  return proxy;
+}
+
+t.test('a commit whose answer is lost with the connection is read back, not retried into duplicates', async (t) => {
+  const proxy = await cuttingProxy(new URL(await freshDatabase()));
+  t.teardown(() => proxy.close());
+  const store = await PostgresEventStore.open(proxy.url, 'r1');
+  t.teardown(() => store.close());
+
+  const first = await store.commitBatch([event('a'), event('b'), event('a')], { epoch: 'e', position: 3 });
+  t.same([...first.isNew], [1, 1, 0]);
+
+  const batch = [event('c'), event('b'), event('d'), event('c')];
+  proxy.armed = true;
+  await t.rejects(store.commitBatch(batch, { epoch: 'e', position: 7 }), { name: 'StoreError' }, 'the answer never arrives');
+  t.notOk(proxy.armed, 'the cut happened after the server had the statement');
+
+  const retried = await store.commitBatch(batch, { epoch: 'e', position: 7 });
+  t.same([...retried.isNew], [1, 0, 1, 0], 'the retry reports what the lost commit stored');
+  t.same(retried.counters, { uniqueProcessed: 4, duplicateDropped: 3 }, 'and counts nothing twice');
+  t.same(await store.checkpoint(), { epoch: 'e', position: 7 });
+
+  const next = await store.commitBatch([event('d'), event('e')], { epoch: 'e', position: 9 });
+  t.same([...next.isNew], [0, 1], 'later batches commit as usual');
+  t.same(next.counters, { uniqueProcessed: 5, duplicateDropped: 4 });
+  const snapshot = await store.snapshot();
+  t.same(snapshot.counters, next.counters);
+  t.same([...snapshot.topicCounts], [['t', 5]]);
+});
