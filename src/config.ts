@@ -69,7 +69,8 @@ const oneOf = (...values: string[]) => (raw: string, name: string): string => {
   return value;
 };
 
-const secret = (raw: string): string => raw;
+/** Any text; empty means unset. */
+const optionalText = (raw: string): string => raw;
 
 const boolean = (raw: string, name: string): boolean => {
   const value = oneOf('true', 'false', '1', '0')(raw, name);
@@ -87,8 +88,8 @@ const SETTINGS: Record<keyof Config, Setting> = {
   host: { env: 'HOST', flag: 'host', defaultValue: '0.0.0.0', parse: text },
   store: { env: 'STORE', flag: 'store', defaultValue: 'sqlite', parse: oneOf('sqlite', 'postgres') },
   dbPath: { env: 'DB_PATH', flag: 'db-path', defaultValue: './data/aggregator.db', parse: text },
-  databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', defaultValue: '', parse: secret },
-  replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: secret },
+  databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', defaultValue: '', parse: optionalText },
+  replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: optionalText },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
@@ -112,7 +113,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   keepAliveTimeoutMs: {
     env: 'KEEP_ALIVE_TIMEOUT_MS', flag: 'keep-alive-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
   },
-  authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: secret },
+  authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
 };
 

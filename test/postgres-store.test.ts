@@ -66,3 +66,13 @@ t.test('a commit whose answer is lost with the connection is read back, not retr
   t.same(snapshot.counters, next.counters);
   t.same([...snapshot.topicCounts], [['t', 5]]);
 });
+
+t.test('replicas starting at once create the schema once, without errors', async (t) => {
+  const url = await freshDatabase();
+  const stores = await Promise.all(Array.from({ length: 6 }, (_, i) => PostgresEventStore.open(url, `r${i}`)));
+  t.teardown(() => Promise.all(stores.map((s) => s.close())));
+  const results = await Promise.all(stores.map((s, i) => s.commitBatch([event('shared'), event(`own-${i}`)], { epoch: 'e', position: 2 })));
+  t.equal(results.reduce((sum, r) => sum + r.isNew[0]!, 0), 1, 'the shared event is new for exactly one replica');
+  t.ok(results.every((r) => r.isNew[1] === 1), "each replica's own event is new");
+  t.same((await stores[0]!.snapshot()).counters, { uniqueProcessed: 7, duplicateDropped: 5 });
+});
