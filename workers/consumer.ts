@@ -16,7 +16,7 @@ import { faultInjector } from './faults.js';
  */
 
 const IDLE_WAIT_MS = 100;
-/** How often a consumer of a shared store re-reads the store-wide counters while idle. */
+/** How often a consumer of a shared store re-reads the store-wide counters. */
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
@@ -63,8 +63,9 @@ async function openStore(): Promise<EventStore> {
 }
 
 /**
- * Replicas sharing the store change its totals too: refresh them now and then while idle. This also
- * probes the shared server, so an idle replica notices it going away (and coming back) without a publish.
+ * Replicas sharing the store change its totals and topics too: refresh them about once a second, busy
+ * or idle. This also probes the shared server, so an idle replica notices it going away (and coming back)
+ * without a publish.
  */
 async function refreshSnapshot(): Promise<void> {
   if (!store.shared || performance.now() - lastSnapshot < SNAPSHOT_EVERY_MS) return;
@@ -83,9 +84,9 @@ async function consume(): Promise<void> {
   const batch: QueuedEvent[] = [];
   for (;;) {
     await ring.waitForData(IDLE_WAIT_MS);
+    await refreshSnapshot();
     if (!ring.hasNext()) {
       if (ring.isClosed()) return;
-      await refreshSnapshot();
       continue;
     }
     fill(batch);
