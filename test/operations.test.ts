@@ -20,6 +20,7 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
     return Number(line?.slice(line.lastIndexOf(' ') + 1));
   };
   t.equal(value('aggregator_events_received_total'), 3);
+  t.equal(value('aggregator_replica_events_received_total'), 3);
   t.equal(value('aggregator_events_unique_total'), 2);
   t.equal(value('aggregator_events_duplicate_total'), 1);
   t.equal(value('aggregator_requests_rejected_total', 'reason="invalid"'), 1);

@@ -73,7 +73,8 @@ t.test('two replicas commit concurrently while a reader follows after=: it sees 
   t.equal(stats[0].replica.received + stats[1].replica.received, acked.length, 'replica.received splits the total');
   t.ok(stats.every((s) => s.replica.received > 0), 'both replicas took traffic');
   const metrics = await (await fetch(`${replicas[1]!.url}/metrics`)).text();
-  t.match(metrics, /aggregator_events_received_total\{replica="b"\} \d+/, '/metrics labels by replica');
+  t.match(metrics, new RegExp(`aggregator_events_received_total\\{replica="b"\\} ${acked.length}\\n`), '/metrics: store-wide, labelled by replica');
+  t.match(metrics, new RegExp(`aggregator_replica_events_received_total\\{replica="b"\\} ${stats[1].replica.received}\\n`), "and the replica's own");
 });
 
 t.test('the same events sent to two replicas at the same moment: stored once, one new + one duplicate', async (t) => {

@@ -38,6 +38,8 @@ export class Metrics {
         this.inc({ reason: 'queue_full' }, stats().rejectedQueueFull);
       },
     });
+    // The three above are store-wide, the same on every replica of a shared store; this one is the replica's own.
+    snapshotCounter('aggregator_replica_events_received_total', 'Events this replica accepted since it started.', () => stats().replicaReceived);
     snapshotCounter('aggregator_consumer_restarts_total', 'Consumer worker restarts after a crash.', () => stats().consumer.restarts);
     gauge('aggregator_consumer_ready', '1 while the consumer runs and the store commits.', () => Number(stats().consumer.ready));
     gauge('aggregator_queue_depth', 'Events in the ring not yet committed.', () => stats().queueDepth);
