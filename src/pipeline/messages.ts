@@ -55,7 +55,7 @@ export interface StoreErrorMessage {
   retryInMs: number;
 }
 
-/** A fresh store-wide view, sent while idle when other replicas write to the same store. */
+/** A fresh store-wide view, sent about once a second when other replicas write to the same store. */
 export interface SnapshotMessage {
   type: 'snapshot';
   counters: StoreCounters;
