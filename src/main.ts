@@ -18,7 +18,7 @@ try {
 
 const log = createLogger(config.logLevel, 'aggregator');
 const aggregator = await createAggregator(config, log).catch((error: unknown) => {
-  log.fatal({ err: error, dbPath: config.dbPath }, `cannot start: ${(error as Error).message}`);
+  log.fatal({ err: error, store: config.store }, `cannot start: ${(error as Error).message}`);
   process.exit(1);
 });
 const address = await aggregator.app.listen({ port: config.port, host: config.host });
