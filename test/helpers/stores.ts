@@ -2,12 +2,11 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
-import type { Config, StoreKind } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import { freshDatabase } from './postgres.js';
 
 /** One kind of store as the shared behavioural suite sees it. */
 export interface TestStore {
-  kind: StoreKind;
   /** Settings for an aggregator on a new, empty store of this kind. */
   fresh(t: Test): Promise<Pick<Config, 'store' | 'dbPath' | 'databaseUrl'>>;
   /** The same settings as a spawned server's environment. */
@@ -17,7 +16,6 @@ export interface TestStore {
 }
 
 export const sqliteStore: TestStore = {
-  kind: 'sqlite',
   fresh: async (t) => ({ store: 'sqlite', dbPath: join(t.testdir(), 'aggregator.db'), databaseUrl: '' }),
   env: ({ dbPath }) => ({ STORE: 'sqlite', DB_PATH: dbPath }),
   async blockWrites({ dbPath }) {
@@ -31,7 +29,6 @@ export const sqliteStore: TestStore = {
 };
 
 export const postgresStore: TestStore = {
-  kind: 'postgres',
   fresh: async (t) => ({ store: 'postgres', dbPath: join(t.testdir(), 'unused.db'), databaseUrl: await freshDatabase() }),
   env: ({ databaseUrl }) => ({ STORE: 'postgres', DATABASE_URL: databaseUrl }),
   async blockWrites({ databaseUrl }) {
