@@ -51,14 +51,18 @@ log.debug('consumer drained and closed the store');
  * the message itself so /readyz and the logs can tell.
  */
 async function openStore(): Promise<EventStore> {
-  const where = config.store === 'postgres' ? 'PostgreSQL' : `the database ${config.dbPath}`;
   try {
     return config.store === 'postgres'
       ? await PostgresEventStore.open(config.databaseUrl, config.replicaId)
       : new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    throw new Error(`cannot open ${where}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+    if (config.store === 'sqlite') {
+      const code = (error as { code?: unknown }).code;
+      throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+    }
+    // The driver's message names the server's host and port: the log may show it, /readyz may not.
+    log.error({ err: error }, 'cannot open PostgreSQL');
+    throw new Error('cannot open PostgreSQL (the log says why)');
   }
 }
 
@@ -75,7 +79,7 @@ async function refreshSnapshot(): Promise<void> {
     post({ type: 'snapshot', counters, topics: [...topicCounts] });
   } catch (error) {
     if (!(error instanceof StoreError)) throw error;
-    log.warn({ err: error }, 'the store did not answer; still trying');
+    log.warn({ err: error, cause: error.cause }, 'the store did not answer; still trying');
     post({ type: 'store-error', message: error.message, code: error.code, retryInMs: SNAPSHOT_EVERY_MS });
   }
 }
@@ -135,7 +139,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
         log.error({ err: error, uncommitted: batch.length + ring.depth() }, 'stopping with events the store would not take');
         throw error;
       }
-      log.error({ err: error, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
+      log.error({ err: error, cause: error.cause, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
       post({ type: 'store-error', message: error.message, code: error.code, retryInMs: delay });
       await sleep(delay);
     }

@@ -1,10 +1,10 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { PublishError } from '../pipeline/errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
 import { requireBearer } from './auth.js';
+import { ApiError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
@@ -45,18 +45,9 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
 
   registerJsonBodyParser(app);
   registerOpenApi(app, VERSION);
-  app.setErrorHandler((error, request, reply) => {
-    if (error instanceof PublishError) {
-      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-      return reply.code(error.statusCode).send({
-        statusCode: error.statusCode,
-        error: error.statusCode === 503 ? 'Service Unavailable' : 'Payload Too Large',
-        message: error.message,
-      });
-    }
-    const statusCode = (error as { statusCode?: number }).statusCode ?? 500;
-    if (statusCode >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
-    return reply.code(statusCode).send(error);
+  app.setErrorHandler(replyWithError);
+  app.setNotFoundHandler((request) => {
+    throw new ApiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
   });
 
   const startedAt = Date.now();

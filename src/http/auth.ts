@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
+import { ApiError } from './errors.js';
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
 
@@ -9,13 +10,10 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  */
 export function requireBearer(token: string) {
   const expected = digest(token);
-  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization ?? '';
     const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
     if (presented !== '' && timingSafeEqual(digest(presented), expected)) return;
-    await reply
-      .code(401)
-      .header('www-authenticate', 'Bearer realm="pubsub-aggregator"')
-      .send({ statusCode: 401, error: 'Unauthorized', message: 'this route needs Authorization: Bearer <AUTH_TOKEN>' });
+    throw new ApiError('UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_TOKEN>');
   };
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
+import { ApiError } from './errors.js';
 
 /**
  * Fastify's own JSON parser answers every failure with the same "Body is not valid JSON"; this one says
@@ -13,7 +14,7 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
     try {
       done(null, secureJson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' }));
     } catch (error) {
-      done(Object.assign(new Error(`invalid JSON body: ${(error as Error).message}`), { statusCode: 400 }), undefined);
+      done(new ApiError('INVALID_JSON', `invalid JSON body: ${(error as Error).message}`), undefined);
     }
   });
 }

@@ -1,6 +1,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import type { IncomingEvent } from '../event.js';
+import { ApiError, type ErrorCode, type EventProblem } from './errors.js';
 import { EventSchema, type EventBody } from './schemas.js';
 
 const checkEvent = TypeCompiler.Compile(EventSchema);
@@ -10,24 +11,13 @@ const MAX_PROBLEMS = 100;
 /** Reported per event at most. */
 const MAX_PROBLEMS_PER_EVENT = 5;
 
-export interface EventProblem {
-  index: number;
-  field: string;
-  reason: string;
-}
-
 export interface PublishLimits {
   maxEventsPerRequest: number;
   maxPayloadBytes: number;
 }
 
-export type ParsedPublish =
-  | { ok: true; events: IncomingEvent[] }
-  | { ok: false; statusCode: 400 | 413; message: string; problems: EventProblem[] };
-
-const refuse = (statusCode: 400 | 413, message: string, problems: EventProblem[] = []): ParsedPublish => ({
-  ok: false, statusCode, message, problems,
-});
+const refuse = (code: ErrorCode, message: string, errors: EventProblem[] = []): ApiError =>
+  new ApiError(code, message, { errors });
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -96,14 +86,14 @@ function serializePayload(payload: Record<string, unknown>, maxBytes: number): {
 
 /**
  * Validates a whole publish body. All-or-nothing: one bad event refuses the request, and the answer names
- * every bad event by index with its reasons.
+ * every bad event by index with its reasons. Throws ApiError when the request is refused.
  */
-export function parsePublishBody(body: unknown, limits: PublishLimits, receivedAt: string): ParsedPublish {
+export function parsePublishBody(body: unknown, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
   const items = unwrap(body);
-  if (typeof items === 'string') return refuse(400, items);
-  if (items.length === 0) return refuse(400, 'the request contains no events');
+  if (typeof items === 'string') throw refuse('INVALID_BODY', items);
+  if (items.length === 0) throw refuse('INVALID_BODY', 'the request contains no events');
   if (items.length > limits.maxEventsPerRequest) {
-    return refuse(413, `the request has ${items.length} events; at most ${limits.maxEventsPerRequest} are accepted per request`);
+    throw refuse('TOO_MANY_EVENTS', `the request has ${items.length} events; at most ${limits.maxEventsPerRequest} are accepted per request`);
   }
 
   const events: IncomingEvent[] = [];
@@ -128,7 +118,7 @@ export function parsePublishBody(body: unknown, limits: PublishLimits, receivedA
     invalid++;
     problems.push(...found.slice(0, MAX_PROBLEMS - problems.length));
   });
-  if (invalid === 0) return { ok: true, events };
+  if (invalid === 0) return events;
   const shown = problems.length === MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS} problems are listed)` : '';
-  return refuse(400, `${invalid} of ${items.length} events are invalid; nothing was stored${shown}`, problems);
+  throw refuse('INVALID_EVENT', `${invalid} of ${items.length} events are invalid; nothing was stored${shown}`, problems);
 }

@@ -85,23 +85,23 @@ export const QueuedSchema = Type.Object(
 /** Every error answer: Fastify's shape, plus the per-event problems of a refused publish. */
 export const ErrorSchema = Type.Object({
   statusCode: Type.Integer(),
-  code: Type.Optional(Type.String()),
+  code: Type.String({ description: 'Stable cause of the error; see docs/errors.md' }),
   error: Type.String(),
   message: Type.String(),
   errors: Type.Optional(Type.Array(Type.Object({ index: Type.Integer(), field: Type.String(), reason: Type.String() }))),
 });
 
-const errorExample = (statusCode: number, error: string, message: string, extra = {}) =>
-  Type.Object(ErrorSchema.properties, { description: message, examples: [{ statusCode, error, message, ...extra }] });
+const errorExample = (statusCode: number, error: string, code: string, message: string, extra = {}) =>
+  Type.Object(ErrorSchema.properties, { description: message, examples: [{ statusCode, error, code, message, ...extra }] });
 
 export const PublishErrorResponses = {
-  400: errorExample(400, 'Bad Request', '1 of 2 events are invalid; nothing was stored', {
+  400: errorExample(400, 'Bad Request', 'INVALID_EVENT', '1 of 2 events are invalid; nothing was stored', {
     errors: [{ index: 1, field: 'timestamp', reason: 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date' }],
   }),
-  401: errorExample(401, 'Unauthorized', 'this route needs Authorization: Bearer <AUTH_TOKEN>'),
-  413: errorExample(413, 'Payload Too Large', 'the request has 20000 events; at most 10000 are accepted per request'),
-  415: errorExample(415, 'Unsupported Media Type', 'Unsupported Media Type'),
-  503: errorExample(503, 'Service Unavailable', 'the queue is full: the consumer is behind; retry later'),
+  401: errorExample(401, 'Unauthorized', 'UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_TOKEN>'),
+  413: errorExample(413, 'Payload Too Large', 'TOO_MANY_EVENTS', 'the request has 20000 events; at most 10000 are accepted per request'),
+  415: errorExample(415, 'Unsupported Media Type', 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'),
+  503: errorExample(503, 'Service Unavailable', 'QUEUE_FULL', 'the queue is full: the consumer is behind; retry later'),
 };
 
 export const StoredEventSchema = Type.Object({

@@ -1,4 +1,4 @@
-import { unavailable } from './errors.js';
+import { PublishError } from './errors.js';
 
 export interface CommitAck {
   accepted: number;
@@ -74,7 +74,7 @@ export class PendingAcks {
 
   close(): void {
     clearInterval(this.sweeper);
-    this.failAll(unavailable('the aggregator is shutting down'));
+    this.failAll(new PublishError('SHUTTING_DOWN', 'the aggregator is shutting down'));
   }
 
   private expire(): void {
@@ -82,7 +82,7 @@ export class PendingAcks {
     for (const [id, entry] of this.pending) {
       if (entry.deadline > now) continue;
       this.pending.delete(id);
-      entry.reject(unavailable(`events were queued but not committed within ${this.timeoutMs} ms; retry`));
+      entry.reject(new PublishError('ACK_TIMEOUT', `events were queued but not committed within ${this.timeoutMs} ms; retry`));
     }
   }
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { encodedLength, writeEvent } from '../ring/event-codec.js';
 import { createRingBuffer, RingProducer } from '../ring/ring.js';
 import { ConsumerSupervisor } from './consumer-supervisor.js';
-import { PublishError, unavailable } from './errors.js';
+import { PublishError } from './errors.js';
 import type { ConsumerMessage, StoreCounters } from './messages.js';
 import { PendingAcks, type CommitAck } from './pending-acks.js';
 
@@ -77,7 +77,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
         fault: process.env.AGGREGATOR_FAULT,
       },
       onMessage: (message) => this.onMessage(message),
-      onCrash: (error) => this.acks.failAll(unavailable(`consumer worker crashed (${error.message}); retry`)),
+      onCrash: () => this.acks.failAll(new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry')),
     });
   }
 
@@ -98,12 +98,13 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
    * is committed, otherwise once they are queued. Throws PublishError when it cannot take them.
    */
   publish(events: readonly IncomingEvent[], waitForCommit: boolean): Promise<CommitAck> | number {
-    const reason = this.notReadyReason();
-    if (reason !== undefined) throw unavailable(reason);
+    const down = this.supervisor.downReason();
+    if (down !== undefined) throw new PublishError('CONSUMER_UNAVAILABLE', down);
+    if (this.storeError !== undefined) throw new PublishError('STORE_UNAVAILABLE', `store error: ${this.storeError}`);
     const lengths = events.map(encodedLength);
     const total = lengths.reduce((sum, length) => sum + length + 8, 0);
     if (total > this.producer.maxRecordBytes) {
-      throw new PublishError(413, `request needs ${total} bytes of queue; at most ${this.producer.maxRecordBytes} fit (RING_BYTES)`);
+      throw new PublishError('REQUEST_TOO_LARGE', `request needs ${total} bytes of queue; at most ${this.producer.maxRecordBytes} fit (RING_BYTES)`);
     }
     const requestId = waitForCommit ? this.acks.nextId() : 0;
     this.producer.begin();
@@ -111,7 +112,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       if (!writeEvent(this.producer, requestId, events[i]!, lengths[i]!)) {
         this.producer.rollback();
         this.rejectedQueueFull++;
-        throw unavailable('the queue is full: the consumer is behind; retry later');
+        throw new PublishError('QUEUE_FULL', 'the queue is full: the consumer is behind; retry later');
       }
     }
     this.producer.commit();
@@ -177,7 +178,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
         break;
       case 'store-error':
         this.storeError = `${message.code}: ${message.message}`;
-        this.acks.failAll(unavailable(`store error (${this.storeError}); retry`));
+        this.acks.failAll(new PublishError('STORE_UNAVAILABLE', `store error (${this.storeError}); retry`, Math.max(1, Math.ceil(message.retryInMs / 1000))));
         break;
     }
   }

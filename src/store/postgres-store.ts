@@ -24,10 +24,16 @@ export function createPool(url: string, name: string, max: number): pg.Pool {
   return pool;
 }
 
+/**
+ * Store errors reach /readyz and 503 bodies, so their message names only the kind of failure; the driver's
+ * own error (host, port, SQL state) stays in `cause`, for the log.
+ */
 function storeError(error: unknown): StoreError {
   if (error instanceof StoreError) return error;
-  const code = (error as { code?: unknown }).code;
-  return new StoreError(`PostgreSQL: ${(error as Error).message}`, typeof code === 'string' ? code : 'PG_UNAVAILABLE', { cause: error });
+  // An error with a severity came from the server; any other is the connection (refused, reset, timed out).
+  return 'severity' in (error as object)
+    ? new StoreError('PostgreSQL refused the statement', 'PG_ERROR', { cause: error })
+    : new StoreError('PostgreSQL is unreachable', 'PG_UNAVAILABLE', { cause: error });
 }
 
 /*

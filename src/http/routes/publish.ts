@@ -27,17 +27,14 @@ export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { p
       },
     },
     async (request, reply) => {
-      const parsed = parsePublishBody(request.body, limits, new Date().toISOString());
-      if (!parsed.ok) {
+      let events;
+      try {
+        events = parsePublishBody(request.body, limits, new Date().toISOString());
+      } catch (error) {
         rejections.invalid++;
-        return reply.code(parsed.statusCode).send({
-          statusCode: parsed.statusCode,
-          error: parsed.statusCode === 400 ? 'Bad Request' : 'Payload Too Large',
-          message: parsed.message,
-          errors: parsed.problems,
-        });
+        throw error;
       }
-      const outcome = pipeline.publish(parsed.events, request.query.ack !== 'queued');
+      const outcome = pipeline.publish(events, request.query.ack !== 'queued');
       if (typeof outcome === 'number') return reply.code(202).send({ accepted: outcome, queued: true });
       return reply.code(200).send(await outcome);
     },

@@ -1,0 +1,91 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { PublishError } from '../pipeline/errors.js';
+import { StoreError } from '../store/store.js';
+
+/*
+ * The one error path. Every non-2xx answer is {statusCode, error, code, message} (plus `errors` for
+ * per-event problems), with a stable `code` per cause that clients branch on. The table below is the list
+ * of codes; docs/errors.md documents each one.
+ */
+export const ERROR_STATUS = {
+  INVALID_JSON: 400,
+  INVALID_ENCODING: 400,
+  INVALID_BODY: 400,
+  INVALID_EVENT: 400,
+  INVALID_PAYLOAD: 400,
+  INVALID_QUERY: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  BODY_TOO_LARGE: 413,
+  TOO_MANY_EVENTS: 413,
+  REQUEST_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  TOPIC_LIMIT: 429,
+  INTERNAL: 500,
+  QUEUE_FULL: 503,
+  CONSUMER_UNAVAILABLE: 503,
+  STORE_UNAVAILABLE: 503,
+  ACK_TIMEOUT: 503,
+  SHUTTING_DOWN: 503,
+  READERS_BUSY: 503,
+} as const;
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface EventProblem {
+  index: number;
+  field: string;
+  reason: string;
+}
+
+/** An error answer: its code decides the status. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: { errors?: EventProblem[]; retryAfterSeconds?: number } = {},
+  ) {
+    super(message);
+  }
+
+  get statusCode(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+/** Fastify's own errors, by their code, as ours. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_VALIDATION: 'INVALID_QUERY',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_BODY',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+};
+
+/** Any error thrown while answering, as the ApiError the client sees. Internals (hosts, SQL states) stay in the log. */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof PublishError) return new ApiError(error.code, error.message, { retryAfterSeconds: error.retryAfterSeconds });
+  if (error instanceof StoreError) return new ApiError('STORE_UNAVAILABLE', 'the store is not answering; retry later');
+  const fastifyCode = FASTIFY_CODES[(error as FastifyError).code];
+  if (fastifyCode) return new ApiError(fastifyCode, (error as Error).message);
+  return new ApiError('INTERNAL', 'internal error; the server log has the details');
+}
+
+/** Fastify's error handler: logs what clients must not see and answers in the one shape. */
+export function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const api = toApiError(error);
+  if (api.code === 'INTERNAL' || api.code === 'STORE_UNAVAILABLE') {
+    request.log.error({ err: error, url: request.url }, 'request failed');
+  }
+  if (api.statusCode === 503) reply.header('retry-after', String(api.details.retryAfterSeconds ?? 1));
+  if (api.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="pubsub-aggregator"');
+  return reply.code(api.statusCode).send({
+    statusCode: api.statusCode,
+    error: STATUS_CODES[api.statusCode],
+    code: api.code,
+    message: api.message,
+    ...(api.details.errors ? { errors: api.details.errors } : {}),
+  });
+}
