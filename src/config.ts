@@ -39,7 +39,9 @@ export interface Config {
   keepAliveTimeoutMs: number;
   /** Shared secret for `Authorization: Bearer …`; empty: no authentication. */
   authToken: string;
-  /** Whether the read routes (/events, /stats) need the token too; health checks never do. */
+  /** A token for the read routes only (AUTH_READS), so a dashboard never holds the publish token. */
+  authReadToken: string;
+  /** Whether every route but the health checks needs a token (the read token or the publish token). */
   authReads: boolean;
 }
 
@@ -114,6 +116,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
     env: 'KEEP_ALIVE_TIMEOUT_MS', flag: 'keep-alive-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
   },
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
+  authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
 };
 
@@ -148,6 +151,12 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   }
   if (result.store === 'postgres' && result.batchMax > MAX_PG_BATCH) {
     throw new ConfigError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
+  }
+  if (result.authReads && !result.authToken && !result.authReadToken) {
+    throw new ConfigError('AUTH_READS=true needs AUTH_TOKEN or AUTH_READ_TOKEN: without a token every read would stay open');
+  }
+  if (result.authReadToken && !result.authReads) {
+    throw new ConfigError('AUTH_READ_TOKEN is used only with AUTH_READS=true; set both, or neither');
   }
   result.replicaId ||= `${hostname()}:${result.port}`;
   return result;

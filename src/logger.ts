@@ -7,5 +7,5 @@ export type { Logger };
  * with newlines or quotes cannot forge log lines. The shared secret never reaches a log.
  */
 export function createLogger(level: string, name: string): Logger {
-  return pino({ level, name, base: { pid: process.pid }, redact: ['config.authToken', 'config.databaseUrl', 'req.headers.authorization'] });
+  return pino({ level, name, base: { pid: process.pid }, redact: ['config.authToken', 'config.authReadToken', 'config.databaseUrl', 'req.headers.authorization'] });
 }

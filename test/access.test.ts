@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
+import { loadConfig } from '../src/config.js';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 import { spawnServer } from './helpers/server-process.js';
@@ -21,7 +22,7 @@ t.test('with AUTH_TOKEN, publishing needs the bearer token; reads stay open by d
   const missing = await publish({});
   t.equal(missing.statusCode, 401);
   t.equal(missing.headers['www-authenticate'], 'Bearer realm="pubsub-aggregator"');
-  t.match(missing.json(), { message: /Authorization: Bearer/ });
+  t.match(missing.json(), { code: 'UNAUTHORIZED', message: /Authorization: Bearer/ });
   t.equal((await publish(bearer('wrong'))).statusCode, 401, 'a wrong token');
   t.equal((await publish(bearer(`${TOKEN}x`))).statusCode, 401, 'a longer token');
   t.equal((await publish({ authorization: TOKEN })).statusCode, 401, 'a token without the Bearer scheme');
@@ -31,13 +32,37 @@ t.test('with AUTH_TOKEN, publishing needs the bearer token; reads stay open by d
   t.same(await agg.get('/healthz'), { status: 'ok' });
 });
 
-t.test('AUTH_READS puts /events and /stats behind the token too, never the health checks', async (t) => {
-  const agg = await startAggregator(t, { authToken: TOKEN, authReads: true });
-  for (const url of ['/events', '/stats']) {
-    t.equal((await agg.app.inject({ method: 'GET', url })).statusCode, 401, `${url} without a token`);
-    t.equal((await agg.app.inject({ method: 'GET', url, headers: bearer(TOKEN) })).statusCode, 200, `${url} with it`);
+t.test('AUTH_READS puts every route but the health checks behind a token; the read token cannot publish', async (t) => {
+  const READ = 'read-only-token';
+  const agg = await startAggregator(t, { authToken: TOKEN, authReadToken: READ, authReads: true });
+  const get = (url: string, headers: Record<string, string> = {}) => agg.app.inject({ method: 'GET', url, headers });
+  for (const url of ['/events', '/stats', '/metrics', '/docs', '/docs/json', '/', '/no-such-route']) {
+    const refused = await get(url);
+    t.equal(refused.statusCode, 401, `${url} without a token`);
+    t.equal(refused.json().code, 'UNAUTHORIZED');
+    t.same(refused.headers['www-authenticate'], ['Bearer realm="pubsub-aggregator"', 'Basic realm="pubsub-aggregator", charset="UTF-8"'],
+      'browsers are offered Basic, so the dashboard can be opened with the token');
+    t.not((await get(url, bearer(READ))).statusCode, 401, `${url} with the read token`);
+    t.not((await get(url, bearer(TOKEN))).statusCode, 401, `${url} with the publish token`);
   }
-  for (const url of ['/healthz', '/readyz']) t.equal((await agg.app.inject({ method: 'GET', url })).statusCode, 200, url);
+  t.equal((await get('/stats', { authorization: `bEaReR ${READ}` })).statusCode, 200, 'the scheme is case-insensitive (RFC 9110)');
+  const basic = Buffer.from(`anyone:${READ}`).toString('base64');
+  t.equal((await get('/', { authorization: `Basic ${basic}` })).statusCode, 200, 'Basic with the token as password');
+  t.equal((await get('/stats', { authorization: `Basic ${Buffer.from('anyone:wrong').toString('base64')}` })).statusCode, 401);
+  for (const url of ['/healthz', '/readyz']) t.equal((await get(url)).statusCode, 200, `${url} stays open`);
+
+  const publish = (headers: Record<string, string>) =>
+    agg.app.inject({ method: 'POST', url: '/publish', payload: makeEvent(), headers });
+  t.equal((await publish(bearer(READ))).statusCode, 401, 'the read token cannot publish');
+  t.equal((await publish({ authorization: `bearer ${TOKEN}` })).statusCode, 200, 'the publish token in any case');
+});
+
+t.test('AUTH_READS without any token, or a read token without AUTH_READS, refuses to start', async (t) => {
+  t.throws(() => loadConfig([], { AUTH_READS: 'true' }), { name: 'ConfigError', message: /AUTH_READS=true needs AUTH_TOKEN or AUTH_READ_TOKEN/ });
+  t.throws(() => loadConfig([], { AUTH_READ_TOKEN: 'x' }), { name: 'ConfigError', message: /AUTH_READ_TOKEN is used only with AUTH_READS=true/ });
+  t.equal(loadConfig([], { AUTH_READS: 'true', AUTH_READ_TOKEN: 'x' }).authReads, true, 'reads behind a token, publishing open');
+  const server = spawnServer(join(t.testdir(), 'aggregator.db'), { AUTH_READS: 'true' });
+  await t.rejects(server, /exited with 2 before listening: configuration error: AUTH_READS=true needs/);
 });
 
 t.test('the token never appears in the logs', async (t) => {

@@ -1,9 +1,9 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
-import { requireBearer } from './auth.js';
+import { accessControl } from './auth.js';
 import { ApiError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
@@ -50,20 +50,13 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
     throw new ApiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
   });
 
+  app.addHook('onRequest', accessControl({ publish: config.authToken, read: config.authReadToken, reads: config.authReads }));
+
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
-  const readRoutes: FastifyPluginAsync = async (scope) => {
-    scope.register(eventsRoutes, { reader });
-    scope.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
-  };
-  // Routes registered inside this scope need the token (when one is set); encapsulation keeps the hook
-  // away from the others.
-  app.register(async (guarded) => {
-    if (config.authToken) guarded.addHook('onRequest', requireBearer(config.authToken));
-    guarded.register(publishRoutes, { pipeline, limits: config, rejections });
-    if (config.authReads) guarded.register(readRoutes);
-  });
-  if (!config.authReads) app.register(readRoutes);
+  app.register(publishRoutes, { pipeline, limits: config, rejections });
+  app.register(eventsRoutes, { reader });
+  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
   const metrics = new Metrics(pipeline, rejections, config);

@@ -44,7 +44,7 @@ export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly details: { errors?: EventProblem[]; retryAfterSeconds?: number } = {},
+    readonly details: { errors?: EventProblem[]; retryAfterSeconds?: number; authenticate?: string | string[] } = {},
   ) {
     super(message);
   }
@@ -80,7 +80,7 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
     request.log.error({ err: error, url: request.url }, 'request failed');
   }
   if (api.statusCode === 503) reply.header('retry-after', String(api.details.retryAfterSeconds ?? 1));
-  if (api.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="pubsub-aggregator"');
+  if (api.details.authenticate) reply.header('www-authenticate', api.details.authenticate);
   return reply.code(api.statusCode).send({
     statusCode: api.statusCode,
     error: STATUS_CODES[api.statusCode],

@@ -18,6 +18,7 @@ export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { p
   app.post<{ Querystring: { ack?: 'committed' | 'queued' } }>(
     '/publish',
     {
+      config: { access: 'publish' },
       schema: {
         summary: 'Publish events',
         description: 'Answers 200 once every event is committed (group commit), or 202 with ?ack=queued once queued.',
