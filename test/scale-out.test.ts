@@ -153,10 +153,16 @@ t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, 
   t.ok(Date.now() - started < 5_000, `and promptly (${Date.now() - started} ms)`);
   const readiness = await fetch(`${server.url}/readyz`);
   t.equal(readiness.status, 503);
-  t.match(await readiness.json(), { status: 'not_ready', reason: /store error/ });
+  t.match(await readiness.clone().json(), { status: 'not_ready', reason: /store error/ });
   const again = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(outage) });
   t.equal(again.status, 503);
   t.ok(Number(again.headers.get('retry-after')) >= 1, 'with Retry-After');
+  t.match(await again.json(), { code: 'STORE_UNAVAILABLE' });
+  // What clients see names the cause, never where the server is: host and port go to the log only.
+  const { host, port } = new URL(cluster.url);
+  const shown = JSON.stringify([refused.body, await readiness.clone().json(), await server.get('/stats')]);
+  t.notOk(shown.includes(port) || shown.includes(host), `no host or port in 503 bodies, /readyz or /stats: ${shown.slice(0, 300)}`);
+  t.ok(server.logs.some((line) => JSON.stringify(line).includes(port)), 'the log has the details');
 
   await cluster.resume();
   const deadline = Date.now() + 15_000;

@@ -79,7 +79,7 @@ async function refreshSnapshot(): Promise<void> {
     post({ type: 'snapshot', counters, topics: [...topicCounts] });
   } catch (error) {
     if (!(error instanceof StoreError)) throw error;
-    log.warn({ err: error, cause: error.cause }, 'the store did not answer; still trying');
+    log.warn({ err: error }, 'the store did not answer; still trying');
     post({ type: 'store-error', message: error.message, code: error.code, retryInMs: SNAPSHOT_EVERY_MS });
   }
 }
@@ -139,7 +139,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
         log.error({ err: error, uncommitted: batch.length + ring.depth() }, 'stopping with events the store would not take');
         throw error;
       }
-      log.error({ err: error, cause: error.cause, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
+      log.error({ err: error, batchSize: batch.length, retryInMs: delay }, 'commit failed; retrying the batch');
       post({ type: 'store-error', message: error.message, code: error.code, retryInMs: delay });
       await sleep(delay);
     }
