@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import t from 'tap';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
@@ -33,6 +35,24 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
   t.equal(value('aggregator_http_request_duration_seconds_count', 'method="POST",route="/publish",status_code="200"'), 1);
   t.match(text, /aggregator_process_resident_memory_bytes/, 'process metrics');
   t.notMatch(text, /secret\.topic\.name/, 'topics are never labels');
+});
+
+const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
+
+t.test('/metrics passes promtool check metrics (Debian prometheus package; .ci/run installs it)', async (t) => {
+  if (!existsSync(PROMTOOL)) {
+    if (process.env.CI) t.fail(`CI installs promtool at ${PROMTOOL} for this test`);
+    else t.plan(0, `no promtool at ${PROMTOOL}`);
+    return;
+  }
+  const agg = await startAggregator(t);
+  await agg.publish(makeEvent());
+  const text = (await agg.app.inject({ method: 'GET', url: '/metrics' })).body;
+  const problems = await new Promise<string>((resolve) => {
+    const child = execFile(PROMTOOL, ['check', 'metrics'], (_error, stdout, stderr) => resolve(`${stdout}${stderr}`.trim()));
+    child.stdin!.end(text);
+  });
+  t.equal(problems, '', 'no lint problems');
 });
 
 t.test('/stats counts events per topic', async (t) => {

@@ -19,6 +19,11 @@ export class Metrics {
     // Replicas behind one load balancer are told apart by this label.
     registry.setDefaultLabels({ replica: config.replicaId });
     collectDefaultMetrics({ register: registry, prefix: 'aggregator_' });
+    // These three are gauges whose names end in _total, which the exposition format reserves for counters
+    // (promtool refuses them); the handles and requests they count are of little use here.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+      registry.removeSingleMetric(`aggregator_nodejs_${name}`);
+    }
     const stats = () => pipeline.stats();
     /** A counter whose value comes from the pipeline's durable snapshot at scrape time. */
     const snapshotCounter = (name: string, help: string, read: () => number) =>
