@@ -27,6 +27,8 @@ export interface Config {
   maxEventsPerRequest: number;
   /** Largest payload of one event, as JSON text, in bytes. */
   maxPayloadBytes: number;
+  /** Most distinct topics; a publish that would create one more gets 429 TOPIC_LIMIT. */
+  maxTopics: number;
   /** How long a publish waits for its commit before it answers 503. */
   ackTimeoutMs: number;
   /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss. */
@@ -106,6 +108,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   maxPayloadBytes: {
     env: 'MAX_PAYLOAD_BYTES', flag: 'max-payload-bytes', defaultValue: String(64 * 1024), parse: integer(2, 2 ** 26),
   },
+  maxTopics: { env: 'MAX_TOPICS', flag: 'max-topics', defaultValue: '100000', parse: integer(1, 100_000_000) },
   ackTimeoutMs: { env: 'ACK_TIMEOUT_MS', flag: 'ack-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000) },
   synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
   dbMaxBytes: { env: 'DB_MAX_BYTES', flag: 'db-max-bytes', defaultValue: '0', parse: integer(0, Number.MAX_SAFE_INTEGER) },

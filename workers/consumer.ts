@@ -16,7 +16,7 @@ import { faultInjector } from './faults.js';
  */
 
 const IDLE_WAIT_MS = 100;
-/** How often a consumer of a shared store re-reads the store-wide counters. */
+/** How often a consumer of a shared store re-reads the store-wide counters and changed topics. */
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
@@ -67,7 +67,8 @@ async function openStore(): Promise<EventStore> {
 }
 
 /**
- * Replicas sharing the store change its totals and topics too: refresh them about once a second, busy
+ * Replicas sharing the store change its totals and topics too: refresh them (the topics that changed
+ * only) about once a second, busy
  * or idle. This also probes the shared server, so an idle replica notices it going away (and coming back)
  * without a publish.
  */
@@ -75,7 +76,7 @@ async function refreshSnapshot(): Promise<void> {
   if (!store.shared || performance.now() - lastSnapshot < SNAPSHOT_EVERY_MS) return;
   lastSnapshot = performance.now();
   try {
-    const { counters, topicCounts } = await store.snapshot();
+    const { counters, topicCounts } = await store.changes();
     post({ type: 'snapshot', counters, topics: [...topicCounts] });
   } catch (error) {
     if (!(error instanceof StoreError)) throw error;

@@ -8,7 +8,7 @@ import type { RejectionCounters } from './app.js';
 /*
  * Prometheus metrics. Labels stay bounded: route (the route pattern, not the raw URL), method and status
  * code; topics are never a label, since publishers choose them freely and every topic would become a
- * time series of its own. Per-topic counts are in /stats instead.
+ * time series of its own. The top topics' counts are in /stats instead.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -51,7 +51,7 @@ export class Metrics {
     gauge('aggregator_ring_used_bytes', 'Bytes of the ring in use.', () => stats().ringUsedBytes);
     gauge('aggregator_ring_capacity_bytes', 'Size of the ring.', () => stats().ringCapacityBytes);
     gauge('aggregator_pending_acks', 'Publish requests waiting for their commit.', () => stats().pendingAcks);
-    gauge('aggregator_topics', 'Topics with stored events.', () => stats().topics.size);
+    gauge('aggregator_topics', 'Topics with stored events.', () => stats().topicCount);
     if (config.store === 'sqlite') {
       gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
         ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));

@@ -101,6 +101,8 @@ export const PublishErrorResponses = {
   401: errorExample(401, 'Unauthorized', 'UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_TOKEN>'),
   413: errorExample(413, 'Payload Too Large', 'TOO_MANY_EVENTS', 'the request has 20000 events; at most 10000 are accepted per request'),
   415: errorExample(415, 'Unsupported Media Type', 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'),
+  429: errorExample(429, 'Too Many Requests', 'TOPIC_LIMIT',
+    'the request would add 1 new topic(s) to the 100000 there are; at most 100000 are allowed (MAX_TOPICS)'),
   503: errorExample(503, 'Service Unavailable', 'QUEUE_FULL', 'the queue is full: the consumer is behind; retry later'),
 };
 

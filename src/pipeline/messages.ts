@@ -31,7 +31,7 @@ export interface StoreCounters {
 export interface ReadyMessage {
   type: 'ready';
   counters: StoreCounters;
-  /** Stored events per topic. */
+  /** Stored events per topic, every topic: sent once, when a consumer starts. */
   topics: [topic: string, events: number][];
   /** Records a crashed predecessor had committed but not released; the new worker passed over them. */
   skippedRecords: number;
@@ -59,6 +59,7 @@ export interface StoreErrorMessage {
 export interface SnapshotMessage {
   type: 'snapshot';
   counters: StoreCounters;
+  /** Store-wide stored events of the topics that changed since the last snapshot; the others are as they were. */
   topics: [topic: string, events: number][];
 }
 

@@ -9,6 +9,7 @@ import { ConsumerSupervisor } from './consumer-supervisor.js';
 import { PublishError } from './errors.js';
 import type { ConsumerMessage, StoreCounters } from './messages.js';
 import { PendingAcks, type CommitAck } from './pending-acks.js';
+import { TopicCounts } from './topic-counts.js';
 
 export type { CommitAck };
 
@@ -18,8 +19,8 @@ export interface PipelineStats {
   /** Events this replica accepted since it started. */
   replicaReceived: number;
   counters: StoreCounters;
-  /** Stored events per topic. */
-  topics: ReadonlyMap<string, number>;
+  /** Topics with stored events. */
+  topicCount: number;
   queueDepth: number;
   ringUsedBytes: number;
   ringCapacityBytes: number;
@@ -45,7 +46,13 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
   private readonly acks: PendingAcks;
   private readonly supervisor: ConsumerSupervisor;
   private counters: StoreCounters = { uniqueProcessed: 0, duplicateDropped: 0 };
-  private topics = new Map<string, number>();
+  private readonly topics = new TopicCounts();
+  /**
+   * Topics of queued events that are not in `topics` yet: they count towards MAX_TOPICS until a commit or
+   * a snapshot brings them in. The cap itself bounds this set.
+   */
+  private readonly pendingTopics = new Set<string>();
+  private readonly maxTopics: number;
   private enqueued = 0;
   /** Events of this process's ring that a consumer reported committed (or passed over as committed). */
   private committedHere = 0;
@@ -57,6 +64,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
 
   private constructor(config: Config, private readonly log: Logger) {
     super();
+    this.maxTopics = config.maxTopics;
     const ring = createRingBuffer(config.ringBytes);
     this.producer = new RingProducer(ring);
     this.acks = new PendingAcks(config.ackTimeoutMs);
@@ -106,6 +114,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
     if (total > this.producer.maxRecordBytes) {
       throw new PublishError('REQUEST_TOO_LARGE', `request needs ${total} bytes of queue; at most ${this.producer.maxRecordBytes} fit (RING_BYTES)`);
     }
+    const newTopics = this.newTopics(events);
     const requestId = waitForCommit ? this.acks.nextId() : 0;
     this.producer.begin();
     for (let i = 0; i < events.length; i++) {
@@ -116,8 +125,14 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       }
     }
     this.producer.commit();
+    if (newTopics) for (const topic of newTopics) this.pendingTopics.add(topic);
     this.enqueued += events.length;
     return waitForCommit ? this.acks.wait(requestId, events.length) : events.length;
+  }
+
+  /** The topics with the most stored events (at most TOP_TOPICS), most first. */
+  topTopics(): [topic: string, events: number][] {
+    return this.topics.top();
   }
 
   stats(): PipelineStats {
@@ -126,7 +141,7 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       received: this.counters.uniqueProcessed + this.counters.duplicateDropped + this.enqueued - this.committedHere,
       replicaReceived: this.enqueued,
       counters: this.counters,
-      topics: this.topics,
+      topicCount: this.topics.size,
       queueDepth: this.producer.depth(),
       ringUsedBytes: this.producer.usedBytes(),
       ringCapacityBytes: this.producer.capacity,
@@ -150,11 +165,26 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
     this.acks.close();
   }
 
+  /** The topics of `events` neither stored nor queued yet; throws TOPIC_LIMIT when they would pass MAX_TOPICS. */
+  private newTopics(events: readonly IncomingEvent[]): Set<string> | undefined {
+    let fresh: Set<string> | undefined;
+    for (const { topic } of events) {
+      if (!this.topics.has(topic) && !this.pendingTopics.has(topic)) (fresh ??= new Set()).add(topic);
+    }
+    const known = this.topics.size + this.pendingTopics.size;
+    if (fresh && known + fresh.size > this.maxTopics) {
+      throw new PublishError('TOPIC_LIMIT',
+        `the request would add ${fresh.size} new topic(s) to the ${known} there are; at most ${this.maxTopics} are allowed (MAX_TOPICS)`);
+    }
+    return fresh;
+  }
+
   private onMessage(message: ConsumerMessage): void {
     switch (message.type) {
       case 'ready':
         this.counters = message.counters;
-        this.topics = new Map(message.topics);
+        this.topics.reset(message.topics);
+        for (const topic of this.pendingTopics) if (this.topics.has(topic)) this.pendingTopics.delete(topic);
         this.committedHere += message.skippedRecords;
         if (message.skippedRecords > 0) {
           this.log.warn({ skippedRecords: message.skippedRecords }, 'passed over records a crashed consumer had committed');
@@ -164,7 +194,10 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
         this.storeError = undefined;
         this.counters = message.counters;
         this.committedHere += message.records;
-        for (const [topic, events] of message.perTopic) this.topics.set(topic, (this.topics.get(topic) ?? 0) + events);
+        for (const [topic, events] of message.perTopic) {
+          this.topics.add(topic, events);
+          this.pendingTopics.delete(topic);
+        }
         this.emit('commit', message.records, message.commitMs);
         this.batches++;
         this.lastBatchSize = message.records;
@@ -174,7 +207,10 @@ export class Pipeline extends EventEmitter<{ commit: [records: number, commitMs:
       case 'snapshot':
         this.storeError = undefined;
         this.counters = message.counters;
-        this.topics = new Map(message.topics);
+        for (const [topic, events] of message.topics) {
+          this.topics.set(topic, events);
+          this.pendingTopics.delete(topic);
+        }
         break;
       case 'store-error':
         this.storeError = `${message.code}: ${message.message}`;

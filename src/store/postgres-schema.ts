@@ -25,7 +25,9 @@ export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
  * PostgreSQL text cannot hold NUL, which an event_id may contain, so the unique key column holds the id
  * escaped injectively (backslash doubled, NUL as \0) and `doc` holds the event exactly, as the JSON that
  * /events serves. Counters and per-topic totals are one row per replica, so replicas never contend for a
- * hot row; store-wide figures are sums. `ring_checkpoints` is per replica, like the ring it describes, and
+ * hot row; store-wide figures are sums. `topic_counts.changed` is the seq base of the transaction that last
+ * changed the row (0 for rows from before the column existed), so a replica re-reads only the topics that
+ * changed since its last look (see PostgresEventStore.changes). `ring_checkpoints` is per replica, like the ring it describes, and
  * names the transaction of the last batch, so a commit whose outcome was lost with the connection can be
  * looked up instead of retried blindly.
  */
@@ -50,6 +52,8 @@ const SCHEMA = `
     events  bigint NOT NULL,
     PRIMARY KEY (topic, replica)
   );
+  ALTER TABLE topic_counts ADD COLUMN IF NOT EXISTS changed bigint NOT NULL DEFAULT 0;
+  CREATE INDEX IF NOT EXISTS topic_counts_by_change ON topic_counts (changed);
   CREATE TABLE IF NOT EXISTS ring_checkpoints (
     replica  text PRIMARY KEY,
     epoch    text NOT NULL,

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
 import type { StoreCounters } from '../pipeline/messages.js';
-import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, XID } from './postgres-schema.js';
+import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
 
 /**
@@ -61,8 +61,9 @@ const COMMIT_BATCH = `
                                         duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped
     RETURNING unique_processed, duplicate_dropped
   ), topics AS (
-    INSERT INTO topic_counts AS t (topic, replica, events) SELECT topic, $4, count(*) FROM inserted GROUP BY topic
-    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events
+    INSERT INTO topic_counts AS t (topic, replica, events, changed)
+    SELECT topic, $4, count(*), ${SEQ_BASE} FROM inserted GROUP BY topic
+    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events, changed = excluded.changed
   ), checkpoint AS (
     INSERT INTO ring_checkpoints (replica, epoch, position, xid) VALUES ($4, $6, $7, ${XID})
     ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position, xid = excluded.xid
@@ -78,12 +79,31 @@ const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
 const TOTALS = 'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters';
 
 /**
+ * Store-wide totals (summed over replicas) of the topics `filter` picks, with the commit horizon of the
+ * same statement snapshot. `changed` of a row is the seq base of the transaction that last wrote it, so
+ * the rows of any transaction below the horizon are visible to this snapshot: every such transaction has
+ * ended. A refresh that reads `changed` in [previous horizon, this horizon) therefore misses no change:
+ * a row written at or above the horizon is read by a later refresh (or, rewritten again meanwhile, by the
+ * one that covers its newer `changed`), and the totals it reads include everything committed so far.
+ */
+const topicTotals = (filter: string) => `
+  WITH horizon AS (SELECT ${SEQ_HORIZON} AS seq),
+  totals AS (SELECT topic, sum(events) AS events FROM topic_counts ${filter} GROUP BY topic)
+  SELECT (SELECT seq FROM horizon) AS horizon,
+         coalesce(array_agg(topic), '{}') AS topics, coalesce(array_agg(events), '{}') AS events FROM totals`;
+const ALL_TOPICS = topicTotals('');
+const CHANGED_TOPICS = topicTotals(
+  'WHERE topic IN (SELECT c.topic FROM topic_counts c, horizon WHERE c.changed >= $1 AND c.changed < horizon.seq)');
+
+/**
  * The scale-out store: replicas share one PostgreSQL database; each batch is one statement.
  */
 export class PostgresEventStore implements EventStore {
   readonly shared = true;
   /** The last commit failed in a way that may have committed it anyway (see commitBatch). */
   private inDoubt = false;
+  /** The commit horizon of the last topic read: changes() reads rows changed from here on. */
+  private topicsHorizon = '0';
 
   private constructor(private readonly pool: pg.Pool, private readonly replica: string) {}
 
@@ -98,14 +118,22 @@ export class PostgresEventStore implements EventStore {
     return new PostgresEventStore(pool, replica);
   }
 
-  async snapshot(): Promise<StoreSnapshot> {
+  snapshot(): Promise<StoreSnapshot> {
+    return this.readTopics(ALL_TOPICS, []);
+  }
+
+  changes(): Promise<StoreSnapshot> {
+    return this.readTopics(CHANGED_TOPICS, [this.topicsHorizon]);
+  }
+
+  private async readTopics(query: string, values: string[]): Promise<StoreSnapshot> {
     try {
       const counters = await this.pool.query<Totals>(TOTALS);
-      const topics = await this.pool.query<{ topic: string; events: string }>(
-        'SELECT topic, sum(events) AS events FROM topic_counts GROUP BY topic');
+      const { rows: [row] } = await this.pool.query<{ horizon: string; topics: string[]; events: string[] }>(query, values);
+      this.topicsHorizon = row!.horizon;
       return {
         counters: toCounters(counters.rows[0]),
-        topicCounts: new Map(topics.rows.map((r) => [r.topic, Number(r.events)])),
+        topicCounts: new Map(row!.topics.map((topic, i) => [topic, Number(row!.events[i])])),
       };
     } catch (error) {
       throw storeError(error);

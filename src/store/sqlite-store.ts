@@ -91,6 +91,11 @@ export class SqliteEventStore implements EventStore {
     return { counters: this.current, topicCounts: new Map(rows) };
   }
 
+  /** This writer is the only one, and its commits report their own topics. */
+  changes(): StoreSnapshot {
+    return { counters: this.current, topicCounts: new Map() };
+  }
+
   checkpoint(): RingCheckpoint | undefined {
     return this.db.prepare('SELECT epoch, position FROM ring_checkpoint').get() as RingCheckpoint | undefined;
   }

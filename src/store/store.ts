@@ -33,7 +33,7 @@ export interface BatchResult {
 export interface StoreSnapshot {
   /** Store-wide counters. */
   counters: StoreCounters;
-  /** Store-wide stored events per topic. */
+  /** Store-wide stored events per topic: every topic (snapshot) or the changed ones (changes). */
   topicCounts: Map<string, number>;
 }
 
@@ -41,7 +41,10 @@ export interface StoreSnapshot {
 export interface EventStore {
   /** True when other writers (replicas) change the store too, so snapshots need refreshing. */
   readonly shared: boolean;
+  /** Counters and every topic; read once, when the consumer starts. */
   snapshot(): MaybePromise<StoreSnapshot>;
+  /** Counters and the topics any writer changed since the last snapshot() or changes(): never the whole table. */
+  changes(): MaybePromise<StoreSnapshot>;
   /** This consumer's last checkpoint. */
   checkpoint(): MaybePromise<RingCheckpoint | undefined>;
   /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */

@@ -25,13 +25,16 @@ export function formatUptime(totalSeconds: number): string {
 export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId }) => {
   app.get('/stats', async () => {
     const stats = pipeline.stats();
+    const top = pipeline.topTopics();
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
     return {
       received: stats.received,
       unique_processed: stats.counters.uniqueProcessed,
       duplicate_dropped: stats.counters.duplicateDropped,
-      topics: [...stats.topics.keys()],
-      topic_events: Object.fromEntries(stats.topics),
+      // Bounded whatever the topic count: the TOP_TOPICS topics with the most events, and how many there are.
+      topics: top.map(([topic]) => topic),
+      topic_events: Object.fromEntries(top),
+      topic_count: stats.topicCount,
       uptime: formatUptime(uptimeSeconds),
       uptime_seconds: uptimeSeconds,
       queue_depth: stats.queueDepth,
