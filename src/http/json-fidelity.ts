@@ -31,8 +31,9 @@ export function jsonLosses(value: unknown, text: string, max = 100): JsonLoss[] 
 export function numberLoss(literal: string): string | undefined {
   const parsed = Number(literal);
   if (!Number.isFinite(parsed)) return `${clip(literal)} overflows a double`;
-  if (decimal(literal) === decimal(String(parsed))) return undefined;
-  return `${clip(literal)} is not exactly a double: it would read back as ${String(parsed)}`;
+  const shortest = String(parsed);
+  if (shortest === literal || decimal(literal) === decimal(shortest)) return undefined;
+  return `${clip(literal)} is not exactly a double: it would read back as ${shortest}`;
 }
 
 /** A number's decimal value, normalized: "-0.123e4" for -1230, "0" and "-0" for the zeros. */
@@ -109,12 +110,12 @@ function scan(text: string, max: number): JsonLoss[] {
   return losses;
 }
 
-/** The index just past the string literal that opens at `start`. */
+/** The index just past the string literal that opens at `start`: the next quote not escaped by a backslash. */
 function endOfString(text: string, start: number): number {
-  for (let i = start + 1; ; i++) {
-    const c = text.charCodeAt(i);
-    if (c === BACKSLASH) i++;
-    else if (c === QUOTE) return i + 1;
+  for (let quote = text.indexOf('"', start + 1); ; quote = text.indexOf('"', quote + 1)) {
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote + 1;
   }
 }
 
