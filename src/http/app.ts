@@ -9,6 +9,7 @@ import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
+import { IDENTITY_FORMAT_CHECKS } from './schemas.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -31,6 +32,7 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
+    ajv: { customOptions: { formats: IDENTITY_FORMAT_CHECKS } },
     // One log line per request would dwarf the events themselves at tens of thousands of requests/s.
     logController: new LogController({ disableRequestLogging: true }),
     // Slow clients: a request must arrive whole within requestTimeoutMs; idle keep-alive sockets close.

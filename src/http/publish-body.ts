@@ -2,7 +2,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import type { IncomingEvent } from '../event.js';
 import { ApiError, type ErrorCode, type EventProblem } from './errors.js';
-import { EventSchema, type EventBody } from './schemas.js';
+import { jsonLosses, type JsonPath } from './json-fidelity.js';
+import { EventSchema, IDENTITY_FORMATS, type EventBody } from './schemas.js';
 
 const checkEvent = TypeCompiler.Compile(EventSchema);
 
@@ -32,6 +33,8 @@ function unwrap(body: unknown): unknown[] | string {
 }
 
 function describe(error: ValueError): string {
+  const identityRule = error.type === ValueErrorType.StringFormat && IDENTITY_FORMATS[error.schema.format as string];
+  if (identityRule) return identityRule(error.value as string) ?? error.message;
   const custom = (error.schema as { 'x-error-message'?: string })['x-error-message'];
   const usesCustom = error.type === ValueErrorType.StringPattern || error.type === ValueErrorType.StringFormat;
   return usesCustom && custom ? custom : error.message.replace(/^Expected/, 'expected');
@@ -84,11 +87,46 @@ function serializePayload(payload: Record<string, unknown>, maxBytes: number): {
   return nestsDeeperThan(json, MAX_PAYLOAD_DEPTH) ? { problem: `nests deeper than ${MAX_PAYLOAD_DEPTH} levels` } : { json };
 }
 
+/** `payload.a[0]["b c"]` */
+function renderPath(path: JsonPath): string {
+  return path
+    .map((step, i) => {
+      if (typeof step === 'number') return `[${step}]`;
+      if (/^[A-Za-z_$][\w$]*$/.test(step)) return i === 0 ? step : `.${step}`;
+      return `[${JSON.stringify(step.length > 40 ? `${step.slice(0, 40)}…` : step)}]`;
+    })
+    .join('');
+}
+
+/** The event a path into the body points into, and the path inside that event; undefined outside every event. */
+function locate(body: unknown, path: JsonPath): { index: number; inEvent: JsonPath } | undefined {
+  const [first, second] = path;
+  if (Array.isArray(body)) return typeof first === 'number' ? { index: first, inEvent: path.slice(1) } : undefined;
+  if (isPlainObject(body) && Object.hasOwn(body, 'events')) {
+    return typeof second === 'number' ? { index: second, inEvent: path.slice(2) } : undefined;
+  }
+  return { index: 0, inEvent: path };
+}
+
 /**
- * Validates a whole publish body. All-or-nothing: one bad event refuses the request, and the answer names
- * every bad event by index with its reasons. Throws ApiError when the request is refused.
+ * What the JSON text of a body says that its parsed value does not keep (numbers a double cannot hold,
+ * duplicate keys), per event: such an event would not read back as the value it was sent as.
  */
-export function parsePublishBody(body: unknown, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
+function lossesPerEvent(body: unknown, text: string): EventProblem[] {
+  return jsonLosses(body, text, MAX_PROBLEMS).map(({ path, reason }) => {
+    const where = locate(body, path);
+    if (!where || where.inEvent.length === 0) throw refuse('INVALID_BODY', `${renderPath(path) || 'the body'}: ${reason}`);
+    const detail = where.inEvent.length > 1 ? `${renderPath(where.inEvent)}: ${reason}` : reason;
+    return { index: where.index, field: String(where.inEvent[0]), reason: detail };
+  });
+}
+
+/**
+ * Validates a whole publish body, parsed from the JSON `text`. All-or-nothing: one bad event refuses the
+ * request, and the answer names every bad event by index with its reasons. Throws ApiError when the
+ * request is refused.
+ */
+export function parsePublishBody(body: unknown, text: string, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
   const items = unwrap(body);
   if (typeof items === 'string') throw refuse('INVALID_BODY', items);
   if (items.length === 0) throw refuse('INVALID_BODY', 'the request contains no events');
@@ -97,7 +135,7 @@ export function parsePublishBody(body: unknown, limits: PublishLimits, receivedA
   }
 
   const events: IncomingEvent[] = [];
-  const problems: EventProblem[] = [];
+  let problems: EventProblem[] = [];
   let invalid = 0;
   items.forEach((item, index) => {
     let found: EventProblem[];
@@ -118,7 +156,12 @@ export function parsePublishBody(body: unknown, limits: PublishLimits, receivedA
     invalid++;
     problems.push(...found.slice(0, MAX_PROBLEMS - problems.length));
   });
-  if (invalid === 0) return events;
+  if (invalid === 0) {
+    // Only once every event is valid: a valid body nests ~100 levels at most, whatever its text.
+    problems = lossesPerEvent(body, text);
+    if (problems.length === 0) return events;
+    invalid = new Set(problems.map((problem) => problem.index)).size;
+  }
   const shown = problems.length === MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS} problems are listed)` : '';
   throw refuse('INVALID_EVENT', `${invalid} of ${items.length} events are invalid; nothing was stored${shown}`, problems);
 }

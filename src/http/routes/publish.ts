@@ -30,7 +30,7 @@ export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { p
     async (request, reply) => {
       let events;
       try {
-        events = parsePublishBody(request.body, limits, new Date().toISOString());
+        events = parsePublishBody(request.body, request.jsonText, limits, new Date().toISOString());
       } catch (error) {
         rejections.invalid++;
         throw error;
