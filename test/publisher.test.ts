@@ -68,3 +68,11 @@ t.test('a refused request (4xx) is not retried', async (t) => {
   const report = await runPublisher(source, { ...options, urls: [url], events: 10, batchSize: 5, concurrency: 1 });
   t.match(report, { acked: 0, failed: 10, retries: 0, statusCodes: { 401: 2 } });
 });
+
+t.test('the topic cap (429 TOPIC_LIMIT) is not retried: waiting does not lift it', async (t) => {
+  const agg = await startAggregator(t, { maxTopics: 1 });
+  const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const source = new EventSource({ duplicateRatio: 0, topics: 2, idKind: 'v4' });
+  const report = await runPublisher(source, { ...options, urls: [url], events: 2, batchSize: 2, concurrency: 1 });
+  t.match(report, { acked: 0, failed: 2, retries: 0, statusCodes: { 429: 1 } });
+});

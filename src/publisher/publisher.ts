@@ -41,7 +41,7 @@ class Retryable extends Error {
 /**
  * At-least-once publishing: every batch is retried on network errors, timeouts, 5xx and 429 until it is
  * acknowledged (or maxAttempts is spent), with full-jitter backoff that honours Retry-After. 4xx other
- * than 429 means the request itself is wrong and is not retried.
+ * than 429 means the request itself is wrong and is not retried; so does the aggregator's TOPIC_LIMIT 429.
  */
 export async function runPublisher(
   source: EventSource,
@@ -76,12 +76,13 @@ export async function runPublisher(
       throw new Retryable((error as Error).message);
     }
     report.statusCodes[res.status] = (report.statusCodes[res.status] ?? 0) + 1;
-    const body = (await res.json().catch(() => ({}))) as { unique?: number; duplicates?: number; message?: string };
+    const body = (await res.json().catch(() => ({}))) as { unique?: number; duplicates?: number; code?: string; message?: string };
     if (res.ok) return body;
-    if (res.status === 429 || res.status >= 500) {
+    // A 429 from a proxy's rate limit passes; the aggregator's topic cap does not pass by waiting.
+    if ((res.status === 429 && body.code !== 'TOPIC_LIMIT') || res.status >= 500) {
       throw new Retryable(`HTTP ${res.status}`, parseRetryAfter(res.headers.get('retry-after')));
     }
-    throw new Error(`HTTP ${res.status}: ${body.message ?? 'refused'}`);
+    throw new Error(`HTTP ${res.status}${body.code ? ` ${body.code}` : ''}: ${body.message ?? 'refused'}`);
   };
 
   const connection = async () => {
