@@ -12,6 +12,8 @@ import type { RejectionCounters } from './app.js';
  */
 export class Metrics {
   readonly registry = new Registry();
+  /** The Prometheus text of every series, from one snapshot of the pipeline. */
+  readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
   constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config) {
@@ -24,7 +26,13 @@ export class Metrics {
     for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
       registry.removeSingleMetric(`aggregator_nodejs_${name}`);
     }
-    const stats = () => pipeline.stats();
+    // One view of the pipeline per scrape, taken by scrape(), so every series of a scrape agrees.
+    let scraped = pipeline.stats();
+    const stats = () => scraped;
+    this.scrape = () => {
+      scraped = pipeline.stats();
+      return registry.metrics();
+    };
     /** A counter whose value comes from the pipeline's durable snapshot at scrape time. */
     const snapshotCounter = (name: string, help: string, read: () => number) =>
       new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
@@ -88,5 +96,5 @@ export class Metrics {
 /** GET /metrics in the Prometheus text format. */
 export const metricsRoutes: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics }) => {
   app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+    reply.type(metrics.registry.contentType).send(await metrics.scrape()));
 };
