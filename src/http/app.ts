@@ -14,6 +14,7 @@ import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
 import { statsRoutes } from './routes/stats.js';
+import { topicsRoutes } from './routes/topics.js';
 
 export interface AppDeps {
   config: Config;
@@ -53,7 +54,9 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
   const readRoutes: FastifyPluginAsync = async (scope) => {
-    scope.register(eventsRoutes, { reader });
+    const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
+    scope.register(eventsRoutes, readOptions);
+    scope.register(topicsRoutes, readOptions);
     scope.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
   };
   // Routes registered inside this scope need the token (when one is set); encapsulation keeps the hook

@@ -4,6 +4,8 @@ import { isRfc3339DateTime } from './timestamp.js';
 FormatRegistry.Set('date-time', isRfc3339DateTime);
 
 const name = (description: string) => Type.String({ minLength: 1, maxLength: 255, description });
+// C0 and C1 control characters (newlines, tabs, escapes, NUL) have no place in a name operators read.
+export const NO_CONTROL_CHARACTERS = '^[^\\u0000-\\u001F\\u007F-\\u009F]*$';
 
 /** One published event. Unknown fields are refused: silently accepting them hides publisher bugs. */
 export const EventSchema = Type.Object(
@@ -11,8 +13,7 @@ export const EventSchema = Type.Object(
     topic: Type.String({
       minLength: 1,
       maxLength: 255,
-      // C0 and C1 control characters (newlines, tabs, escapes) have no place in a name operators read.
-      pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
+      pattern: NO_CONTROL_CHARACTERS,
       description: 'Topic name, 1-255 characters, no control characters',
       'x-error-message': 'must not contain control characters',
     }),
@@ -39,8 +40,12 @@ export const PublishQuerySchema = Type.Object({
 
 export const EventsQuerySchema = Type.Object(
   {
-    topic: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    after: Type.Integer({ minimum: 0, default: 0, description: 'Return events with seq greater than this' }),
+    topic: Type.Optional(Type.String({
+      minLength: 1, maxLength: 255, pattern: NO_CONTROL_CHARACTERS, description: 'Only this topic (no control characters)',
+    })),
+    after: Type.Integer({
+      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, description: 'Return events with seq greater than this',
+    }),
     limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   },
   { additionalProperties: false },
