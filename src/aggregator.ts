@@ -4,7 +4,7 @@ import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { PostgresEventReader } from './store/postgres-reader.js';
-import { SqliteEventReader } from './store/sqlite-reader.js';
+import { SqliteWorkerReader } from './store/sqlite-worker-reader.js';
 import type { EventReader } from './store/store.js';
 
 export interface Aggregator {
@@ -19,8 +19,12 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
   const pipeline = await Pipeline.start(config, log);
   // Opened after the consumer has created or migrated the database.
   const reader: EventReader = config.store === 'postgres'
-    ? new PostgresEventReader(config.databaseUrl, config.replicaId)
-    : new SqliteEventReader(config.dbPath);
+    ? new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes)
+    : await SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log)
+      .catch(async (error: unknown) => {
+        await pipeline.stop();
+        throw error;
+      });
   const app = buildApp({ config, log, pipeline, reader });
   return {
     app,

@@ -35,7 +35,9 @@ export interface Config {
   synchronous: Synchronous;
   /** Cap on the database size in bytes (0: no cap); past it commits fail with SQLITE_FULL and publishes get 503. */
   dbMaxBytes: number;
-  /** Longest time a client may take to send a whole request (slow-client protection). */
+  /** Largest /events page in bytes (always at least one event); readers page on with after=. */
+  maxPageBytes: number;
+  /** Longest time a client may take to send a whole request, or to read a response without progress. */
   requestTimeoutMs: number;
   /** How long an idle keep-alive connection stays open. */
   keepAliveTimeoutMs: number;
@@ -112,6 +114,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   ackTimeoutMs: { env: 'ACK_TIMEOUT_MS', flag: 'ack-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000) },
   synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
   dbMaxBytes: { env: 'DB_MAX_BYTES', flag: 'db-max-bytes', defaultValue: '0', parse: integer(0, Number.MAX_SAFE_INTEGER) },
+  maxPageBytes: {
+    env: 'MAX_PAGE_BYTES', flag: 'max-page-bytes', defaultValue: String(4 * 1024 * 1024), parse: integer(1024, 2 ** 28),
+  },
   requestTimeoutMs: {
     env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000),
   },

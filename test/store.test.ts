@@ -3,7 +3,7 @@ import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
 import { cyrb53Key } from '../src/store/key-hash.js';
 import { KeyIndex } from '../src/store/key-index.js';
-import { SqliteEventReader } from '../src/store/sqlite-reader.js';
+import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 
 const event = (topic: string, eventId: string, payload = '{}'): IncomingEvent => ({
@@ -28,7 +28,7 @@ t.test('dedup stays exact when every key hashes alike', async (t) => {
   t.same([...store.commitBatch([event('c', '9'), event('d', '1')], checkpoint).isNew], [0, 1], 'after reopening too');
   store.close();
 
-  const reader = new SqliteEventReader(path);
+  const reader = new SqlitePageReader(path, 4 * 1024 * 1024);
   const stored = JSON.parse(reader.page({ after: 0, limit: 100 })) as { seq: number; topic: string; event_id: string; payload: unknown }[];
   reader.close();
   t.same(stored.map((e) => [e.seq, e.topic, e.event_id]), [[1, 'a', '1'], [2, 'a', '2'], [3, 'b', '1'], [4, 'c', '9'], [5, 'd', '1']]);

@@ -15,6 +15,7 @@ import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
 import { statsRoutes } from './routes/stats.js';
+import { topicsRoutes } from './routes/topics.js';
 
 export interface AppDeps {
   config: Config;
@@ -56,8 +57,10 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
 
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
+  const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
   app.register(publishRoutes, { pipeline, limits: config, rejections });
-  app.register(eventsRoutes, { reader });
+  app.register(eventsRoutes, readOptions);
+  app.register(topicsRoutes, readOptions);
   app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { PublishError } from '../pipeline/errors.js';
-import { StoreError } from '../store/store.js';
+import { ReadersBusyError, StoreError } from '../store/store.js';
 
 /*
  * The one error path. Every non-2xx answer is {statusCode, error, code, message} (plus `errors` for
@@ -66,6 +66,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof PublishError) return new ApiError(error.code, error.message, { retryAfterSeconds: error.retryAfterSeconds });
+  if (error instanceof ReadersBusyError) return new ApiError('READERS_BUSY', 'every reader is busy; retry later', { retryAfterSeconds: 1 });
   if (error instanceof StoreError) return new ApiError('STORE_UNAVAILABLE', 'the store is not answering; retry later');
   const fastifyCode = FASTIFY_CODES[(error as FastifyError).code];
   if (fastifyCode) return new ApiError(fastifyCode, (error as Error).message);

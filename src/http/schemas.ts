@@ -96,8 +96,10 @@ export const PublishQuerySchema = Type.Object({
 
 export const EventsQuerySchema = Type.Object(
   {
-    topic: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    after: Type.Integer({ minimum: 0, default: 0, description: 'Return events with seq greater than this' }),
+    topic: Type.Optional(Topic),
+    after: Type.Integer({
+      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, description: 'Return events with seq greater than this',
+    }),
     limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   },
   { additionalProperties: false },

@@ -11,13 +11,13 @@ import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, typ
  */
 const CONNECT_TIMEOUT_MS = 3_000;
 const STATEMENT_TIMEOUT_MS = 5_000;
-const QUERY_TIMEOUT_MS = 6_000;
+const QUERY_TIMEOUT_MARGIN_MS = 1_000;
 
 /** A pool that fails fast and survives the server going away (the next query reconnects). */
-export function createPool(url: string, name: string, max: number): pg.Pool {
+export function createPool(url: string, name: string, max: number, statementTimeoutMs = STATEMENT_TIMEOUT_MS): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: url, max, application_name: name,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS, statement_timeout: STATEMENT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS,
+    connectionString: url, max, application_name: name, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
   });
   // An idle connection dropped by a server restart must not crash the thread; it is simply replaced.
   pool.on('error', () => undefined);
@@ -28,7 +28,7 @@ export function createPool(url: string, name: string, max: number): pg.Pool {
  * Store errors reach /readyz and 503 bodies, so their message names only the kind of failure; the driver's
  * own error (host, port, SQL state) stays in `cause`, for the log.
  */
-function storeError(error: unknown): StoreError {
+export function storeError(error: unknown): StoreError {
   if (error instanceof StoreError) return error;
   // An error with a severity came from the server; any other is the connection (refused, reset, timed out).
   return 'severity' in (error as object)

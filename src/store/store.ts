@@ -58,9 +58,28 @@ export interface EventPageQuery {
   limit: number;
 }
 
-/** The HTTP side of the store: read-only, beside the writer. */
+export interface TopicPageQuery {
+  /** The last topic name seen; '' starts from the first. */
+  after: string;
+  limit: number;
+}
+
+/** Every reader is busy and the queue for them is full (or the wait for one timed out): retry shortly. */
+export class ReadersBusyError extends Error {
+  override name = 'ReadersBusyError';
+}
+
+/**
+ * The HTTP side of the store: read-only, beside the writer. Pages are the UTF-8 bytes of a JSON array,
+ * ready for the socket.
+ */
 export interface EventReader {
-  /** Stored events with `seq > after`, oldest first, as the text of a JSON array. */
-  page(query: EventPageQuery): MaybePromise<string>;
-  close(): MaybePromise<void>;
+  /**
+   * Stored events with `seq > after`, oldest first: at most `limit`, and no more than the page byte cap
+   * (MAX_PAGE_BYTES) allows, stopping before the event that would pass it but always at least one.
+   */
+  page(query: EventPageQuery): Promise<Uint8Array>;
+  /** Topics after `after` by name, each with its stored events: `[{"topic","events"}]`. */
+  topics(query: TopicPageQuery): Promise<Uint8Array>;
+  close(): Promise<void>;
 }

@@ -1,0 +1,109 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../logger.js';
+import { ReadGate } from './read-gate.js';
+import type { ReaderMessage, ReaderWorkerData, ReadRequest } from './reader-messages.js';
+import { StoreError, type EventPageQuery, type EventReader, type TopicPageQuery } from './store.js';
+
+const WORKER_URL = new URL('../../workers/reader.js', import.meta.url);
+/** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
+export const SQLITE_MAX_QUEUED_READS = 16;
+const MAX_WAIT_MS = 5_000;
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5_000;
+
+type Request = { kind: 'events'; query: EventPageQuery } | { kind: 'topics'; query: TopicPageQuery };
+
+/**
+ * /events and /topics on SQLite, served by the reader worker (workers/reader.ts) so that reads never run
+ * on the HTTP thread. The worker runs one read at a time; the gate bounds the reads waiting for it. A
+ * worker that dies fails its read (503) and is restarted with backoff; reads arriving meanwhile get 503.
+ * It keeps no state, so unlike the consumer it is never given up on.
+ */
+export class SqliteWorkerReader implements EventReader {
+  private worker: Worker | undefined;
+  private readonly inFlight = new Map<number, { resolve: (page: Uint8Array) => void; reject: (error: Error) => void }>();
+  private readonly gate = new ReadGate({ slots: 1, maxQueued: SQLITE_MAX_QUEUED_READS, maxWaitMs: MAX_WAIT_MS });
+  private nextId = 1;
+  private restartDelay = RESTART_MIN_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  private constructor(private readonly data: ReaderWorkerData, private readonly log: Logger) {}
+
+  /** Resolves once the worker has opened the database; rejects with its error if it cannot. */
+  static async open(data: ReaderWorkerData, log: Logger): Promise<SqliteWorkerReader> {
+    const reader = new SqliteWorkerReader(data, log);
+    await reader.spawn();
+    return reader;
+  }
+
+  page(query: EventPageQuery): Promise<Uint8Array> {
+    return this.read({ kind: 'events', query });
+  }
+
+  topics(query: TopicPageQuery): Promise<Uint8Array> {
+    return this.read({ kind: 'topics', query });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.restartTimer);
+    await this.worker?.terminate();
+  }
+
+  private read(request: Request): Promise<Uint8Array> {
+    return this.gate.run(() => new Promise((resolve, reject) => {
+      if (!this.worker) {
+        reject(new StoreError('the reader worker is restarting', 'READER_RESTARTING'));
+        return;
+      }
+      const id = this.nextId++;
+      this.inFlight.set(id, { resolve, reject });
+      this.worker.postMessage({ id, ...request } satisfies ReadRequest);
+    }));
+  }
+
+  private spawn(): Promise<void> {
+    const worker = new Worker(WORKER_URL, { workerData: this.data, name: 'reader' });
+    return new Promise((resolve, reject) => {
+      const exited = (code: number) => reject(new Error(`reader worker exited with code ${code}`));
+      worker.once('error', reject);
+      worker.once('exit', exited);
+      worker.once('message', () => {
+        worker.off('error', reject);
+        worker.off('exit', exited);
+        worker.on('message', (message: ReaderMessage) => this.answer(message));
+        worker.on('error', (error) => this.log.error({ err: error }, 'reader worker failed'));
+        worker.on('exit', (code) => this.exited(code));
+        if (this.closing) void worker.terminate();
+        this.worker = worker;
+        this.restartDelay = RESTART_MIN_MS;
+        resolve();
+      });
+    });
+  }
+
+  private answer(message: ReaderMessage): void {
+    if (message.type === 'ready') return;
+    const waiter = this.inFlight.get(message.id);
+    this.inFlight.delete(message.id);
+    if (message.type === 'page') waiter?.resolve(new Uint8Array(message.body));
+    else waiter?.reject(new StoreError(`the read failed: ${message.message}`, message.code));
+  }
+
+  private exited(code: number): void {
+    this.worker = undefined;
+    const failed = new StoreError(`the reader worker exited with code ${code}`, 'READER_EXITED');
+    for (const { reject } of this.inFlight.values()) reject(failed);
+    this.inFlight.clear();
+    if (this.closing) return;
+    this.log.warn({ code, delay: this.restartDelay }, 'restarting the reader worker');
+    this.restartTimer = setTimeout(() => {
+      this.spawn().catch((error: unknown) => {
+        this.log.error({ err: error }, 'the reader worker did not start');
+        this.exited(-1);
+      });
+    }, this.restartDelay);
+    this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);
+  }
+}

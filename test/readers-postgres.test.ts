@@ -1,0 +1,72 @@
+import pg from 'pg';
+import t from 'tap';
+import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS } from '../src/store/postgres-reader.js';
+import { makeEvent } from './helpers/events.js';
+import { startAggregator } from './helpers/in-process.js';
+import { freshDatabase, startCluster } from './helpers/postgres.js';
+import { postgresStore } from './helpers/stores.js';
+import { bigEvent, publishAll, readersSuite } from './suites/readers.js';
+
+readersSuite(postgresStore);
+
+t.test('PostgreSQL down: /events and /topics answer 503 + Retry-After, naming no host or port; then recover', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.remove());
+  const agg = await startAggregator(t, { store: 'postgres', databaseUrl: await freshDatabase(cluster.url) });
+  await agg.publish(makeEvent());
+  const { hostname, port } = new URL(cluster.url);
+
+  await cluster.pause();
+  for (const url of ['/events', '/topics']) {
+    const res = await agg.app.inject({ method: 'GET', url });
+    t.equal(res.statusCode, 503, `${url} is 503`);
+    t.ok(Number(res.headers['retry-after']) >= 1, 'with Retry-After');
+    t.equal(res.json().code, 'STORE_UNAVAILABLE');
+    t.notMatch(res.body, new RegExp(`${hostname}|${port}|ECONNREFUSED`), 'the body names no host, port or driver error');
+  }
+  await cluster.resume();
+  const deadline = Date.now() + 15_000;
+  let res;
+  while ((res = await agg.app.inject({ method: 'GET', url: '/events' })).statusCode !== 200 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.equal(res.json().length, 1, 'reads come back with the server');
+});
+
+t.test('limit=10000 of 60 KiB rows: one capped page well within the read budget', async (t) => {
+  const agg = await startAggregator(t, await postgresStore.fresh(t));
+  await publishAll(t, agg, Array.from({ length: 400 }, () => bigEvent(60)));
+  const started = performance.now();
+  const res = await agg.app.inject({ method: 'GET', url: '/events?limit=10000' });
+  const ms = performance.now() - started;
+  t.equal(res.statusCode, 200);
+  t.ok(res.rawPayload.length <= agg.config.maxPageBytes, `${res.rawPayload.length} bytes, within the cap`);
+  t.ok(ms < READ_STATEMENT_TIMEOUT_MS / 2, `answered in ${ms.toFixed(0)} ms (budget ${READ_STATEMENT_TIMEOUT_MS} ms)`);
+});
+
+t.test('readers stuck behind a lock: every read is 503 + Retry-After within its budget, the surplus READERS_BUSY at once, never 500', async (t) => {
+  const settings = await postgresStore.fresh(t);
+  const agg = await startAggregator(t, settings);
+  await agg.publish(makeEvent());
+  const blocker = new pg.Client(settings.databaseUrl);
+  await blocker.connect();
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE events IN ACCESS EXCLUSIVE MODE');
+  t.teardown(() => blocker.end());
+
+  const started = performance.now();
+  const answers = await Promise.all(Array.from({ length: 4 + POSTGRES_MAX_QUEUED_READS + 6 }, async () => {
+    const res = await agg.app.inject({ method: 'GET', url: '/events?limit=10000' });
+    return { status: res.statusCode, code: res.json().code, retryAfter: res.headers['retry-after'], ms: performance.now() - started };
+  }));
+  const statuses = [...new Set(answers.map((a) => a.status))];
+  t.same(statuses, [503], 'every read is 503');
+  t.ok(answers.every((a) => Number(a.retryAfter) >= 1), 'each with Retry-After');
+  const busyAtOnce = answers.filter((a) => a.code === 'READERS_BUSY' && a.ms < 500);
+  t.ok(busyAtOnce.length >= 6, `${busyAtOnce.length} reads beyond the queue got READERS_BUSY at once`);
+  const slowest = Math.max(...answers.map((a) => a.ms));
+  t.ok(slowest < 3 * READ_STATEMENT_TIMEOUT_MS, `the slowest answer took ${slowest.toFixed(0)} ms: no read holds a connection past its budget`);
+
+  await blocker.query('ROLLBACK');
+  t.equal((await agg.app.inject({ method: 'GET', url: '/events' })).statusCode, 200, 'reads work again once the lock is gone');
+});

@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import t, { type Test } from 'tap';
+import type { Config } from '../../src/config.js';
+import { makeEvent } from '../helpers/events.js';
+import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
+import type { TestStore } from '../helpers/stores.js';
+
+type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
+
+/** An event whose payload is about `kib` KiB of JSON. */
+export const bigEvent = (kib: number, topic = 'big') =>
+  makeEvent({ topic, payload: { blob: randomBytes(kib * 512).toString('hex') } });
+
+export async function publishAll(t: Test, agg: TestAggregator, events: ReturnType<typeof makeEvent>[], perRequest = 50): Promise<void> {
+  for (let i = 0; i < events.length; i += perRequest) {
+    t.equal((await agg.publish(events.slice(i, i + perRequest))).statusCode, 200, `stored events ${i}-${i + perRequest - 1}`);
+  }
+}
+
+/** Every page from after=0 on, raw and parsed, until the empty page. */
+async function allPages(agg: TestAggregator, query: string): Promise<{ bytes: number; items: any[] }[]> {
+  const pages = [];
+  for (let after = 0; ; ) {
+    const res = await agg.app.inject({ method: 'GET', url: `/events?after=${after}&${query}` });
+    if (res.statusCode !== 200) throw new Error(`/events answered ${res.statusCode}: ${res.body}`);
+    const items = res.json<any[]>();
+    if (items.length === 0) return pages;
+    pages.push({ bytes: res.rawPayload.length, items });
+    after = items.at(-1).seq;
+  }
+}
+
+/** /events and /topics as every store must serve them: byte-capped pages, validated queries, topics by name. */
+export function readersSuite(store: TestStore): void {
+  const start: Start = async (t, overrides = {}) => startAggregator(t, { ...(await store.fresh(t)), ...overrides });
+
+  t.test('limit=10000 of 60 KiB events: 200, pages within MAX_PAGE_BYTES, paging on reaches every event once', async (t) => {
+    const agg = await start(t);
+    const sent = Array.from({ length: 150 }, () => bigEvent(60));
+    await publishAll(t, agg, sent);
+
+    const pages = await allPages(agg, 'limit=10000');
+    t.ok(pages.length >= 3, `${pages.length} pages for ~9 MB of events`);
+    for (const page of pages) t.ok(page.bytes <= agg.config.maxPageBytes, `a page of ${page.bytes} bytes is within the cap`);
+    t.same(pages.flatMap((p) => p.items.map((e) => e.event_id)), sent.map((e) => e.event_id), 'every event once, in order');
+    t.same(pages[0]!.items[0].payload, sent[0]!.payload);
+  });
+
+  t.test('a page stops before the event that would pass the cap, and always holds one', async (t) => {
+    const agg = await start(t, { maxPageBytes: 1024 });
+    const sent = [...Array.from({ length: 12 }, (_, i) => makeEvent({ event_id: `small-${i}` })), bigEvent(2), bigEvent(2)];
+    await publishAll(t, agg, sent);
+
+    const pages = await allPages(agg, 'limit=10000');
+    t.same(pages.flatMap((p) => p.items.map((e) => e.event_id)), sent.map((e) => e.event_id), 'every event once, in order');
+    t.same(pages.slice(-2).map((p) => p.items.length), [1, 1], 'an event larger than the cap is a page of its own');
+    for (const [i, page] of pages.slice(0, -2).entries()) {
+      const next = Buffer.byteLength(JSON.stringify(pages[i + 1]!.items[0]));
+      t.ok(page.bytes <= 1024 && page.bytes + next + 1 > 1024, `page ${i} (${page.bytes} bytes) is full: the next item has ${next}`);
+    }
+  });
+
+  t.test('query values the store would choke on are refused with 400 INVALID_QUERY before any SQL', async (t) => {
+    const agg = await start(t);
+    await agg.publish(makeEvent());
+    const bad = ['/events?after=99999999999999999999', '/events?after=1e21', `/events?after=${Number.MAX_SAFE_INTEGER + 1}`,
+      '/events?topic=%00', '/events?topic=a%0Ab', `/events?topic=${'x'.repeat(256)}`, '/topics?after=%00', '/topics?limit=10001'];
+    for (const url of bad) {
+      const res = await agg.app.inject({ method: 'GET', url });
+      t.equal(res.statusCode, 400, `${url.slice(0, 60)} is refused`);
+      t.equal(res.json().code, 'INVALID_QUERY');
+    }
+    t.same(await agg.get(`/events?after=${Number.MAX_SAFE_INTEGER}`), [], 'the largest after is a valid, empty page');
+  });
+
+  t.test('/topics lists every topic with its stored events, paged by name', async (t) => {
+    const agg = await start(t);
+    const expected = Array.from({ length: 23 }, (_, i) => ({ topic: `topic${String(i).padStart(2, '0')}`, events: (i % 4) + 1 }));
+    const sent = expected.flatMap(({ topic, events }) => Array.from({ length: events }, () => makeEvent({ topic })));
+    await publishAll(t, agg, sent);
+    await agg.publish(sent[0]!); // a duplicate counts nothing
+
+    const listed = [];
+    let pages = 0;
+    for (let after = ''; ; pages++) {
+      const page = await agg.get(`/topics?after=${encodeURIComponent(after)}&limit=5`);
+      if (page.length === 0) break;
+      t.ok(page.length <= 5);
+      listed.push(...page);
+      after = page.at(-1).topic;
+    }
+    t.equal(pages, 5);
+    t.same(listed, expected, 'every topic once, by name, with its count');
+    t.same(await agg.get('/topics'), expected, 'the default limit covers them all');
+  });
+}
