@@ -6,7 +6,7 @@ import type { ReadRouteOptions } from './events.js';
 
 export const TopicsQuerySchema = Type.Object(
   {
-    after: Type.Optional(Type.String({ ...Topic, description: 'Return topics whose name sorts after this (the last one seen)' })),
+    after: Type.Optional(Type.String({ ...Topic, minLength: 0, description: 'Return topics whose name sorts after this (the last one seen); empty: from the first' })),
     limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   },
   { additionalProperties: false },
