@@ -29,7 +29,7 @@ t.test('dedup stays exact when every key hashes alike', async (t) => {
   store.close();
 
   const reader = new SqlitePageReader(path, 4 * 1024 * 1024);
-  const stored = JSON.parse(reader.page({ after: 0, limit: 100 })) as { seq: number; topic: string; event_id: string; payload: unknown }[];
+  const stored = JSON.parse(Buffer.from(reader.page({ after: 0, limit: 100 })).toString()) as { seq: number; topic: string; event_id: string; payload: unknown }[];
   reader.close();
   t.same(stored.map((e) => [e.seq, e.topic, e.event_id]), [[1, 'a', '1'], [2, 'a', '2'], [3, 'b', '1'], [4, 'c', '9'], [5, 'd', '1']]);
   t.same(stored[0]!.payload, {}, 'the first copy won');

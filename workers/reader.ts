@@ -11,14 +11,13 @@ import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 const config = workerData as ReaderWorkerData;
 const port = parentPort!;
 const reader = new SqlitePageReader(config.dbPath, config.maxPageBytes);
-const encoder = new TextEncoder();
 const post = (message: ReaderMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
 
 port.on('message', (request: ReadRequest) => {
   try {
-    const text = request.kind === 'events' ? reader.page(request.query) : reader.topics(request.query);
-    // encode() returns a buffer of the page's own (never a pooled slab), so it can be transferred.
-    const { buffer } = encoder.encode(text);
+    const page = request.kind === 'events' ? reader.page(request.query) : reader.topics(request.query);
+    // The page's bytes are a buffer of their own (never a pooled slab), so it can be transferred.
+    const buffer = page.buffer as ArrayBuffer;
     post({ type: 'page', id: request.id, body: buffer }, [buffer]);
   } catch (error) {
     const code = (error as { code?: unknown }).code;

@@ -78,8 +78,20 @@ export function eventKey(eventId: string): string {
   return /[\\\0]/.test(eventId) ? eventId.replace(/\\/g, '\\\\').replace(/\0/g, '\\0') : eventId;
 }
 
-/** The stored document of an event: the item /events serves, without its seq. */
+/**
+ * The stored document of an event: the item /events serves, without its seq, in two parts around the
+ * payload, which goes in as the exact JSON text it was accepted as (never re-parsed).
+ */
+export function eventDocAround(e: Omit<IncomingEvent, 'payload'>): [head: string, tail: string] {
+  return [
+    `{"topic":${JSON.stringify(e.topic)},"event_id":${JSON.stringify(e.eventId)},"timestamp":${JSON.stringify(e.timestamp)},`
+      + `"source":${JSON.stringify(e.source)},"payload":`,
+    `,"received_at":${JSON.stringify(e.receivedAt)}}`,
+  ];
+}
+
+/** The stored document of an event, whole. */
 export function eventDoc(e: IncomingEvent): string {
-  return `{"topic":${JSON.stringify(e.topic)},"event_id":${JSON.stringify(e.eventId)},"timestamp":${JSON.stringify(e.timestamp)},`
-    + `"source":${JSON.stringify(e.source)},"payload":${e.payload},"received_at":${JSON.stringify(e.receivedAt)}}`;
+  const [head, tail] = eventDocAround(e);
+  return head + e.payload + tail;
 }

@@ -1,25 +1,39 @@
 import Database from 'better-sqlite3';
 import type { IncomingEvent } from '../event.js';
-import { eventDoc } from './postgres-schema.js';
+import { eventDocAround } from './postgres-schema.js';
 import type { EventPageQuery, TopicPageQuery } from './store.js';
 
-const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, payload, received_at AS receivedAt';
+// The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
+const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
 
 /**
- * The text of a JSON array of `items` within `maxBytes` of UTF-8: it stops before the item that would pass
- * the cap, but always holds at least one, so a reader paging with after= always moves on.
+ * A JSON array of `items` (each given as its UTF-8 parts) within `maxBytes`: it stops before the item that
+ * would pass the cap, but always holds at least one, so a reader paging with after= always moves on. The
+ * bytes are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
  */
-export function jsonArrayWithin(items: Iterable<string>, maxBytes: number): string {
-  const taken: string[] = [];
-  let bytes = 1;
-  for (const item of items) {
-    const size = Buffer.byteLength(item) + 1; // the item and the ',' or ']' after it
+export function jsonArrayWithin(items: Iterable<Uint8Array[]>, maxBytes: number): Uint8Array {
+  const taken: Uint8Array[] = [];
+  let bytes = 1; // '['
+  for (const parts of items) {
+    let size = 1; // the ',' or ']' after the item
+    for (const part of parts) size += part.byteLength;
     if (taken.length > 0 && bytes + size > maxBytes) break;
-    taken.push(item);
+    if (taken.length > 0) taken.push(COMMA);
+    taken.push(...parts);
     bytes += size;
   }
-  return `[${taken.join(',')}]`;
+  // Each item counted the ',' or ']' after it; an empty page is just "[]".
+  const page = Buffer.allocUnsafeSlow(taken.length > 0 ? bytes : 2);
+  let at = 0;
+  for (const part of [OPEN, ...taken, CLOSE]) {
+    page.set(part, at);
+    at += part.byteLength;
+  }
+  return page;
 }
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
 
 /**
  * /events and /topics on SQLite, run by the reader worker (workers/reader.ts) on a read-only connection of
@@ -42,14 +56,14 @@ export class SqlitePageReader {
       'SELECT topic, events FROM topics WHERE topic > ? ORDER BY topic LIMIT ?');
   }
 
-  page({ topic, after, limit }: EventPageQuery): string {
+  page({ topic, after, limit }: EventPageQuery): Uint8Array {
     // Rows are read lazily: reading stops at the byte cap, whatever `limit` asked for.
     const rows = topic === undefined ? this.all.iterate(after, limit) : this.byTopic.iterate(topic, after, limit);
     return jsonArrayWithin(items(rows), this.maxPageBytes);
   }
 
-  topics({ after, limit }: TopicPageQuery): string {
-    return JSON.stringify(this.topicPage.all(after, limit));
+  topics({ after, limit }: TopicPageQuery): Uint8Array {
+    return jsonArrayWithin(this.topicPage.all(after, limit).map((row) => [Buffer.from(JSON.stringify(row))]), Infinity);
   }
 
   close(): void {
@@ -57,8 +71,11 @@ export class SqlitePageReader {
   }
 }
 
-type Row = IncomingEvent & { seq: number };
+type Row = Omit<IncomingEvent, 'payload'> & { seq: number; payload: Buffer };
 
-function* items(rows: Iterable<Row>): Generator<string> {
-  for (const row of rows) yield `{"seq":${row.seq},${eventDoc(row).slice(1)}`;
+function* items(rows: Iterable<Row>): Generator<Uint8Array[]> {
+  for (const row of rows) {
+    const [head, tail] = eventDocAround(row);
+    yield [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
+  }
 }
