@@ -14,6 +14,7 @@ const MIGRATION_LOCK = 7_203_111;
  * JSON-exact integer) for 2^39 transactions.
  */
 export const SEQ_BATCH_BITS = 14;
+/** The most events one batch may hold: its positions must fit in SEQ_BATCH_BITS. */
 export const MAX_PG_BATCH = 2 ** SEQ_BATCH_BITS - 1;
 /** SQL: the first seq no reader may return yet (the commit horizon). */
 export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${SEQ_BATCH_BITS})`;

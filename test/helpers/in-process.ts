@@ -45,16 +45,6 @@ export async function startAggregator(t: Test, overrides: Partial<Config> = {}):
   };
 }
 
-/** Starts an aggregator (with `start`) whose first consumer worker dies at the given point (workers/faults.ts). */
-export async function withFault<T>(fault: string, start: () => Promise<T>): Promise<T> {
-  process.env.AGGREGATOR_FAULT = fault;
-  try {
-    return await start();
-  } finally {
-    delete process.env.AGGREGATOR_FAULT;
-  }
-}
-
 export async function waitUntilReady(agg: TestAggregator): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (agg.pipeline.notReadyReason() !== undefined) {

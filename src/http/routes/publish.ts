@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { RejectionCounters } from '../app.js';
+import type { RejectionCounters } from '../rejections.js';
 import { parsePublishBody, type PublishLimits } from '../publish-body.js';
 import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
 
@@ -35,9 +35,8 @@ export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { p
         rejections.invalid++;
         throw error;
       }
-      const outcome = pipeline.publish(events, request.query.ack !== 'queued');
-      if (typeof outcome === 'number') return reply.code(202).send({ accepted: outcome, queued: true });
-      return reply.code(200).send(await outcome);
+      if (request.query.ack === 'queued') return reply.code(202).send({ accepted: pipeline.enqueue(events), queued: true });
+      return reply.code(200).send(await pipeline.publish(events));
     },
   );
 };
