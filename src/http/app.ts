@@ -10,7 +10,7 @@ import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
 import type { RejectionCounters } from './rejections.js';
-import { IDENTITY_FORMAT_CHECKS } from './schemas.js';
+import { IDENTITY_FORMAT_CHECKS } from '../event-rules.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';

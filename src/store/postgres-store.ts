@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
-import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
+import { eventDoc } from './event-doc.js';
+import { eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
 
 /**

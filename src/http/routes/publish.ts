@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { RejectionCounters } from '../rejections.js';
 import { parsePublishBody, type PublishLimits } from '../publish-body.js';
@@ -14,8 +14,8 @@ interface PublishOptions {
  * POST /publish: validates the whole request, queues it all-or-nothing, and answers 200 once committed
  * (default) or 202 once queued (?ack=queued).
  */
-export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
-  app.post<{ Querystring: { ack?: 'committed' | 'queued' } }>(
+export const publishRoutes: FastifyPluginAsyncTypebox<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
+  app.post(
     '/publish',
     {
       config: { access: 'publish' },
