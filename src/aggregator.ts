@@ -4,6 +4,7 @@ import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { openEventReader } from './store/open.js';
+import { CommitSignal } from './subscribe/commit-signal.js';
 
 export interface Aggregator {
   app: FastifyInstance;
@@ -20,7 +21,9 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
     await pipeline.stop();
     throw error;
   });
-  const app = buildApp({ config, log, pipeline, reader });
+  const commits = new CommitSignal();
+  pipeline.on('commit', () => commits.notify());
+  const app = buildApp({ config, log, pipeline, reader, commits });
   return {
     app,
     pipeline,

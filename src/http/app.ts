@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
+import type { CommitSignal } from '../subscribe/commit-signal.js';
 import { accessControl } from './auth.js';
 import { ApiError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
@@ -23,6 +24,8 @@ export interface AppDeps {
   log: Logger;
   pipeline: Pipeline;
   reader: EventReader;
+  /** Raised when new events may be readable: wakes subscribers and long-polls. */
+  commits: CommitSignal;
 }
 
 export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyInstance {
