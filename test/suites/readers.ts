@@ -13,7 +13,7 @@ export const bigEvent = (kib: number, topic = 'big') =>
 
 export async function publishAll(t: Test, agg: TestAggregator, events: ReturnType<typeof makeEvent>[], perRequest = 50): Promise<void> {
   for (let i = 0; i < events.length; i += perRequest) {
-    t.equal((await agg.publish(events.slice(i, i + perRequest))).statusCode, 200, `stored events ${i}-${i + perRequest - 1}`);
+    t.equal((await agg.publish(events.slice(i, i + perRequest))).status, 200, `stored events ${i}-${i + perRequest - 1}`);
   }
 }
 
