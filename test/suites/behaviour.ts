@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { keyOf, makeEvent } from '../helpers/events.js';
+import { eventually } from '../helpers/eventually.js';
 import { startAggregator, waitUntilReady, withFault, type TestAggregator } from '../helpers/in-process.js';
 import { readAllEvents, spawnServer } from '../helpers/server-process.js';
 import type { TestStore } from '../helpers/stores.js';
@@ -205,7 +206,10 @@ export function behaviourSuite(store: TestStore): void {
     const stored = await readAllEvents(second.get);
     t.equal(stored.length, 250);
     t.equal(new Set(stored.map(keyOf)).size, 250);
-    const duplicateLogs = second.logs.filter((l) => l.msg === 'duplicate dropped');
+    // The worker's log lines reach this process's pipe after the acks do.
+    const duplicateLogs = await eventually(() => second.logs.filter((l) => l.msg === 'duplicate dropped'), {
+      what: "the 250 'duplicate dropped' log lines", timeout: 5_000, until: (lines) => lines.length >= 250,
+    });
     t.equal(duplicateLogs.length, 250, 'one log line per dropped duplicate');
     t.match(duplicateLogs[0], { topic: events[0]!.topic, event_id: events[0]!.event_id, source: events[0]!.source });
   });
