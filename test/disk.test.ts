@@ -32,9 +32,9 @@ t.test('a full store (SQLITE_FULL) gives clear 503s, no partial batch, no crash 
   t.equal(refusal.headers['retry-after'], '1');
   t.match(refusal.body.message, /SQLITE_FULL/);
 
-  const ready = await agg.app.inject({ method: 'GET', url: '/readyz' });
-  t.equal(ready.statusCode, 503);
-  t.match(ready.json(), { reason: /store error: SQLITE_FULL/ });
+  const ready = await agg.request('GET', '/readyz');
+  t.equal(ready.status, 503);
+  t.match(ready.body, { reason: /store error: SQLITE_FULL/ });
   const again = await agg.publish(bigEvent());
   t.equal(again.status, 503, 'new publishes are refused at once while the store fails');
 
@@ -75,7 +75,7 @@ t.test('a disk that fills up: 503 while full, recovery by itself once space is f
   const { acked, refusal } = await fillUntilRefused(agg);
   t.equal(refusal.status, 503);
   t.match(refusal.body.message, /SQLITE_(FULL|IOERR)/);
-  t.equal((await agg.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503);
+  t.equal((await agg.request('GET', '/readyz')).status, 503);
 
   rmSync(filler);
   await eventually(async () => (await agg.request('GET', '/readyz')).status, { what: 'recovery', timeout: 15_000, until: (status) => status === 200 });
@@ -95,7 +95,7 @@ t.test('a database file deleted while running: clear 503s instead of acknowledgi
   const refused = await agg.publish(makeEvent());
   t.equal(refused.status, 503);
   t.match(refused.body.message, /STORE_FILE_GONE: the database file .* was removed or replaced while open/);
-  t.match((await agg.app.inject({ method: 'GET', url: '/readyz' })).json(), { status: 'not_ready', reason: /STORE_FILE_GONE/ });
+  t.match((await agg.request('GET', '/readyz')).body, { status: 'not_ready', reason: /STORE_FILE_GONE/ });
   t.equal((await agg.get('/stats')).consumer.restarts, 0, 'no crash loop');
 });
 

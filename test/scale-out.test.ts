@@ -69,7 +69,7 @@ t.test('two replicas commit concurrently while a reader follows after=: it sees 
   }
   t.equal(stats[0].replica.received + stats[1].replica.received, acked.length, 'replica.received splits the total');
   t.ok(stats.every((s) => s.replica.received > 0), 'both replicas took traffic');
-  const metrics = await (await fetch(`${replicas[1]!.url}/metrics`)).text();
+  const metrics: string = (await replicas[1]!.request('GET', '/metrics')).body;
   t.match(metrics, new RegExp(`aggregator_events_received_total\\{replica="b"\\} ${acked.length}\\n`), '/metrics: store-wide, labelled by replica');
   t.match(metrics, new RegExp(`aggregator_replica_events_received_total\\{replica="b"\\} ${stats[1].replica.received}\\n`), "and the replica's own");
 });
@@ -150,16 +150,16 @@ t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, 
   const refused = await server.publish(outage);
   t.equal(refused.status, 503, 'a publish during the outage is refused, not acknowledged');
   t.ok(Date.now() - started < 5_000, `and promptly (${Date.now() - started} ms)`);
-  const readiness = await fetch(`${server.url}/readyz`);
+  const readiness = await server.request('GET', '/readyz');
   t.equal(readiness.status, 503);
-  t.match(await readiness.clone().json(), { status: 'not_ready', reason: /store error/ });
-  const again = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(outage) });
+  t.match(readiness.body, { status: 'not_ready', reason: /store error/ });
+  const again = await server.publish(outage);
   t.equal(again.status, 503);
-  t.ok(Number(again.headers.get('retry-after')) >= 1, 'with Retry-After');
-  t.match(await again.json(), { code: 'STORE_UNAVAILABLE' });
+  t.ok(Number(again.headers['retry-after']) >= 1, 'with Retry-After');
+  t.match(again.body, { code: 'STORE_UNAVAILABLE' });
   // What clients see names the cause, never where the server is: host and port go to the log only.
   const { host, port } = new URL(cluster.url);
-  const shown = JSON.stringify([refused.body, await readiness.clone().json(), await server.get('/stats')]);
+  const shown = JSON.stringify([refused.body, readiness.body, await server.get('/stats')]);
   t.notOk(shown.includes(port) || shown.includes(host), `no host or port in 503 bodies, /readyz or /stats: ${shown.slice(0, 300)}`);
   t.ok(server.logs.some((line) => JSON.stringify(line).includes(port)), 'the log has the details');
 
