@@ -3,9 +3,7 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { PostgresEventReader } from './store/postgres-reader.js';
-import { SqliteWorkerReader } from './store/sqlite-worker-reader.js';
-import type { EventReader } from './store/store.js';
+import { openEventReader } from './store/open.js';
 
 export interface Aggregator {
   app: FastifyInstance;
@@ -18,13 +16,10 @@ export interface Aggregator {
 export async function createAggregator(config: Config, log: Logger): Promise<Aggregator> {
   const pipeline = await Pipeline.start(config, log);
   // Opened after the consumer has created or migrated the database.
-  const reader: EventReader = config.store === 'postgres'
-    ? new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes)
-    : await SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log)
-      .catch(async (error: unknown) => {
-        await pipeline.stop();
-        throw error;
-      });
+  const reader = await openEventReader(config, log).catch(async (error: unknown) => {
+    await pipeline.stop();
+    throw error;
+  });
   const app = buildApp({ config, log, pipeline, reader });
   return {
     app,

@@ -1,15 +1,12 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { MAX_PG_BATCH } from './store/postgres-schema.js';
 
-export type Synchronous = 'normal' | 'full';
-export type StoreKind = 'sqlite' | 'postgres';
 
 export interface Config {
   port: number;
   host: string;
   /** sqlite: the embedded file at dbPath; postgres: a server shared by replicas, at databaseUrl. */
-  store: StoreKind;
+  store: 'sqlite' | 'postgres';
   dbPath: string;
   /** postgres://user:pass@host:port/db */
   databaseUrl: string;
@@ -32,7 +29,7 @@ export interface Config {
   /** How long a publish waits for its commit before it answers 503. */
   ackTimeoutMs: number;
   /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss. */
-  synchronous: Synchronous;
+  synchronous: 'normal' | 'full';
   /** Cap on the database size in bytes (0: no cap); past it commits fail with SQLITE_FULL and publishes get 503. */
   dbMaxBytes: number;
   /** Largest /events page in bytes (always at least one event); readers page on with after=. */
@@ -47,6 +44,8 @@ export interface Config {
   authReadToken: string;
   /** Whether every route but the health checks needs a token (the read token or the publish token). */
   authReads: boolean;
+  /** Test-only: makes the first consumer worker fail at a chosen point (workers/faults.ts); empty: never. */
+  fault: string;
 }
 
 interface Setting {
@@ -126,6 +125,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
+  fault: { env: 'AGGREGATOR_FAULT', flag: 'fault', defaultValue: '', parse: optionalText },
 };
 
 export class ConfigError extends Error {
@@ -156,9 +156,6 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   const result = config as unknown as Config;
   if (result.store === 'postgres' && !/^postgres(ql)?:\/\//.test(result.databaseUrl)) {
     throw new ConfigError('STORE=postgres needs DATABASE_URL=postgres://user:pass@host:port/db');
-  }
-  if (result.store === 'postgres' && result.batchMax > MAX_PG_BATCH) {
-    throw new ConfigError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   if (result.authReads && !result.authToken && !result.authReadToken) {
     throw new ConfigError('AUTH_READS=true needs AUTH_TOKEN or AUTH_READ_TOKEN: without a token every read would stay open');

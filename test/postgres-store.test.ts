@@ -64,7 +64,7 @@ t.test('a commit whose answer is lost with the connection is read back, not retr
   t.same(next.counters, { uniqueProcessed: 5, duplicateDropped: 4 });
   const snapshot = await store.snapshot();
   t.same(snapshot.counters, next.counters);
-  t.same([...snapshot.topicCounts], [['t', 5]]);
+  t.same([...snapshot.topicEvents], [['t', 5]]);
 });
 
 t.test('replicas starting at once create the schema once, without errors', async (t) => {

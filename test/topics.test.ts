@@ -110,7 +110,7 @@ async function settled(url: string): Promise<void> {
   }
 }
 
-const topicsOf = async (read: Promise<{ topicCounts: Map<string, number> }>) => [...(await read).topicCounts].sort();
+const topicsOf = async (read: Promise<{ topicEvents: Map<string, number> }>) => [...(await read).topicEvents].sort();
 
 t.test('PostgreSQL: the refresh reads only the topics changed since the last one, with store-wide totals', async (t) => {
   const url = await freshDatabase();

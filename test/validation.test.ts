@@ -1,5 +1,5 @@
 import t from 'tap';
-import { isRfc3339DateTime } from '../src/http/timestamp.js';
+import { isRfc3339DateTime } from '../src/event-rules.js';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 

@@ -2,10 +2,10 @@ import { mkdirSync, rmSync } from 'node:fs';
 import t from 'tap';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
-import { startAggregator, withFault } from './helpers/in-process.js';
+import { startAggregator } from './helpers/in-process.js';
 
 t.test('a worker that crashes on every start is left down, and /readyz says why', async (t) => {
-  const agg = await withFault('before-commit:1', () => startAggregator(t));
+  const agg = await startAggregator(t, { fault: 'before-commit:1' });
   // Put a directory where the database file was: every restarted worker will fail to open it.
   for (const suffix of ['', '-wal', '-shm']) rmSync(agg.config.dbPath + suffix, { force: true });
   mkdirSync(agg.config.dbPath);

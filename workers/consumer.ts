@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../src/logger.js';
-import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../src/pipeline/messages.js';
+import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../src/pipeline/consumer-protocol.js';
 import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
-import { PostgresEventStore } from '../src/store/postgres-store.js';
-import { SqliteEventStore } from '../src/store/sqlite-store.js';
-import { StoreError, type EventStore } from '../src/store/store.js';
+import { openEventStore } from '../src/store/open.js';
+import { StoreError } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
 
 /*
@@ -21,50 +20,30 @@ const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
 
-const config = workerData as ConsumerWorkerData;
+const { ring: ringBuffer, epoch, config } = workerData as ConsumerWorkerData;
 const log = createLogger(config.logLevel, 'consumer');
 const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
 let lastSnapshot = performance.now();
-const store: EventStore = await openStore();
-const ring = new RingConsumer(config.ring);
+const store = await openEventStore(config, log);
+const ring = new RingConsumer(ringBuffer);
 
 // Records up to the stored checkpoint of this same ring were committed by a predecessor that died
 // before releasing them: pass over them instead of counting them again as duplicates.
 const checkpoint = await store.checkpoint();
 let skippedRecords = 0;
-if (checkpoint?.epoch === config.epoch) {
+if (checkpoint?.epoch === epoch) {
   skippedRecords = ring.skipTo(checkpoint.position);
   ring.release();
 }
 const initial = await store.snapshot();
-post({ type: 'ready', counters: initial.counters, topics: [...initial.topicCounts], skippedRecords });
+post({ type: 'ready', counters: initial.counters, topicEvents: [...initial.topicEvents], skippedRecords });
 log.debug({ skippedRecords, counters: initial.counters }, 'consumer ready');
 
 await consume();
 await store.close();
 log.debug('consumer drained and closed the store');
-
-/**
- * Errors leave a worker through structured clone, which keeps only plain Error fields: say what failed in
- * the message itself so /readyz and the logs can tell.
- */
-async function openStore(): Promise<EventStore> {
-  try {
-    return config.store === 'postgres'
-      ? await PostgresEventStore.open(config.databaseUrl, config.replicaId)
-      : new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
-  } catch (error) {
-    if (config.store === 'sqlite') {
-      const code = (error as { code?: unknown }).code;
-      throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
-    }
-    // The driver's message names the server's host and port: the log may show it, /readyz may not.
-    log.error({ err: error }, 'cannot open PostgreSQL');
-    throw new Error('cannot open PostgreSQL (the log says why)');
-  }
-}
 
 /**
  * Replicas sharing the store change its totals and topics too: refresh them (the topics that changed
@@ -76,8 +55,8 @@ async function refreshSnapshot(): Promise<void> {
   if (!store.shared || performance.now() - lastSnapshot < SNAPSHOT_EVERY_MS) return;
   lastSnapshot = performance.now();
   try {
-    const { counters, topicCounts } = await store.changes();
-    post({ type: 'snapshot', counters, topics: [...topicCounts] });
+    const { counters, topicEvents } = await store.changes();
+    post({ type: 'snapshot', counters, topicEvents: [...topicEvents] });
   } catch (error) {
     if (!(error instanceof StoreError)) throw error;
     log.warn({ err: error }, 'the store did not answer; still trying');
@@ -122,14 +101,14 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
     try {
       fault('before-commit');
       const started = performance.now();
-      const result = await store.commitBatch(batch, { epoch: config.epoch, position: ring.position });
+      const result = await store.commitBatch(batch, { epoch, position: ring.position });
       const commitMs = performance.now() - started;
       fault('after-commit');
       // Space first, report second: once a publish is acknowledged, its records no longer count as queued.
       ring.release();
       post(summarize(batch, result.isNew, {
         type: 'committed', acks: [], records: batch.length, counters: result.counters,
-        perTopic: [...result.perTopic], commitMs,
+        topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs,
       }));
       return;
     } catch (error) {

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/reader-messages.js';
+import type { ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/reader-protocol.js';
 import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 
 /*

@@ -9,7 +9,8 @@ import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
-import { IDENTITY_FORMAT_CHECKS } from './schemas.js';
+import type { RejectionCounters } from './rejections.js';
+import { IDENTITY_FORMAT_CHECKS } from '../event-rules.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -22,11 +23,6 @@ export interface AppDeps {
   log: Logger;
   pipeline: Pipeline;
   reader: EventReader;
-}
-
-/** Requests refused before they reached the pipeline; nothing of them is stored or counted as received. */
-export interface RejectionCounters {
-  invalid: number;
 }
 
 export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyInstance {

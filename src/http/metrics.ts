@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
-import type { RejectionCounters } from './app.js';
+import type { RejectionCounters } from './rejections.js';
 
 /*
  * Prometheus metrics. Labels stay bounded: route (the route pattern, not the raw URL), method and status
@@ -73,7 +73,7 @@ export class Metrics {
       name: 'aggregator_commit_duration_seconds', help: 'Time of one batch transaction in the consumer.', registers: [registry],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     });
-    pipeline.on('commit', (records, commitMs) => {
+    pipeline.on('commit', ({ records, commitMs }) => {
       batchSize.observe(records);
       commitDuration.observe(commitMs / 1000);
     });

@@ -3,7 +3,8 @@ import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import type { IncomingEvent } from '../event.js';
 import { ApiError, type ErrorCode, type EventProblem } from './errors.js';
 import { jsonLosses, type JsonPath } from './json-fidelity.js';
-import { EventSchema, IDENTITY_FORMATS, type EventBody } from './schemas.js';
+import { EventSchema, type PublishedEvent } from '../event.js';
+import { IDENTITY_FORMATS } from '../event-rules.js';
 
 const checkEvent = TypeCompiler.Compile(EventSchema);
 
@@ -140,7 +141,7 @@ export function parsePublishBody(body: unknown, text: string, limits: PublishLim
   items.forEach((item, index) => {
     let found: EventProblem[];
     if (checkEvent.Check(item)) {
-      const event = item as EventBody;
+      const event = item as PublishedEvent;
       const payload = serializePayload(event.payload, limits.maxPayloadBytes);
       if ('json' in payload) {
         events.push({

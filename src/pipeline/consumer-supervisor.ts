@@ -1,8 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
-import type { ConsumerMessage, ConsumerWorkerData } from './messages.js';
+import { CONSUMER_WORKER_ENTRY, type ConsumerMessage, type ConsumerWorkerData } from './consumer-protocol.js';
 
-const WORKER_URL = new URL('../../workers/consumer.js', import.meta.url);
 const CRASH_WINDOW_MS = 60_000;
 const MAX_CRASHES_IN_WINDOW = 5;
 const RESTART_MIN_MS = 100;
@@ -32,19 +31,22 @@ export class ConsumerSupervisor {
 
   constructor(private readonly options: SupervisorOptions) {}
 
-  /** Starts the first worker; rejects with its error if it dies before it is ready (bad path, bad disk). */
+  /** Starts the first worker; resolves on its `ready`, rejects with its error if it dies before (bad path, bad disk). */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = this.spawn();
       const failed = (error: Error) => reject(error);
-      worker.once('error', failed);
-      worker.once('exit', (code) => reject(this.lastError ?? new Error(`consumer worker exited with code ${code}`)));
-      worker.once('message', () => {
+      const ready = (message: ConsumerMessage) => {
+        if (message.type !== 'ready') return;
+        worker.off('message', ready);
         worker.off('error', failed);
         worker.removeAllListeners('exit');
         worker.on('exit', (code) => this.exited(code));
         resolve();
-      });
+      };
+      worker.once('error', failed);
+      worker.once('exit', (code) => reject(this.lastError ?? new Error(`consumer worker exited with code ${code}`)));
+      worker.on('message', ready);
     });
   }
 
@@ -76,8 +78,8 @@ export class ConsumerSupervisor {
   private spawn(): Worker {
     const { workerData, log } = this.options;
     // The fault hook is for the first worker only, so a restarted worker shows recovery.
-    const data = this.restarts === 0 ? workerData : { ...workerData, fault: undefined };
-    const worker = new Worker(WORKER_URL, { workerData: data, name: 'consumer' });
+    const data = this.restarts === 0 ? workerData : { ...workerData, config: { ...workerData.config, fault: '' } };
+    const worker = new Worker(CONSUMER_WORKER_ENTRY, { workerData: data, name: 'consumer' });
     this.worker = worker;
     worker.on('message', (message: ConsumerMessage) => {
       if (message.type === 'ready') {

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { IncomingEvent } from '../event.js';
 
 /** Advisory lock key (arbitrary, fixed) that replicas take turns on while they create or migrate the schema. */
 const MIGRATION_LOCK = 7_203_111;
@@ -14,6 +13,7 @@ const MIGRATION_LOCK = 7_203_111;
  * JSON-exact integer) for 2^39 transactions.
  */
 export const SEQ_BATCH_BITS = 14;
+/** The most events one batch may hold: its positions must fit in SEQ_BATCH_BITS. */
 export const MAX_PG_BATCH = 2 ** SEQ_BATCH_BITS - 1;
 /** SQL: the first seq no reader may return yet (the commit horizon). */
 export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${SEQ_BATCH_BITS})`;
@@ -76,22 +76,4 @@ export async function migrate(pool: pg.Pool): Promise<void> {
 /** The unique-key form of an event_id: injective, and free of the NUL that PostgreSQL text refuses. */
 export function eventKey(eventId: string): string {
   return /[\\\0]/.test(eventId) ? eventId.replace(/\\/g, '\\\\').replace(/\0/g, '\\0') : eventId;
-}
-
-/**
- * The stored document of an event: the item /events serves, without its seq, in two parts around the
- * payload, which goes in as the exact JSON text it was accepted as (never re-parsed).
- */
-export function eventDocAround(e: Omit<IncomingEvent, 'payload'>): [head: string, tail: string] {
-  return [
-    `{"topic":${JSON.stringify(e.topic)},"event_id":${JSON.stringify(e.eventId)},"timestamp":${JSON.stringify(e.timestamp)},`
-      + `"source":${JSON.stringify(e.source)},"payload":`,
-    `,"received_at":${JSON.stringify(e.receivedAt)}}`,
-  ];
-}
-
-/** The stored document of an event, whole. */
-export function eventDoc(e: IncomingEvent): string {
-  const [head, tail] = eventDocAround(e);
-  return head + e.payload + tail;
 }

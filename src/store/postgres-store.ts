@@ -1,8 +1,8 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
-import type { StoreCounters } from '../pipeline/messages.js';
-import { eventDoc, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
+import { eventDoc } from './event-doc.js';
+import { eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
 
 /**
  * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.
@@ -133,7 +133,7 @@ export class PostgresEventStore implements EventStore {
       this.topicsHorizon = row!.horizon;
       return {
         counters: toCounters(counters.rows[0]),
-        topicCounts: new Map(row!.topics.map((topic, i) => [topic, Number(row!.events[i])])),
+        topicEvents: new Map(row!.topics.map((topic, i) => [topic, Number(row!.events[i])])),
       };
     } catch (error) {
       throw storeError(error);
@@ -198,12 +198,17 @@ function toCounters(row: Totals | undefined): StoreCounters {
 /** seq = xid * 2^SEQ_BATCH_BITS + position in the batch (1-based): the seqs stored say which events were new. */
 function batchResult(events: readonly IncomingEvent[], seqs: readonly string[], totals: Totals | undefined): BatchResult {
   const isNew = new Uint8Array(events.length);
-  const perTopic = new Map<string, number>();
-  for (const seq of seqs) {
-    const index = Number(BigInt(seq) % BigInt(POSITION_MASK)) - 1;
+  const topicEvents = new Map<string, number>();
+  let first = Infinity;
+  let last = 0;
+  for (const text of seqs) {
+    const seq = Number(text);
+    const index = (seq % POSITION_MASK) - 1;
     isNew[index] = 1;
     const topic = events[index]!.topic;
-    perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
+    topicEvents.set(topic, (topicEvents.get(topic) ?? 0) + 1);
+    first = Math.min(first, seq);
+    last = Math.max(last, seq);
   }
-  return { isNew, perTopic, counters: toCounters(totals) };
+  return { isNew, topicEvents, seqRange: last > 0 ? { first, last } : undefined, counters: toCounters(totals) };
 }

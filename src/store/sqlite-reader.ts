@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { IncomingEvent } from '../event.js';
-import { eventDocAround } from './postgres-schema.js';
+import { eventDocAround } from './event-doc.js';
 import type { EventPageQuery, TopicPageQuery } from './store.js';
 
 // The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.

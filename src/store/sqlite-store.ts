@@ -1,13 +1,14 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Synchronous } from '../config.js';
 import type { IncomingEvent } from '../event.js';
-import type { StoreCounters } from '../pipeline/messages.js';
 import { migrate } from './sqlite-schema.js';
 import { cyrb53Key, type KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreSnapshot } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
+
+/** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss (an fsync per commit). */
+export type Synchronous = 'normal' | 'full';
 
 export interface SqliteStoreOptions {
   synchronous: Synchronous;
@@ -88,12 +89,12 @@ export class SqliteEventStore implements EventStore {
 
   snapshot(): StoreSnapshot {
     const rows = this.db.prepare('SELECT topic, events FROM topics').raw().all() as [string, number][];
-    return { counters: this.current, topicCounts: new Map(rows) };
+    return { counters: this.current, topicEvents: new Map(rows) };
   }
 
   /** This writer is the only one, and its commits report their own topics. */
   changes(): StoreSnapshot {
-    return { counters: this.current, topicCounts: new Map() };
+    return { counters: this.current, topicEvents: new Map() };
   }
 
   checkpoint(): RingCheckpoint | undefined {
@@ -116,7 +117,8 @@ export class SqliteEventStore implements EventStore {
       }
       throw error;
     }
-    const { isNew, perTopic, nextSeq, claimed } = committed;
+    const { isNew, topicEvents, nextSeq, claimed } = committed;
+    const seqRange = nextSeq > this.nextSeq ? { first: this.nextSeq, last: nextSeq - 1 } : undefined;
     this.nextSeq = nextSeq;
     // Only now that the transaction is durable do its keys join the index.
     for (const [hash, seq] of claimed) this.keys.add(hash, seq);
@@ -126,7 +128,7 @@ export class SqliteEventStore implements EventStore {
       uniqueProcessed: this.current.uniqueProcessed + unique,
       duplicateDropped: this.current.duplicateDropped + events.length - unique,
     };
-    return { isNew, counters: this.current, perTopic };
+    return { isNew, counters: this.current, topicEvents, seqRange };
   }
 
   close(): void {
@@ -137,7 +139,7 @@ export class SqliteEventStore implements EventStore {
   private insertBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint) {
     const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
     const isNew = new Uint8Array(events.length);
-    const perTopic = new Map<string, number>();
+    const topicEvents = new Map<string, number>();
     // Hashes first claimed in this batch; they reach the index only if the transaction commits.
     const claimed = new Map<number, number>();
     let seq = this.nextSeq;
@@ -147,13 +149,13 @@ export class SqliteEventStore implements EventStore {
       if (!this.isNewKey(e, hash, seq, claimed)) continue;
       insert.run(seq++, hash, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
       isNew[i] = 1;
-      perTopic.set(e.topic, (perTopic.get(e.topic) ?? 0) + 1);
+      topicEvents.set(e.topic, (topicEvents.get(e.topic) ?? 0) + 1);
     }
     const unique = seq - this.nextSeq;
-    for (const [topic, count] of perTopic) countTopic.run(topic, count);
+    for (const [topic, count] of topicEvents) countTopic.run(topic, count);
     addCounters.run(unique, events.length - unique);
     saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
-    return { isNew, perTopic, nextSeq: seq, claimed };
+    return { isNew, topicEvents, nextSeq: seq, claimed };
   }
 
   /**

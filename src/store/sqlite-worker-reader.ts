@@ -1,10 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { ReadGate } from './read-gate.js';
-import type { ReaderMessage, ReaderWorkerData, ReadRequest } from './reader-messages.js';
+import { READER_WORKER_ENTRY, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
 import { StoreError, type EventPageQuery, type EventReader, type TopicPageQuery } from './store.js';
 
-const WORKER_URL = new URL('../../workers/reader.js', import.meta.url);
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
 const MAX_WAIT_MS = 5_000;
@@ -64,7 +63,7 @@ export class SqliteWorkerReader implements EventReader {
   }
 
   private spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: this.data, name: 'reader' });
+    const worker = new Worker(READER_WORKER_ENTRY, { workerData: this.data, name: 'reader' });
     return new Promise((resolve, reject) => {
       const exited = (code: number) => reject(new Error(`reader worker exited with code ${code}`));
       worker.once('error', reject);

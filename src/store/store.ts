@@ -1,5 +1,4 @@
 import type { IncomingEvent } from '../event.js';
-import type { StoreCounters } from '../pipeline/messages.js';
 
 /**
  * A commit the store could not make for a reason outside the batch (disk full, I/O error, file gone).
@@ -10,6 +9,12 @@ export class StoreError extends Error {
   constructor(message: string, readonly code: string, options?: ErrorOptions) {
     super(message, options);
   }
+}
+
+/** Store-wide durable counters. */
+export interface StoreCounters {
+  uniqueProcessed: number;
+  duplicateDropped: number;
 }
 
 /** SQLite answers at once; PostgreSQL over the network. One interface serves both, so one consumer loop does. */
@@ -27,14 +32,22 @@ export interface BatchResult {
   /** Store-wide counters after the commit. */
   counters: StoreCounters;
   /** Events this batch stored per topic. */
-  perTopic: Map<string, number>;
+  topicEvents: Map<string, number>;
+  /** The seqs this batch stored, lowest and highest; undefined when it stored nothing (all duplicates). */
+  seqRange: SeqRange | undefined;
+}
+
+/** The lowest and highest seq of a commit. Other replicas' commits may interleave on a shared store. */
+export interface SeqRange {
+  first: number;
+  last: number;
 }
 
 export interface StoreSnapshot {
   /** Store-wide counters. */
   counters: StoreCounters;
   /** Store-wide stored events per topic: every topic (snapshot) or the changed ones (changes). */
-  topicCounts: Map<string, number>;
+  topicEvents: Map<string, number>;
 }
 
 /** The consumer's side of the store: it commits whole batches. */

@@ -1,12 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { PublishedEvent } from '../../src/event.js';
 
-export interface TestEvent {
-  topic: string;
-  event_id: string;
-  timestamp: string;
-  source: string;
-  payload: Record<string, unknown>;
-}
+/** What tests publish: the event exactly as the server's schema declares it. */
+export type TestEvent = PublishedEvent;
 
 export function makeEvent(overrides: Partial<TestEvent> = {}): TestEvent {
   return {

@@ -38,16 +38,6 @@ export async function startAggregator(t: Test, overrides: Partial<Config> = {}):
   };
 }
 
-/** Starts an aggregator (with `start`) whose first consumer worker dies at the given point (workers/faults.ts). */
-export async function withFault<T>(fault: string, start: () => Promise<T>): Promise<T> {
-  process.env.AGGREGATOR_FAULT = fault;
-  try {
-    return await start();
-  } finally {
-    delete process.env.AGGREGATOR_FAULT;
-  }
-}
-
 export async function waitUntilReady(agg: TestAggregator): Promise<void> {
   await eventually(() => agg.pipeline.notReadyReason(), { what: 'the consumer to come back', timeout: 10_000, interval: 10, until: (reason) => reason === undefined });
 }

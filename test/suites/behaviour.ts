@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { keyOf, makeEvent } from '../helpers/events.js';
 import { eventually } from '../helpers/eventually.js';
-import { startAggregator, waitUntilReady, withFault, type TestAggregator } from '../helpers/in-process.js';
+import { startAggregator, waitUntilReady, type TestAggregator } from '../helpers/in-process.js';
 import { readAllEvents, spawnServer } from '../helpers/server-process.js';
 import type { TestStore } from '../helpers/stores.js';
 
@@ -216,7 +216,7 @@ export function behaviourSuite(store: TestStore): void {
 
   for (const [fault, committed] of [['before-commit:2', false], ['after-commit:2', true]] as const) {
     t.test(`a consumer crash ${committed ? 'after' : 'before'} its commit: 503, restart, nothing lost or counted twice`, async (t) => {
-      const agg = await withFault(fault, () => start(t));
+      const agg = await start(t, { fault });
       const firstBatch = Array.from({ length: 10 }, () => makeEvent());
       const crashBatch = Array.from({ length: 10 }, () => makeEvent());
       t.same((await agg.publish(firstBatch)).body, { accepted: 10, unique: 10, duplicates: 0 });

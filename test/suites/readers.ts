@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
+import { StoredEventSchema } from '../../src/http/schemas.js';
 import { makeEvent } from '../helpers/events.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
 import type { TestStore } from '../helpers/stores.js';
@@ -33,6 +35,23 @@ async function allPages(agg: TestAggregator, query: string): Promise<{ bytes: nu
 /** /events and /topics as every store must serve them: byte-capped pages, validated queries, topics by name. */
 export function readersSuite(store: TestStore): void {
   const start: Start = async (t, overrides = {}) => startAggregator(t, { ...(await store.fresh(t)), ...overrides });
+
+  t.test('what /events serves is exactly the documented response schema (StoredEventSchema)', async (t) => {
+    const agg = await start(t);
+    const sent = [
+      makeEvent(), makeEvent({ topic: 'naïve.топик', event_id: 'id with "quotes" \\ and \u0000 NUL', source: '💥 svc' }),
+      makeEvent({ payload: { nested: { list: [1, 2.5, -3e-7, true, null, 'x'] }, empty: {}, '10': 'integer-like key' } }),
+      makeEvent({ timestamp: '2026-01-01T00:00:00.123456789+05:30', payload: {} }),
+    ];
+    t.equal((await agg.publish(sent)).status, 200);
+    const check = TypeCompiler.Compile(StoredEventSchema);
+    for (const url of ['/events', `/events?topic=${encodeURIComponent('naïve.топик')}`]) {
+      const items = await agg.get(url);
+      t.ok(items.length > 0, `${url} has events`);
+      for (const item of items) t.same([...check.Errors(item)].map((e) => `${e.path}: ${e.message}`), [], `${url} seq ${item.seq}`);
+    }
+    t.same((await agg.get('/events')).map((e: any) => e.payload), sent.map((e) => e.payload), 'payloads read back as sent');
+  });
 
   t.test('limit=10000 of 60 KiB events: 200, pages within MAX_PAGE_BYTES, paging on reaches every event once', async (t) => {
     const agg = await start(t);

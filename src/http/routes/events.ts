@@ -1,7 +1,7 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { EventReader } from '../../store/store.js';
 import { Type } from '@sinclair/typebox';
-import { EventsQuerySchema, StoredEventSchema, type EventsQuery } from '../schemas.js';
+import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';
 
 export interface ReadRouteOptions {
@@ -12,8 +12,8 @@ export interface ReadRouteOptions {
 }
 
 /** GET /events: stored unique events in commit order, paged by `after` (the last seq seen) and `limit`. */
-export const eventsRoutes: FastifyPluginAsync<ReadRouteOptions> = async (app, { reader, stallTimeoutMs, maxPageBytes }) => {
-  app.get<{ Querystring: EventsQuery }>(
+export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (app, { reader, stallTimeoutMs, maxPageBytes }) => {
+  app.get(
     '/events',
     {
       schema: {

@@ -1,6 +1,6 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { RejectionCounters } from '../app.js';
+import type { RejectionCounters } from '../rejections.js';
 import { parsePublishBody, type PublishLimits } from '../publish-body.js';
 import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
 
@@ -14,8 +14,8 @@ interface PublishOptions {
  * POST /publish: validates the whole request, queues it all-or-nothing, and answers 200 once committed
  * (default) or 202 once queued (?ack=queued).
  */
-export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
-  app.post<{ Querystring: { ack?: 'committed' | 'queued' } }>(
+export const publishRoutes: FastifyPluginAsyncTypebox<PublishOptions> = async (app, { pipeline, limits, rejections }) => {
+  app.post(
     '/publish',
     {
       config: { access: 'publish' },
@@ -35,9 +35,8 @@ export const publishRoutes: FastifyPluginAsync<PublishOptions> = async (app, { p
         rejections.invalid++;
         throw error;
       }
-      const outcome = pipeline.publish(events, request.query.ack !== 'queued');
-      if (typeof outcome === 'number') return reply.code(202).send({ accepted: outcome, queued: true });
-      return reply.code(200).send(await outcome);
+      if (request.query.ack === 'queued') return reply.code(202).send({ accepted: pipeline.enqueue(events), queued: true });
+      return reply.code(200).send(await pipeline.publish(events));
     },
   );
 };

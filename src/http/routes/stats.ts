@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { RejectionCounters } from '../app.js';
+import type { RejectionCounters } from '../rejections.js';
 
 interface StatsOptions {
   pipeline: Pipeline;

@@ -1,6 +1,6 @@
-import type { FastifyPluginAsync } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
-import { Topic } from '../schemas.js';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { Topic } from '../../event.js';
 import { sendPage } from '../send-page.js';
 import type { ReadRouteOptions } from './events.js';
 
@@ -11,7 +11,6 @@ export const TopicsQuerySchema = Type.Object(
   },
   { additionalProperties: false },
 );
-type TopicsQuery = Static<typeof TopicsQuerySchema>;
 
 const TopicCountSchema = Type.Object({
   topic: Type.String(),
@@ -19,8 +18,8 @@ const TopicCountSchema = Type.Object({
 });
 
 /** GET /topics: every topic with its stored events, by name, paged by `after` (the last name seen). */
-export const topicsRoutes: FastifyPluginAsync<ReadRouteOptions> = async (app, { reader, stallTimeoutMs }) => {
-  app.get<{ Querystring: TopicsQuery }>(
+export const topicsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (app, { reader, stallTimeoutMs }) => {
+  app.get(
     '/topics',
     {
       schema: {

@@ -1,9 +1,13 @@
 import type { EventPageQuery, TopicPageQuery } from './store.js';
 
 /*
- * The only shapes that cross the thread boundary between the HTTP thread and the SQLite reader worker
- * (workers/reader.ts). Pages come back as bytes in a transferred ArrayBuffer: moved, not copied.
+ * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
+ * sides import this module and nothing else of each other. Pages come back as bytes in a transferred
+ * ArrayBuffer: moved, not copied.
  */
+
+/** The worker's entry, in the top-level workers/ beside the consumer. */
+export const READER_WORKER_ENTRY = new URL('../../workers/reader.js', import.meta.url);
 
 export interface ReaderWorkerData {
   dbPath: string;

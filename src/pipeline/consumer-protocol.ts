@@ -1,0 +1,67 @@
+import type { Config } from '../config.js';
+import type { SeqRange, StoreCounters } from '../store/store.js';
+
+/*
+ * The consumer worker's protocol: its entry module, the data it starts with, and every message it posts
+ * back. Both sides import this module and nothing else of each other. Events themselves travel through
+ * the ring, not through these messages.
+ */
+
+/** The worker's entry: workers/ stays at the top level (the design card); this is the one place naming it. */
+export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import.meta.url);
+
+/** The settings the consumer needs, and no others. */
+export type ConsumerConfig = Pick<Config,
+  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' | 'fault'>;
+
+export const CONSUMER_SETTINGS: readonly (keyof ConsumerConfig)[] = [
+  'store', 'dbPath', 'databaseUrl', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel', 'fault',
+];
+
+export interface ConsumerWorkerData {
+  ring: SharedArrayBuffer;
+  /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
+  epoch: string;
+  config: ConsumerConfig;
+}
+
+export interface ReadyMessage {
+  type: 'ready';
+  counters: StoreCounters;
+  /** Stored events per topic, every topic: sent once, when a consumer starts. */
+  topicEvents: [topic: string, events: number][];
+  /** Records a crashed predecessor had committed but not released; the new worker passed over them. */
+  skippedRecords: number;
+}
+
+export interface CommittedMessage {
+  type: 'committed';
+  /** Flat triples (requestId, unique, duplicates), one per request with events in the batch. */
+  acks: number[];
+  records: number;
+  counters: StoreCounters;
+  /** Events this commit stored per topic. */
+  topicEvents: [topic: string, events: number][];
+  /** The seqs this commit stored; undefined when every event was a duplicate. */
+  seqRange: SeqRange | undefined;
+  commitMs: number;
+}
+
+export interface StoreErrorMessage {
+  type: 'store-error';
+  /** Safe to show to clients (no hosts, ports or SQL states); the worker logged the details. */
+  message: string;
+  code: string;
+  /** When the worker tries again: clients are told to retry no sooner (Retry-After). */
+  retryInMs: number;
+}
+
+/** A fresh store-wide view, sent about once a second when other replicas write to the same store. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  counters: StoreCounters;
+  /** Store-wide stored events of the topics that changed since the last snapshot; the others are as they were. */
+  topicEvents: [topic: string, events: number][];
+}
+
+export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage;

@@ -1,0 +1,25 @@
+import type { IncomingEvent } from '../event.js';
+
+/*
+ * The one shape of a stored event as readers get it: both stores build /events items here (SQLite as it
+ * pages, PostgreSQL once, into its doc column), and a test holds real pages of both to StoredEventSchema,
+ * the response schema in src/http/schemas.ts.
+ */
+
+/**
+ * The stored document of an event: the item /events serves, without its seq, in two parts around the
+ * payload, which goes in as the exact JSON text it was accepted as (never re-parsed).
+ */
+export function eventDocAround(e: Omit<IncomingEvent, 'payload'>): [head: string, tail: string] {
+  return [
+    `{"topic":${JSON.stringify(e.topic)},"event_id":${JSON.stringify(e.eventId)},"timestamp":${JSON.stringify(e.timestamp)},`
+      + `"source":${JSON.stringify(e.source)},"payload":`,
+    `,"received_at":${JSON.stringify(e.receivedAt)}}`,
+  ];
+}
+
+/** The stored document of an event, whole. */
+export function eventDoc(e: IncomingEvent): string {
+  const [head, tail] = eventDocAround(e);
+  return head + e.payload + tail;
+}

@@ -1,0 +1,49 @@
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { PostgresEventReader } from './postgres-reader.js';
+import { MAX_PG_BATCH } from './postgres-schema.js';
+import { PostgresEventStore } from './postgres-store.js';
+import { SqliteEventStore } from './sqlite-store.js';
+import { SqliteWorkerReader } from './sqlite-worker-reader.js';
+import type { EventReader, EventStore } from './store.js';
+
+/** The settings that choose and open the writer, and the reader. */
+export type WriterConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax'>;
+export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'maxPageBytes'>;
+
+/*
+ * The one place that turns settings into a store: the consumer worker opens the writer, the HTTP side the
+ * reader. Each store states its own limits here.
+ */
+
+/**
+ * The consumer's store, its only writer. Errors leave a worker through structured clone, which keeps only
+ * plain Error fields, so the message itself says what failed — and, for PostgreSQL, says it without the
+ * host and port the driver names (those go to the log), since the message reaches /readyz.
+ */
+export async function openEventStore(config: WriterConfig, log: Logger): Promise<EventStore> {
+  if (config.store === 'sqlite') {
+    try {
+      return new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+    }
+  }
+  if (config.batchMax > MAX_PG_BATCH) {
+    throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
+  }
+  try {
+    return await PostgresEventStore.open(config.databaseUrl, config.replicaId);
+  } catch (error) {
+    log.error({ err: error }, 'cannot open PostgreSQL');
+    throw new Error('cannot open PostgreSQL (the log says why)');
+  }
+}
+
+/** The HTTP side's reader; opened after the consumer has created or migrated the store. */
+export function openEventReader(config: ReaderConfig, log: Logger): Promise<EventReader> {
+  return config.store === 'postgres'
+    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes))
+    : SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
+}
