@@ -5,7 +5,7 @@ import { EventSource, type IdKind } from '../src/publisher/event-source.js';
 import { PostgresEventStore } from '../src/store/postgres-store.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 import type { EventStore } from '../src/store/store.js';
-import { freshDatabase } from '../test/helpers/postgres.js';
+import { freshDatabase } from '../scripts/pg-cluster.js';
 import { startServer, type PerfServer } from './server.js';
 
 export const BATCH = 1_000;

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { EventSource } from '../src/publisher/event-source.js';
-import { startCluster } from '../test/helpers/postgres.js';
+import { startCluster } from '../scripts/pg-cluster.js';
 import { renderChart } from './chart.js';
 import { BATCH, postgresTarget, sqliteTarget, type Target } from './deployments.js';
 import { DUPLICATE_RATIO, SCENARIOS, type Scenario } from './scenarios.js';

@@ -1,11 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { freshDatabase } from './helpers/postgres.js';
+import { freePort } from '../scripts/free-port.js';
+import { freshDatabase } from '../scripts/pg-cluster.js';
+import { eventually } from './helpers/eventually.js';
 
 /*
  * No Docker engine runs on our machines, so this runs the container's own steps outside Docker, read
@@ -19,15 +20,6 @@ const compose = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
 const scaleOutCompose = readFileSync(join(ROOT, 'docker-compose.scale-out.yml'), 'utf8');
 
 const jsonArrayAfter = (text: string, pattern: RegExp): string[] => JSON.parse(pattern.exec(text)![1]!) as string[];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function run(command: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve) => {
@@ -48,12 +40,8 @@ async function startImage(t: Test, dir: string, env: NodeJS.ProcessEnv): Promise
   const server = spawn(imageCmd[0]!, imageCmd.slice(1), { cwd: dir, env: serverEnv, stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
   t.teardown(() => server.kill('SIGKILL'));
-  let healthy = false;
-  for (const deadline = Date.now() + 30_000; !healthy && Date.now() < deadline; ) {
-    healthy = (await run(healthcheck, dir, serverEnv)).code === 0;
-    if (!healthy) await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  t.ok(healthy, 'HEALTHCHECK passes once the server is up');
+  const check = await eventually(() => run(healthcheck, dir, serverEnv), { what: 'the HEALTHCHECK to pass', timeout: 30_000, interval: 200, until: (result) => result.code === 0 });
+  t.equal(check.code, 0, 'HEALTHCHECK passes once the server is up');
   return { url: `http://127.0.0.1:${port}`, stop: () => (server.kill('SIGTERM'), exited) };
 }
 
@@ -113,8 +101,12 @@ t.test('the image build, CMD, HEALTHCHECK and the compose publishers work outsid
     const [one, two] = await Promise.all(replicas.map((r) => stats(r.url)));
     t.ok(one.replica.received > 0 && two.replica.received > 0, 'both replicas took events');
     t.equal(one.replica.received + two.replica.received, 5_000);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    t.match(await stats(replicas[0]!.url), { received: 5_000, unique_processed: report.generated.unique }, 'store-wide figures');
+    // Each replica refreshes the store-wide figures from PostgreSQL about once a second.
+    const firstUrl = replicas[0]!.url;
+    const storeWide = await eventually(() => stats(firstUrl), {
+      what: 'store-wide figures on replica 1', timeout: 10_000, interval: 100, until: (s) => s.received === 5_000,
+    });
+    t.match(storeWide, { received: 5_000, unique_processed: report.generated.unique }, 'store-wide figures');
     for (const replica of replicas) t.equal(await replica.stop(), 0);
   });
 });

@@ -1,23 +1,21 @@
 import { join } from 'node:path';
 import t from 'tap';
-import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
+import type { PublishedEvent } from '../src/event.js';
+import { EventSource } from '../src/publisher/event-source.js';
+import { keyOf, makeEvent, prng } from './helpers/events.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 
 const CYCLES = 10;
 const PUBLISHERS = 4;
 
 /**
- * Publishes until the server dies: single events and batches, about 20% re-sends of earlier events.
- * Returns every event whose publish was answered 200 (so it must be durable).
+ * Publishes until the server dies: single events and batches from `source` (with its re-sends of earlier
+ * events). Returns every event whose publish was answered 200 (so it must be durable).
  */
-async function publishUntilDead(server: ServerProcess, sent: TestEvent[], random: () => number): Promise<TestEvent[]> {
-  const acked: TestEvent[] = [];
+async function publishUntilDead(server: ServerProcess, source: EventSource, random: () => number): Promise<PublishedEvent[]> {
+  const acked: PublishedEvent[] = [];
   for (;;) {
-    const size = random() < 0.5 ? 1 : 1 + Math.floor(random() * 50);
-    const batch = Array.from({ length: size }, () =>
-      sent.length > 0 && random() < 0.2 ? sent[Math.floor(random() * sent.length)]! : makeEvent({ topic: `t${Math.floor(random() * 4)}` }),
-    );
-    sent.push(...batch);
+    const batch = source.batch(random() < 0.5 ? 1 : 1 + Math.floor(random() * 50));
     try {
       const res = await server.publish(batch.length === 1 ? batch[0]! : batch);
       if (res.status === 200) acked.push(...batch);
@@ -30,12 +28,13 @@ async function publishUntilDead(server: ServerProcess, sent: TestEvent[], random
 t.test('kill -9 while publishers run loses no acknowledged event and counts nothing twice', async (t) => {
   const dbPath = join(t.testdir(), 'aggregator.db');
   const random = prng(9);
-  const allAcked = new Map<string, TestEvent>();
-  const sent: TestEvent[] = [];
+  const source = new EventSource({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
+  const allAcked = new Map<string, PublishedEvent>();
 
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
     const server = await spawnServer(dbPath);
-    const publishers = Array.from({ length: PUBLISHERS }, () => publishUntilDead(server, sent, random));
+    const publishers = Array.from({ length: PUBLISHERS }, () => publishUntilDead(server, source, random));
+    // Not a wait for anything: when the kill lands is what varies from cycle to cycle.
     await new Promise((resolve) => setTimeout(resolve, 200 + random() * 500));
     await server.kill();
     const cycleAcked = await Promise.all(publishers);
@@ -79,6 +78,7 @@ t.test('kill -9 with ?ack=queued loses at most the tail that was not yet committ
       }
     }
   });
+  // Publishing for a while gives the kill a tail of queued, uncommitted events to cut.
   await new Promise((resolve) => setTimeout(resolve, 800));
   await server.kill();
   await Promise.all(publishers);

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import t from 'tap';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
+import { requires } from './helpers/requires.js';
 
 t.test('/metrics: Prometheus text with counters, queue, batches, commit latency, HTTP durations; no topic labels', async (t) => {
   const agg = await startAggregator(t);
@@ -40,11 +41,7 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
 const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
 
 t.test('/metrics passes promtool check metrics (Debian prometheus package; .ci/run installs it)', async (t) => {
-  if (!existsSync(PROMTOOL)) {
-    if (process.env.CI) t.fail(`CI installs promtool at ${PROMTOOL} for this test`);
-    else t.plan(0, `no promtool at ${PROMTOOL}`);
-    return;
-  }
+  if (!requires(t, existsSync(PROMTOOL), `promtool at ${PROMTOOL}`)) return;
   const agg = await startAggregator(t);
   await agg.publish(makeEvent());
   const text = (await agg.app.inject({ method: 'GET', url: '/metrics' })).body;

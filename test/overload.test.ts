@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import t from 'tap';
 import { keyOf, makeEvent, type TestEvent } from './helpers/events.js';
 import { readAllEvents, spawnServer } from './helpers/server-process.js';
+import { sqliteStore } from './helpers/stores.js';
 
 const FLOOD_MS = 3_000;
 const CLIENTS = 6;
@@ -19,14 +19,12 @@ t.test('a flood against a small ring: only 200/202 or 503, every accepted event 
 
   // A slow disk: another connection holds SQLite's write lock for 300 ms out of every 500 ms.
   const stall = (async () => {
-    const blocker = new Database(dbPath);
     while (Date.now() < deadline) {
-      blocker.exec('BEGIN IMMEDIATE');
+      const letGo = await sqliteStore.blockWrites({ dbPath, databaseUrl: '' });
       await new Promise((resolve) => setTimeout(resolve, 300));
-      blocker.exec('ROLLBACK');
+      await letGo();
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    blocker.close();
   })();
 
   const codes: Record<number, number> = {};

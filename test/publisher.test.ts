@@ -1,9 +1,10 @@
-import Database from 'better-sqlite3';
 import t from 'tap';
+import { freePort } from '../scripts/free-port.js';
 import { parseRetryAfter, retryDelayMs } from '../src/publisher/backoff.js';
 import { EventSource } from '../src/publisher/event-source.js';
 import { runPublisher } from '../src/publisher/publisher.js';
 import { startAggregator } from './helpers/in-process.js';
+import { sqliteStore } from './helpers/stores.js';
 
 const options = { rate: 0, timeoutMs: 5_000, maxAttempts: 50 };
 
@@ -34,12 +35,8 @@ t.test('the publisher gets every event acknowledged through 503s, with exact cou
   const agg = await startAggregator(t, { ringBytes: 16 * 1024 });
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
   // Stall the store for a while so the small ring fills and the publisher meets 503s.
-  const blocker = new Database(agg.config.dbPath);
-  blocker.exec('BEGIN IMMEDIATE');
-  setTimeout(() => {
-    blocker.exec('ROLLBACK');
-    blocker.close();
-  }, 400);
+  const letGo = await sqliteStore.blockWrites(agg.config);
+  setTimeout(() => void letGo(), 400);
 
   const source = new EventSource({ duplicateRatio: 0.2, topics: 3, idKind: 'v4' });
   const report = await runPublisher(source, { ...options, urls: [url], events: 3_000, batchSize: 20, concurrency: 8 });
@@ -53,7 +50,7 @@ t.test('the publisher gets every event acknowledged through 503s, with exact cou
 
 t.test('the publisher waits out a server that is not up yet', async (t) => {
   const agg = await startAggregator(t);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   setTimeout(() => void agg.app.listen({ port, host: '127.0.0.1' }), 500);
   const source = new EventSource({ duplicateRatio: 0, topics: 1, idKind: 'v4' });
   const report = await runPublisher(source, { ...options, urls: [`http://127.0.0.1:${port}`], events: 50, batchSize: 5, concurrency: 2 });

@@ -1,9 +1,10 @@
 import pg from 'pg';
 import t from 'tap';
+import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
 import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS } from '../src/store/postgres-reader.js';
 import { makeEvent } from './helpers/events.js';
+import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';
-import { freshDatabase, startCluster } from './helpers/postgres.js';
 import { postgresStore } from './helpers/stores.js';
 import { bigEvent, publishAll, readersSuite } from './suites/readers.js';
 
@@ -25,12 +26,8 @@ t.test('PostgreSQL down: /events and /topics answer 503 + Retry-After, naming no
     t.notMatch(res.body, new RegExp(`${hostname}|${port}|ECONNREFUSED`), 'the body names no host, port or driver error');
   }
   await cluster.resume();
-  const deadline = Date.now() + 15_000;
-  let res;
-  while ((res = await agg.app.inject({ method: 'GET', url: '/events' })).statusCode !== 200 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  t.equal(res.json().length, 1, 'reads come back with the server');
+  const events = await eventually(() => agg.request('GET', '/events'), { what: 'reads to come back', timeout: 15_000, interval: 100, until: (res) => res.status === 200 });
+  t.equal(events.body.length, 1, 'reads come back with the server');
 });
 
 t.test('limit=10000 of 60 KiB rows: one capped page well within the read budget', async (t) => {

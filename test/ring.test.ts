@@ -24,7 +24,13 @@ function readOne(consumer: RingConsumer): Buffer | undefined {
 t.test('capacity must be a power of two within bounds', async (t) => {
   t.throws(() => createRingBuffer(100), /power of two/);
   t.throws(() => createRingBuffer(32), /power of two/);
-  t.ok(createRingBuffer(64));
+  const smallest = createRingBuffer(64);
+  const producer = new RingProducer(smallest);
+  const consumer = new RingConsumer(smallest);
+  t.equal(producer.capacity, 64, 'the smallest ring holds 64 data bytes');
+  const body = Buffer.alloc(producer.maxRecordBytes, 7);
+  t.equal(writeOne(producer, body), true, 'its largest record fits');
+  t.same(readOne(consumer), body, 'and reads back intact');
 });
 
 t.test('wraps around a tiny buffer many times without splitting a record', async (t) => {

@@ -1,7 +1,10 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
+import type { PublishedEvent } from '../src/event.js';
+import { EventSource } from '../src/publisher/event-source.js';
 import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
-import { freshDatabase, startCluster } from './helpers/postgres.js';
+import { eventually } from './helpers/eventually.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 
 /** A replica: a spawned aggregator process on the shared PostgreSQL database. */
@@ -16,14 +19,8 @@ async function replica(t: Test, databaseUrl: string, id: string): Promise<Server
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits until /stats on the replica shows the store-wide figures (an idle replica refreshes every second). */
-async function statsWhen(server: ServerProcess, done: (stats: any) => boolean): Promise<any> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const stats = await server.get('/stats');
-    if (done(stats) || Date.now() > deadline) return stats;
-    await sleep(100);
-  }
-}
+const statsWhen = (server: ServerProcess, done: (stats: any) => boolean): Promise<any> =>
+  eventually(() => server.get('/stats'), { what: `store-wide figures on ${server.url}`, timeout: 10_000, interval: 100, until: done });
 
 t.test('two replicas commit concurrently while a reader follows after=: it sees every event exactly once', async (t) => {
   const url = await freshDatabase();
@@ -72,7 +69,7 @@ t.test('two replicas commit concurrently while a reader follows after=: it sees 
   }
   t.equal(stats[0].replica.received + stats[1].replica.received, acked.length, 'replica.received splits the total');
   t.ok(stats.every((s) => s.replica.received > 0), 'both replicas took traffic');
-  const metrics = await (await fetch(`${replicas[1]!.url}/metrics`)).text();
+  const metrics: string = (await replicas[1]!.request('GET', '/metrics')).body;
   t.match(metrics, new RegExp(`aggregator_events_received_total\\{replica="b"\\} ${acked.length}\\n`), '/metrics: store-wide, labelled by replica');
   t.match(metrics, new RegExp(`aggregator_replica_events_received_total\\{replica="b"\\} ${stats[1].replica.received}\\n`), "and the replica's own");
 });
@@ -104,24 +101,26 @@ t.test('kill -9 of one replica while publishers use both: every acknowledged eve
   const a = await env('a');
   let b = await env('b');
   const random = prng(7);
-  const acked = new Map<string, TestEvent>();
-  const sent: TestEvent[] = [];
+  const source = new EventSource({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
+  const acked = new Map<string, PublishedEvent>();
+  let failed = 0;
   let stop = false;
   const publishers = Array.from({ length: 4 }, async (_, p) => {
     for (let n = 0; !stop; n++) {
       const target = (p + n) % 2 === 0 ? a : b;
-      const batch = Array.from({ length: 1 + Math.floor(random() * 30) }, () =>
-        sent.length > 0 && random() < 0.2 ? sent[Math.floor(random() * sent.length)]! : makeEvent({ topic: `t${p}` }));
-      sent.push(...batch);
+      const batch = source.batch(1 + Math.floor(random() * 30));
       const res = await target.publish(batch).catch(() => undefined);
       if (res?.status === 200) for (const e of batch) acked.set(keyOf(e), e);
+      else failed++;
     }
   });
+  // How long the publishers run before the kill is what varies from seed to seed.
   await sleep(600 + random() * 600);
   await b.kill();
-  await sleep(500);
+  const failedBefore = failed;
+  await eventually(() => failed, { what: 'publishers to meet the killed replica', timeout: 10_000, until: (n) => n > failedBefore });
   b = await env('b');
-  await sleep(500);
+  await statsWhen(b, (stats) => stats.replica.received > 0);
   stop = true;
   await Promise.all(publishers);
 
@@ -151,26 +150,23 @@ t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, 
   const refused = await server.publish(outage);
   t.equal(refused.status, 503, 'a publish during the outage is refused, not acknowledged');
   t.ok(Date.now() - started < 5_000, `and promptly (${Date.now() - started} ms)`);
-  const readiness = await fetch(`${server.url}/readyz`);
+  const readiness = await server.request('GET', '/readyz');
   t.equal(readiness.status, 503);
-  t.match(await readiness.clone().json(), { status: 'not_ready', reason: /store error/ });
-  const again = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(outage) });
+  t.match(readiness.body, { status: 'not_ready', reason: /store error/ });
+  const again = await server.publish(outage);
   t.equal(again.status, 503);
-  t.ok(Number(again.headers.get('retry-after')) >= 1, 'with Retry-After');
-  t.match(await again.json(), { code: 'STORE_UNAVAILABLE' });
+  t.ok(Number(again.headers['retry-after']) >= 1, 'with Retry-After');
+  t.match(again.body, { code: 'STORE_UNAVAILABLE' });
   // What clients see names the cause, never where the server is: host and port go to the log only.
   const { host, port } = new URL(cluster.url);
-  const shown = JSON.stringify([refused.body, await readiness.clone().json(), await server.get('/stats')]);
+  const shown = JSON.stringify([refused.body, readiness.body, await server.get('/stats')]);
   t.notOk(shown.includes(port) || shown.includes(host), `no host or port in 503 bodies, /readyz or /stats: ${shown.slice(0, 300)}`);
   t.ok(server.logs.some((line) => JSON.stringify(line).includes(port)), 'the log has the details');
 
   await cluster.resume();
-  const deadline = Date.now() + 15_000;
-  let retried;
-  do {
-    await sleep(200);
-    retried = await server.publish(outage);
-  } while (retried.status !== 200 && Date.now() < deadline);
+  const retried = await eventually(() => server.publish(outage), {
+    what: 'a retried publish to succeed', timeout: 15_000, interval: 200, until: (reply) => reply.status === 200,
+  });
   t.equal(retried.status, 200, 'the replica reconnected by itself');
   const stored = await readAllEvents(server.get);
   t.equal(stored.length, 40, 'the events from before and the retried ones, each once');

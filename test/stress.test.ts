@@ -1,5 +1,6 @@
 import t from 'tap';
-import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
+import { EventSource } from '../src/publisher/event-source.js';
+import { keyOf, prng } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 import { readAllEvents } from './helpers/server-process.js';
 
@@ -7,16 +8,15 @@ const TOTAL = 5_000;
 const DUPLICATE_SHARE = 0.2;
 const CLIENTS = 10;
 
-t.test(`${TOTAL} single-event POSTs with 20% duplicates from ${CLIENTS} clients over HTTP`, async (t) => {
+t.test(`${TOTAL} single-event POSTs with about 20% duplicates from ${CLIENTS} clients over HTTP`, async (t) => {
   const agg = await startAggregator(t);
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
 
   const random = prng(5);
-  const uniqueCount = TOTAL * (1 - DUPLICATE_SHARE);
-  const originals = Array.from({ length: uniqueCount }, (_, i) => makeEvent({ topic: `topic-${i % 8}` }));
-  const work: TestEvent[] = [...originals];
-  for (let i = uniqueCount; i < TOTAL; i++) work.push(originals[Math.floor(random() * uniqueCount)]!);
-  // Shuffle so duplicates arrive interleaved, some while their original is still in flight.
+  const source = new EventSource({ duplicateRatio: DUPLICATE_SHARE, topics: 8, idKind: 'v4', random });
+  const work = source.batch(TOTAL);
+  const { uniqueCount } = source;
+  // Shuffle so duplicates arrive interleaved, some before or while their original is still in flight.
   for (let i = work.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [work[i], work[j]] = [work[j]!, work[i]!];

@@ -1,27 +1,26 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import t, { type Test } from 'tap';
+import { freshDatabase } from '../scripts/pg-cluster.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import type { IncomingEvent } from '../src/event.js';
 import { PostgresEventStore } from '../src/store/postgres-store.js';
 import { makeEvent } from './helpers/events.js';
+import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';
-import { freshDatabase } from './helpers/postgres.js';
 import { spawnServer, type ServerProcess } from './helpers/server-process.js';
 import { postgresStore, sqliteStore, type TestStore } from './helpers/stores.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 t.test('50,000 topics: /stats stays small and fast, names the top 100 and counts them all', async (t) => {
   const agg = await startAggregator(t);
   const TOPICS = 50_000;
   for (let from = 0; from < TOPICS; from += 10_000) {
     const batch = Array.from({ length: 10_000 }, (_, i) => makeEvent({ topic: `topic-${from + i}` }));
-    t.equal((await agg.publish(batch)).statusCode, 200);
+    t.equal((await agg.publish(batch)).status, 200);
   }
   // Three topics with more events than the rest: they lead the list, in order.
   const hot = ['hot-a', 'hot-a', 'hot-a', 'hot-b', 'hot-b', 'topic-7'].map((topic) => makeEvent({ topic }));
-  t.equal((await agg.publish(hot)).statusCode, 200);
+  t.equal((await agg.publish(hot)).status, 200);
 
   const timings: number[] = [];
   let res;
@@ -57,10 +56,10 @@ t.test('MAX_TOPICS is a validated setting with a documented default', async (t) 
 function topicLimitSuite(store: TestStore, name: string): void {
   t.test(`${name}: the publish that would create topic N+1 gets 429 TOPIC_LIMIT; nothing of it is stored`, async (t) => {
     const agg = await startAggregator(t, { ...(await store.fresh(t)), maxTopics: 3 });
-    t.equal((await agg.publish([makeEvent({ topic: 'a' }), makeEvent({ topic: 'b' }), makeEvent({ topic: 'c' })])).statusCode, 200);
+    t.equal((await agg.publish([makeEvent({ topic: 'a' }), makeEvent({ topic: 'b' }), makeEvent({ topic: 'c' })])).status, 200);
 
     const refused = await agg.publish([makeEvent({ topic: 'a' }), makeEvent({ topic: 'd' })]);
-    t.equal(refused.statusCode, 429);
+    t.equal(refused.status, 429);
     t.match(refused.body, { statusCode: 429, error: 'Too Many Requests', code: 'TOPIC_LIMIT', message: /MAX_TOPICS/ });
     t.same(Object.keys(refused.body).sort(), ['code', 'error', 'message', 'statusCode']);
 
@@ -75,16 +74,16 @@ function topicLimitSuite(store: TestStore, name: string): void {
   t.test(`${name}: topics queued but not yet committed count towards MAX_TOPICS`, async (t) => {
     const settings = await store.fresh(t);
     const agg = await startAggregator(t, { ...settings, maxTopics: 2 });
-    t.equal((await agg.publish(makeEvent({ topic: 'a' }))).statusCode, 200);
+    t.equal((await agg.publish(makeEvent({ topic: 'a' }))).status, 200);
     const release = await store.blockWrites(settings);
-    t.equal((await agg.publish(makeEvent({ topic: 'b' }), '?ack=queued')).statusCode, 202);
-    t.equal((await agg.publish(makeEvent({ topic: 'b' }), '?ack=queued')).statusCode, 202, 'a queued topic takes more events');
-    t.match(await agg.publish(makeEvent({ topic: 'c' }), '?ack=queued'), { statusCode: 429, body: { code: 'TOPIC_LIMIT' } });
+    t.equal((await agg.publish(makeEvent({ topic: 'b' }), '?ack=queued')).status, 202);
+    t.equal((await agg.publish(makeEvent({ topic: 'b' }), '?ack=queued')).status, 202, 'a queued topic takes more events');
+    t.match(await agg.publish(makeEvent({ topic: 'c' }), '?ack=queued'), { status: 429, body: { code: 'TOPIC_LIMIT' } });
     t.equal(agg.pipeline.stats().counters.uniqueProcessed, 1, 'b was still uncommitted when c was refused');
     await release();
     await agg.settle();
     t.match(await agg.get('/stats'), { unique_processed: 3, topic_count: 2, topic_events: { a: 1, b: 2 } });
-    t.match(await agg.publish(makeEvent({ topic: 'c' })), { statusCode: 429, body: { code: 'TOPIC_LIMIT' } }, 'still refused once committed');
+    t.match(await agg.publish(makeEvent({ topic: 'c' })), { status: 429, body: { code: 'TOPIC_LIMIT' } }, 'still refused once committed');
   });
 }
 
@@ -103,12 +102,9 @@ async function settled(url: string): Promise<void> {
   const client = new pg.Client(url);
   await client.connect();
   try {
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(20)) {
-      const { rows: [row] } = await client.query<{ past: boolean }>(
-        'SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > coalesce(max(xid), 0) AS past FROM ring_checkpoints');
-      if (row!.past) return;
-    }
-    throw new Error('the commit horizon did not pass the last commit');
+    await eventually(async () => (await client.query<{ past: boolean }>(
+      'SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > coalesce(max(xid), 0) AS past FROM ring_checkpoints')).rows[0]!.past,
+    { what: 'the commit horizon to pass the last commit', timeout: 10_000 });
   } finally {
     await client.end();
   }
@@ -173,11 +169,9 @@ t.test("PostgreSQL: a topic created through replica B shows in replica A's /stat
   t.equal((await b.publish([makeEvent({ topic: 'shared' }), makeEvent({ topic: 'only-b' })])).status, 200);
   const expected = { 'shared': 3, 'only-a': 1, 'only-b': 1 };
   for (const [name, server] of [['a', a], ['b', b]] as const) {
-    let stats;
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
-      stats = await server.get('/stats');
-      if (stats.topic_count === 3 && stats.topic_events.shared === 3) break;
-    }
+    const stats = await eventually(() => server.get('/stats'), {
+      what: `store-wide topics on replica ${name}`, timeout: 10_000, interval: 100, until: (s) => s.topic_count === 3 && s.topic_events.shared === 3,
+    });
     t.match(stats, { topic_count: 3, unique_processed: 5, topic_events: expected }, `replica ${name}`);
     t.same([...stats.topics].sort(), Object.keys(expected).sort());
   }

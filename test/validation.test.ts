@@ -57,7 +57,7 @@ t.test('each invalid event is refused with a 400 naming its field', async (t) =>
   const agg = await startAggregator(t, { maxPayloadBytes: 1024 });
   for (const [name, bad, field, reason] of BAD_EVENTS) {
     const res = await agg.publish([makeEvent(), bad]);
-    t.equal(res.statusCode, 400, `${name}: 400`);
+    t.equal(res.status, 400, `${name}: 400`);
     const problem = res.body.errors.find((e: { field: string }) => e.field === field);
     t.ok(problem, `${name}: names ${field}`);
     t.equal(problem?.index, 1, `${name}: names index 1`);
@@ -91,7 +91,7 @@ t.test('malformed bodies are refused with 4xx and nothing is stored', async (t) 
   t.equal((await raw('topic=a', 'application/x-www-form-urlencoded')).statusCode, 415, 'not JSON');
 
   const tooMany = await agg.publish([makeEvent(), makeEvent(), makeEvent(), makeEvent()]);
-  t.equal(tooMany.statusCode, 413);
+  t.equal(tooMany.status, 413);
   t.match(tooMany.body, { message: /4 events; at most 3/ });
 
   const manyBad = await agg.publish({ events: [makeEvent({ topic: '' }), makeEvent(), { nope: true }] });
@@ -105,7 +105,7 @@ t.test('ids that differ only in what UTF-8 cannot hold are refused, never merged
   const agg = await startAggregator(t);
   for (const id of ['\ud800', '\udbff']) {
     const res = await agg.publish(makeEvent({ topic: 'merge', event_id: id }));
-    t.equal(res.statusCode, 400, `${JSON.stringify(id)}: 400`);
+    t.equal(res.status, 400, `${JSON.stringify(id)}: 400`);
     t.match(res.body, { code: 'INVALID_EVENT', errors: [{ index: 0, field: 'event_id', reason: /unpaired surrogate/ }] });
   }
   t.same((await agg.publish(makeEvent({ topic: 'merge', event_id: '\ufffd' }))).body, { accepted: 1, unique: 1, duplicates: 0 });
@@ -188,7 +188,7 @@ t.test('a payload reads back as the value it was sent as, or is refused', async 
 t.test('a body over the size limit is refused with 413', async (t) => {
   const agg = await startAggregator(t, { bodyLimit: 2048 });
   const res = await agg.publish(makeEvent({ payload: { blob: 'x'.repeat(4096) } }));
-  t.equal(res.statusCode, 413);
+  t.equal(res.status, 413);
 });
 
 t.test('valid edge cases are accepted', async (t) => {

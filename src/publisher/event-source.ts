@@ -10,6 +10,8 @@ export interface EventSourceOptions {
   /** v4: random ids; v7: time-ordered ids. */
   idKind: IdKind;
   source?: string;
+  /** Picks the re-sent events; a seeded one makes the stream's duplicates replayable in tests. */
+  random?: () => number;
 }
 
 /** Earlier events kept for re-sending; bounded so a long run does not grow without end. */
@@ -28,9 +30,10 @@ export class EventSource {
 
   next(): PublishedEvent {
     const { sent } = this;
-    if (sent.length > 0 && Math.random() < this.options.duplicateRatio) {
+    const random = this.options.random ?? Math.random;
+    if (sent.length > 0 && random() < this.options.duplicateRatio) {
       this.duplicateCount++;
-      return sent[Math.floor(Math.random() * sent.length)]!;
+      return sent[Math.floor(random() * sent.length)]!;
     }
     const n = this.uniqueCount++;
     const event: PublishedEvent = {

@@ -3,12 +3,11 @@ import type { Test } from 'tap';
 import { createAggregator, type Aggregator } from '../../src/aggregator.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import type { TestEvent } from './events.js';
+import { clientOver, parseBody, type TestClient } from './client.js';
+import { eventually } from './eventually.js';
 
-export interface TestAggregator extends Aggregator {
+export interface TestAggregator extends Aggregator, TestClient {
   config: Config;
-  publish(body: unknown, query?: string): Promise<{ statusCode: number; body: any; headers: Record<string, unknown> }>;
-  get(url: string): Promise<any>;
   /** Waits until the queue is empty and every queued event is committed. */
   settle(): Promise<void>;
 }
@@ -20,35 +19,25 @@ export async function startAggregator(t: Test, overrides: Partial<Config> = {}):
   const aggregator = await createAggregator(config, createLogger(config.logLevel, 'test'));
   t.teardown(() => aggregator.close());
   const { app, pipeline } = aggregator;
+  const client = clientOver(async (method, url, body) => {
+    const res = await app.inject({ method, url, ...(body === undefined ? {} : { payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+    return { status: res.statusCode, body: parseBody(res.headers['content-type'], res.body), headers: res.headers };
+  });
   return {
     ...aggregator,
+    ...client,
     config,
-    async publish(body, query = '') {
-      const res = await app.inject({ method: 'POST', url: `/publish${query}`, payload: body as TestEvent });
-      return { statusCode: res.statusCode, body: res.json(), headers: res.headers };
-    },
-    async get(url) {
-      const res = await app.inject({ method: 'GET', url });
-      if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}: ${res.body}`);
-      return res.json();
-    },
     async settle() {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const stats = pipeline.stats();
-        const committed = stats.counters.uniqueProcessed + stats.counters.duplicateDropped;
-        if (stats.queueDepth === 0 && committed === stats.received) return;
-        if (Date.now() > deadline) throw new Error(`queue did not settle: ${JSON.stringify(stats)}`);
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
+      await eventually(() => pipeline.stats(), {
+        what: 'the queue to settle',
+        timeout: 10_000,
+        interval: 5,
+        until: (stats) => stats.queueDepth === 0 && stats.counters.uniqueProcessed + stats.counters.duplicateDropped === stats.received,
+      });
     },
   };
 }
 
 export async function waitUntilReady(agg: TestAggregator): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (agg.pipeline.notReadyReason() !== undefined) {
-    if (Date.now() > deadline) throw new Error('the consumer did not come back');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await eventually(() => agg.pipeline.notReadyReason(), { what: 'the consumer to come back', timeout: 10_000, interval: 10, until: (reason) => reason === undefined });
 }

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { TestEvent } from './events.js';
+import { clientOver, parseBody, type TestClient } from './client.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
-export interface ServerProcess {
+export interface ServerProcess extends TestClient {
   url: string;
   child: ChildProcess;
   /** Every log line the server printed so far, parsed. */
@@ -13,8 +13,6 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to drain or commit. */
   kill(): Promise<void>;
-  publish(body: TestEvent | TestEvent[], query?: string): Promise<{ status: number; body: any }>;
-  get(path: string): Promise<any>;
 }
 
 /** Spawns `node dist/src/main.js` on a free port and resolves once it logs that it is listening. */
@@ -60,19 +58,13 @@ export function spawnServer(dbPath: string, env: Record<string, string> = {}): P
         child.kill('SIGKILL');
         await exited;
       },
-      async publish(body, query = '') {
-        const res = await fetch(`${url}/publish${query}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
+      ...clientOver(async (method, path, body) => {
+        const res = await fetch(`${url}${path}`, {
+          method,
+          ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
         });
-        return { status: res.status, body: await res.json() };
-      },
-      async get(path) {
-        const res = await fetch(`${url}${path}`);
-        if (!res.ok) throw new Error(`GET ${path} answered ${res.status}`);
-        return res.json();
-      },
+        return { status: res.status, body: parseBody(res.headers.get('content-type'), await res.text()), headers: Object.fromEntries(res.headers) };
+      }),
     };
   }
 }

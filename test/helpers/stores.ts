@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
 import type { Config } from '../../src/config.js';
-import { freshDatabase } from './postgres.js';
+import { freshDatabase } from '../../scripts/pg-cluster.js';
 
 /** One kind of store as the shared behavioural suite sees it. */
 export interface TestStore {

@@ -15,7 +15,7 @@ export const bigEvent = (kib: number, topic = 'big') =>
 
 export async function publishAll(t: Test, agg: TestAggregator, events: ReturnType<typeof makeEvent>[], perRequest = 50): Promise<void> {
   for (let i = 0; i < events.length; i += perRequest) {
-    t.equal((await agg.publish(events.slice(i, i + perRequest))).statusCode, 200, `stored events ${i}-${i + perRequest - 1}`);
+    t.equal((await agg.publish(events.slice(i, i + perRequest))).status, 200, `stored events ${i}-${i + perRequest - 1}`);
   }
 }
 
@@ -43,7 +43,7 @@ export function readersSuite(store: TestStore): void {
       makeEvent({ payload: { nested: { list: [1, 2.5, -3e-7, true, null, 'x'] }, empty: {}, '10': 'integer-like key' } }),
       makeEvent({ timestamp: '2026-01-01T00:00:00.123456789+05:30', payload: {} }),
     ];
-    t.equal((await agg.publish(sent)).statusCode, 200);
+    t.equal((await agg.publish(sent)).status, 200);
     const check = TypeCompiler.Compile(StoredEventSchema);
     for (const url of ['/events', `/events?topic=${encodeURIComponent('naïve.топик')}`]) {
       const items = await agg.get(url);

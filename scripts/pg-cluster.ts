@@ -4,7 +4,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 
-const SCRIPT = fileURLToPath(new URL('../../../scripts/pg-test-cluster.sh', import.meta.url));
+/*
+ * Throwaway PostgreSQL servers for the tests and the perf harness alike. It lives in scripts/, beside the
+ * shell script it drives, rather than in test/ (perf must not depend on the tests) or src/ (not product).
+ * Compiled to dist/scripts/, so the script is two levels up from here.
+ */
+const SCRIPT = fileURLToPath(new URL('../../scripts/pg-test-cluster.sh', import.meta.url));
 const run = promisify(execFile);
 
 /** A throwaway PostgreSQL server of scripts/pg-test-cluster.sh, which fault tests can stop and start. */

@@ -4,7 +4,6 @@ import t from 'tap';
 import { makeEvent } from './helpers/events.js';
 import { spawnServer } from './helpers/server-process.js';
 
-
 t.test('a newline in an event id cannot forge a log line', async (t) => {
   const server = await spawnServer(join(t.testdir(), 'aggregator.db'));
   t.teardown(() => server.kill());
