@@ -26,6 +26,8 @@ export interface Config {
   maxPayloadBytes: number;
   /** Most distinct topics; a publish that would create one more gets 429 TOPIC_LIMIT. */
   maxTopics: number;
+  /** Most durable consumers; creating one more gets 429 CONSUMER_LIMIT (it also bounds the lag metric's labels). */
+  maxConsumers: number;
   /** How long a publish waits for its commit before it answers 503. */
   ackTimeoutMs: number;
   /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss. */
@@ -110,6 +112,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
     env: 'MAX_PAYLOAD_BYTES', flag: 'max-payload-bytes', defaultValue: String(64 * 1024), parse: integer(2, 2 ** 26),
   },
   maxTopics: { env: 'MAX_TOPICS', flag: 'max-topics', defaultValue: '100000', parse: integer(1, 100_000_000) },
+  maxConsumers: { env: 'MAX_CONSUMERS', flag: 'max-consumers', defaultValue: '1000', parse: integer(1, 100_000) },
   ackTimeoutMs: { env: 'ACK_TIMEOUT_MS', flag: 'ack-timeout-ms', defaultValue: '30000', parse: integer(100, 600_000) },
   synchronous: { env: 'DB_SYNCHRONOUS', flag: 'db-synchronous', defaultValue: 'normal', parse: oneOf('normal', 'full') },
   dbMaxBytes: { env: 'DB_MAX_BYTES', flag: 'db-max-bytes', defaultValue: '0', parse: integer(0, Number.MAX_SAFE_INTEGER) },

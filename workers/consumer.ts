@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../src/logger.js';
-import type { CommittedMessage, ConsumerMessage, ConsumerWorkerData } from '../src/pipeline/consumer-protocol.js';
+import type {
+  CommittedMessage, ConsumerCommandRequest, ConsumerCommandResult, ConsumerMessage, ConsumerWorkerData,
+} from '../src/pipeline/consumer-protocol.js';
 import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
@@ -41,7 +43,18 @@ const initial = await store.snapshot();
 post({ type: 'ready', counters: initial.counters, topicEvents: [...initial.topicEvents], skippedRecords });
 log.debug({ skippedRecords, counters: initial.counters }, 'consumer ready');
 
+// Consumer commands run one after another, each between batches: on SQLite every store call is synchronous,
+// so a message handler never runs inside a batch transaction; on PostgreSQL the store's one connection
+// queues a command behind the batch statement in flight.
+let commands = Promise.resolve();
+const onCommand = (request: ConsumerCommandRequest): void => {
+  commands = commands.then(async () => post(await applyCommand(request)));
+};
+parentPort!.on('message', onCommand);
+
 await consume();
+parentPort!.off('message', onCommand);
+await commands;
 await store.close();
 log.debug('consumer drained and closed the store');
 
@@ -61,6 +74,16 @@ async function refreshSnapshot(): Promise<void> {
     if (!(error instanceof StoreError)) throw error;
     log.warn({ err: error }, 'the store did not answer; still trying');
     post({ type: 'store-error', message: error.message, code: error.code, retryInMs: SNAPSHOT_EVERY_MS });
+  }
+}
+
+async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<ConsumerCommandResult> {
+  try {
+    return { type: 'consumer-result', id, outcome: await store.applyConsumerCommand(command) };
+  } catch (error) {
+    if (!(error instanceof StoreError)) throw error;
+    log.warn({ err: error, command: command.kind }, 'consumer command failed');
+    return { type: 'consumer-result', id, error: { message: error.message, code: error.code } };
   }
 }
 

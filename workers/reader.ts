@@ -1,11 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/reader-protocol.js';
+import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/reader-protocol.js';
 import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 
 /*
- * The SQLite reader: builds /events and /topics pages off the HTTP thread, so a big read never stalls
- * publishers. One request at a time (the HTTP side queues them, bounded); each page leaves as bytes in a
- * transferred buffer.
+ * The SQLite reader: builds /events and /topics pages and answers consumer reads off the HTTP thread, so
+ * a big read never stalls publishers. One request at a time (the HTTP side queues them, bounded); each
+ * page leaves as bytes in a transferred buffer.
  */
 
 const config = workerData as ReaderWorkerData;
@@ -13,12 +13,34 @@ const port = parentPort!;
 const reader = new SqlitePageReader(config.dbPath, config.maxPageBytes);
 const post = (message: ReaderMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
 
+// A page's bytes are a buffer of their own (never a pooled slab), so it can be transferred.
+const own = (page: Uint8Array): ArrayBuffer => page.buffer as ArrayBuffer;
+
+function answer(request: ReadRequest): ReadAnswer {
+  const { id } = request;
+  switch (request.kind) {
+    case 'events':
+      return { type: 'page', id, body: own(reader.page(request.query)) };
+    case 'topics':
+      return { type: 'page', id, body: own(reader.topics(request.query)) };
+    case 'consumer':
+      return { type: 'consumer', id, consumer: reader.consumers.consumer(request.name) };
+    case 'consumer-status':
+      return { type: 'consumer-status', id, consumers: reader.consumers.status(request.name) };
+    case 'consumer-page': {
+      const page = reader.consumers.page(request.name, request.limit);
+      return { type: 'consumer-page', id, page: page && { events: own(page.events), count: page.count, next: page.next } };
+    }
+  }
+}
+
+const transferred = (message: ReadAnswer): ArrayBuffer[] =>
+  message.type === 'page' ? [message.body] : message.type === 'consumer-page' && message.page ? [message.page.events] : [];
+
 port.on('message', (request: ReadRequest) => {
   try {
-    const page = request.kind === 'events' ? reader.page(request.query) : reader.topics(request.query);
-    // The page's bytes are a buffer of their own (never a pooled slab), so it can be transferred.
-    const buffer = page.buffer as ArrayBuffer;
-    post({ type: 'page', id: request.id, body: buffer }, [buffer]);
+    const message = answer(request);
+    post(message, transferred(message));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     post({ type: 'failed', id: request.id, message: (error as Error).message, code: typeof code === 'string' ? code : 'READ_FAILED' });

@@ -12,6 +12,8 @@ import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
 import type { RejectionCounters } from './rejections.js';
 import { IDENTITY_FORMAT_CHECKS } from '../event-rules.js';
+import { ConsumerLagCache } from '../subscribe/consumer-lag.js';
+import { consumerRoutes } from './routes/consumers.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -28,7 +30,7 @@ export interface AppDeps {
   commits: CommitSignal;
 }
 
-export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyInstance {
+export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
@@ -43,6 +45,8 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
       connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
     },
     return503OnClosing: true,
+    // Room for a consumer name that is too long, so that it gets a 400 naming the rule rather than a bare 414.
+    maxParamLength: 1024,
   });
 
   registerJsonBodyParser(app);
@@ -60,10 +64,15 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, readOptions);
   app.register(topicsRoutes, readOptions);
-  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
+  const lags = new ConsumerLagCache(reader, commits, log);
+  app.addHook('onClose', async () => lags.close());
+  app.register(consumerRoutes, {
+    pipeline, reader, commits, lags, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
+  });
+  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId, consumers: lags });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, rejections, config);
+  const metrics = new Metrics(pipeline, rejections, config, lags);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });
   return app;

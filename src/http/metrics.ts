@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import type { ConsumerLagCache } from '../subscribe/consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
 
 /*
@@ -16,7 +17,7 @@ export class Metrics {
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
-  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config) {
+  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
     registry.setDefaultLabels({ replica: config.replicaId });
@@ -60,6 +61,15 @@ export class Metrics {
     gauge('aggregator_ring_capacity_bytes', 'Size of the ring.', () => stats().ringCapacityBytes);
     gauge('aggregator_pending_acks', 'Publish requests waiting for their commit.', () => stats().pendingAcks);
     gauge('aggregator_topics', 'Topics with stored events.', () => stats().topicCount);
+    // Consumers are created explicitly and capped (MAX_CONSUMERS), so this label stays bounded, unlike topics.
+    new Gauge({
+      name: 'aggregator_consumer_lag', help: "Events a durable consumer has not committed yet (cached, refreshed in the background).",
+      labelNames: ['consumer'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const { name, lag } of consumers.lags()) this.set({ consumer: name }, lag);
+      },
+    });
     if (config.store === 'sqlite') {
       gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
         ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));

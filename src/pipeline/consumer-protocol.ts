@@ -1,10 +1,11 @@
 import type { Config } from '../config.js';
+import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import type { SeqRange, StoreCounters } from '../store/store.js';
 
 /*
  * The consumer worker's protocol: its entry module, the data it starts with, and every message it posts
- * back. Both sides import this module and nothing else of each other. Events themselves travel through
- * the ring, not through these messages.
+ * back, and the one kind of message it is sent. Both sides import this module and nothing else of each
+ * other. Events themselves travel through the ring, not through these messages.
  */
 
 /** The worker's entry: workers/ stays at the top level (the design card); this is the one place naming it. */
@@ -64,4 +65,20 @@ export interface SnapshotMessage {
   topicEvents: [topic: string, events: number][];
 }
 
-export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage;
+/**
+ * A durable-consumer write, sent to the worker because it is the store's only writer (on SQLite, the only
+ * connection that may take the write lock). Applied between batches in a transaction of its own.
+ */
+export interface ConsumerCommandRequest {
+  type: 'consumer-command';
+  /** Correlates the answer. */
+  id: number;
+  command: ConsumerCommand;
+}
+
+/** The answer to a ConsumerCommandRequest: its outcome, or why the store could not apply it. */
+export type ConsumerCommandResult =
+  | { type: 'consumer-result'; id: number; outcome: ConsumerOutcome }
+  | { type: 'consumer-result'; id: number; error: { message: string; code: string } };
+
+export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage | ConsumerCommandResult;

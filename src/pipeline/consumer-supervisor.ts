@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
-import { CONSUMER_WORKER_ENTRY, type ConsumerMessage, type ConsumerWorkerData } from './consumer-protocol.js';
+import { CONSUMER_WORKER_ENTRY, type ConsumerCommandRequest, type ConsumerMessage, type ConsumerWorkerData } from './consumer-protocol.js';
 
 const CRASH_WINDOW_MS = 60_000;
 const MAX_CRASHES_IN_WINDOW = 5;
@@ -59,6 +59,13 @@ export class ConsumerSupervisor {
       return `consumer worker crashed ${this.crashes.length} times within ${CRASH_WINDOW_MS / 1000} s and is not restarted${last}`;
     }
     return `consumer worker is restarting${last}`;
+  }
+
+  /** Hands a command to the running worker; false when none is up to take it. */
+  send(request: ConsumerCommandRequest): boolean {
+    if (!this.up || this.stopping || !this.worker) return false;
+    this.worker.postMessage(request);
+    return true;
   }
 
   /** Waits for the worker to drain the (closed) ring and exit; terminates it after `timeoutMs`. */

@@ -4,7 +4,9 @@ import type { Config } from '../config.js';
 import type { IncomingEvent } from '../event.js';
 import type { Logger } from '../logger.js';
 import { createRingBuffer } from '../ring/ring.js';
+import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import type { StoreCounters } from '../store/store.js';
+import { ConsumerCommands } from './consumer-commands.js';
 import { CONSUMER_SETTINGS, type CommittedMessage, type ConsumerConfig, type ConsumerMessage } from './consumer-protocol.js';
 import { ConsumerState } from './consumer-state.js';
 import { ConsumerSupervisor } from './consumer-supervisor.js';
@@ -46,6 +48,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   private readonly publisher: RingPublisher;
   private readonly supervisor: ConsumerSupervisor;
   private readonly state = new ConsumerState();
+  private readonly commands: ConsumerCommands;
 
   private constructor(config: Config, private readonly log: Logger) {
     super();
@@ -58,7 +61,16 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
       log,
       workerData: { ring, epoch: randomUUID(), config: consumerConfig },
       onMessage: (message) => this.onMessage(message),
-      onCrash: () => this.publisher.failWaiting(new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry')),
+      onCrash: () => {
+        const crashed = new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry');
+        this.publisher.failWaiting(crashed);
+        this.commands.failAll(crashed);
+      },
+    });
+    this.commands = new ConsumerCommands((request) => {
+      if (!this.supervisor.send(request)) {
+        this.commands.settle({ type: 'consumer-result', id: request.id, error: { message: 'the consumer is not running', code: 'CONSUMER_DOWN' } });
+      }
     });
   }
 
@@ -86,6 +98,15 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   publish(events: readonly IncomingEvent[]): Promise<CommitAck> {
     this.refuseUnlessReady();
     return this.publisher.publish(events);
+  }
+
+  /**
+   * Creates, commits or deletes a durable consumer through the consumer worker, the store's one writer.
+   * Throws PublishError when the worker is not running, StoreError when the store refused the transaction.
+   */
+  consumerCommand(command: ConsumerCommand): Promise<ConsumerOutcome> {
+    this.refuseUnlessReady();
+    return this.commands.run(command);
   }
 
   /** The topics with the most stored events (at most TOP_TOPICS), most first. */
@@ -122,6 +143,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   async stop(timeoutMs = 30_000): Promise<void> {
     this.publisher.closeRing();
     await this.supervisor.stop(timeoutMs);
+    this.commands.failAll(new PublishError('SHUTTING_DOWN', 'the aggregator is shutting down'));
     this.publisher.close();
   }
 
@@ -150,6 +172,9 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
         break;
       case 'snapshot':
         this.publisher.storedTopicsChanged(message.topicEvents.map(([topic]) => topic));
+        break;
+      case 'consumer-result':
+        this.commands.settle(message);
         break;
       case 'store-error':
         this.publisher.failWaiting(new PublishError('STORE_UNAVAILABLE',

@@ -2,6 +2,8 @@ import type pg from 'pg';
 
 /** Advisory lock key (arbitrary, fixed) that replicas take turns on while they create or migrate the schema. */
 const MIGRATION_LOCK = 7_203_111;
+/** Advisory lock key that creating a consumer holds for its transaction, so replicas cannot pass MAX_CONSUMERS together. */
+export const CONSUMER_CREATE_LOCK = 7_203_112;
 
 /*
  * Paging that never skips. `seq` is derived from the inserting transaction's id and the event's position in
@@ -29,7 +31,8 @@ export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
  * changed the row (0 for rows from before the column existed), so a replica re-reads only the topics that
  * changed since its last look (see PostgresEventStore.changes). `ring_checkpoints` is per replica, like the ring it describes, and
  * names the transaction of the last batch, so a commit whose outcome was lost with the connection can be
- * looked up instead of retried blindly.
+ * looked up instead of retried blindly. `consumers` holds the durable consumers (topics NULL: every topic), shared
+ * by every replica, so a consumer committed through one continues on another.
  */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
@@ -59,6 +62,14 @@ const SCHEMA = `
     epoch    text NOT NULL,
     position bigint NOT NULL,
     xid      bigint NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS consumers (
+    name           text PRIMARY KEY,
+    topics         text[],
+    start          text NOT NULL,
+    position       bigint NOT NULL,
+    created_at     text NOT NULL,
+    last_commit_at text
   );`;
 
 /** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */

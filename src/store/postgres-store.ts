@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
+import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { eventDoc } from './event-doc.js';
+import { applyConsumerCommand } from './postgres-consumers.js';
 import { eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
 
@@ -179,6 +181,14 @@ export class PostgresEventStore implements EventStore {
       this.pool.query<Totals>(TOTALS),
     ]);
     return batchResult(events, inserted.rows.map((r) => r.seq), totals.rows[0]);
+  }
+
+  async applyConsumerCommand(command: ConsumerCommand): Promise<ConsumerOutcome> {
+    try {
+      return await applyConsumerCommand(this.pool, command);
+    } catch (error) {
+      throw storeError(error);
+    }
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { ConsumerRecord, ConsumerStatus } from './consumers.js';
 import type { EventPageQuery, TopicPageQuery } from './store.js';
 
 /*
@@ -14,13 +15,28 @@ export interface ReaderWorkerData {
   maxPageBytes: number;
 }
 
-export type ReadRequest =
-  | { id: number; kind: 'events'; query: EventPageQuery }
-  | { id: number; kind: 'topics'; query: TopicPageQuery };
+/** A read, without the id that correlates it with its answer. */
+export type Read =
+  | { kind: 'events'; query: EventPageQuery }
+  | { kind: 'topics'; query: TopicPageQuery }
+  | { kind: 'consumer'; name: string }
+  /** Every consumer when `name` is undefined. */
+  | { kind: 'consumer-status'; name: string | undefined }
+  | { kind: 'consumer-page'; name: string; limit: number };
+
+export type ReadRequest = Read & { id: number };
+
+/** The answer to each kind of read. */
+export type ReadAnswer =
+  | { type: 'page'; id: number; body: ArrayBuffer }
+  | { type: 'consumer'; id: number; consumer: ConsumerRecord | undefined }
+  | { type: 'consumer-status'; id: number; consumers: ConsumerStatus[] }
+  /** undefined: no such consumer. */
+  | { type: 'consumer-page'; id: number; page: { events: ArrayBuffer; count: number; next: number } | undefined };
 
 export type ReaderMessage =
   | { type: 'ready' }
   /** The page as the UTF-8 bytes of a JSON array. */
-  | { type: 'page'; id: number; body: ArrayBuffer }
+  | ReadAnswer
   /** The read failed; `code` is SQLite's (SQLITE_IOERR, …), for the log. */
   | { type: 'failed'; id: number; message: string; code: string };

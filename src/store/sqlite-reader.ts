@@ -1,39 +1,7 @@
 import Database from 'better-sqlite3';
-import type { IncomingEvent } from '../event.js';
-import { eventDocAround } from './event-doc.js';
+import { SqliteConsumerReader } from './sqlite-consumer-reader.js';
+import { COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
 import type { EventPageQuery, TopicPageQuery } from './store.js';
-
-// The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
-const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
-
-/**
- * A JSON array of `items` (each given as its UTF-8 parts) within `maxBytes`: it stops before the item that
- * would pass the cap, but always holds at least one, so a reader paging with after= always moves on. The
- * bytes are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
- */
-export function jsonArrayWithin(items: Iterable<Uint8Array[]>, maxBytes: number): Uint8Array {
-  const taken: Uint8Array[] = [];
-  let bytes = 1; // '['
-  for (const parts of items) {
-    let size = 1; // the ',' or ']' after the item
-    for (const part of parts) size += part.byteLength;
-    if (taken.length > 0 && bytes + size > maxBytes) break;
-    if (taken.length > 0) taken.push(COMMA);
-    taken.push(...parts);
-    bytes += size;
-  }
-  // Each item counted the ',' or ']' after it; an empty page is just "[]".
-  const page = Buffer.allocUnsafeSlow(taken.length > 0 ? bytes : 2);
-  let at = 0;
-  for (const part of [OPEN, ...taken, CLOSE]) {
-    page.set(part, at);
-    at += part.byteLength;
-  }
-  return page;
-}
-const OPEN = Buffer.from('[');
-const COMMA = Buffer.from(',');
-const CLOSE = Buffer.from(']');
 
 /**
  * /events and /topics on SQLite, run by the reader worker (workers/reader.ts) on a read-only connection of
@@ -43,6 +11,7 @@ const CLOSE = Buffer.from(']');
  */
 export class SqlitePageReader {
   private readonly db: Database.Database;
+  readonly consumers: SqliteConsumerReader;
   private readonly all;
   private readonly byTopic;
   private readonly topicPage;
@@ -54,28 +23,20 @@ export class SqlitePageReader {
       `SELECT ${COLUMNS} FROM events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?`);
     this.topicPage = this.db.prepare<[string, number], { topic: string; events: number }>(
       'SELECT topic, events FROM topics WHERE topic > ? ORDER BY topic LIMIT ?');
+    this.consumers = new SqliteConsumerReader(this.db, maxPageBytes);
   }
 
   page({ topic, after, limit }: EventPageQuery): Uint8Array {
     // Rows are read lazily: reading stops at the byte cap, whatever `limit` asked for.
     const rows = topic === undefined ? this.all.iterate(after, limit) : this.byTopic.iterate(topic, after, limit);
-    return jsonArrayWithin(items(rows), this.maxPageBytes);
+    return jsonArrayWithin(items(rows), this.maxPageBytes).page;
   }
 
   topics({ after, limit }: TopicPageQuery): Uint8Array {
-    return jsonArrayWithin(this.topicPage.all(after, limit).map((row) => [Buffer.from(JSON.stringify(row))]), Infinity);
+    return jsonArrayWithin(this.topicPage.all(after, limit).map((row) => [Buffer.from(JSON.stringify(row))]), Infinity).page;
   }
 
   close(): void {
     this.db.close();
-  }
-}
-
-type Row = Omit<IncomingEvent, 'payload'> & { seq: number; payload: Buffer };
-
-function* items(rows: Iterable<Row>): Generator<Uint8Array[]> {
-  for (const row of rows) {
-    const [head, tail] = eventDocAround(row);
-    yield [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
   }
 }

@@ -13,7 +13,7 @@ import type { Database } from 'better-sqlite3';
  *
  * Counters and per-topic totals live in their own rows, updated in the same transaction as the events,
  * so they survive restarts and always equal the store. `ring_checkpoint` records how far into the ring
- * the last commit reached.
+ * the last commit reached. `consumers` holds the durable consumers' committed positions.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -45,6 +45,15 @@ const MIGRATIONS: readonly string[] = [
      epoch    TEXT NOT NULL,
      position INTEGER NOT NULL
    );`,
+  // Durable consumers (src/store/consumers.ts): topics as a JSON array, NULL for every topic.
+  `CREATE TABLE consumers (
+     name           TEXT PRIMARY KEY,
+     topics         TEXT,
+     start          TEXT NOT NULL,
+     position       INTEGER NOT NULL,
+     created_at     TEXT NOT NULL,
+     last_commit_at TEXT
+   ) WITHOUT ROWID;`,
 ];
 
 /** Brings the schema up to date; `user_version` counts the migrations applied. */

@@ -2,6 +2,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { IncomingEvent } from '../event.js';
+import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
+import { SqliteConsumerWriter } from './sqlite-consumers.js';
 import { migrate } from './sqlite-schema.js';
 import { cyrb53Key, type KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
@@ -33,6 +35,7 @@ export class SqliteEventStore implements EventStore {
   private readonly inode: number;
   private readonly keyHash: KeyHash;
   private readonly keys = new KeyIndex();
+  private readonly consumers: SqliteConsumerWriter;
   /** The seq the next stored event gets; advanced only when its transaction commits. */
   private nextSeq: number;
 
@@ -72,6 +75,7 @@ export class SqliteEventStore implements EventStore {
       ),
     };
     this.commitTransaction = this.db.transaction(this.insertBatch.bind(this));
+    this.consumers = new SqliteConsumerWriter(this.db);
 
     const row = this.db.prepare('SELECT unique_processed, duplicate_dropped FROM counters').get() as {
       unique_processed: number;
@@ -107,17 +111,7 @@ export class SqliteEventStore implements EventStore {
     if (statSync(this.path, { throwIfNoEntry: false })?.ino !== this.inode) {
       throw new StoreError(`the database file ${this.path} was removed or replaced while open; restore it and restart`, 'STORE_FILE_GONE');
     }
-    let committed;
-    try {
-      committed = this.commitTransaction(events, checkpoint);
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (error instanceof Database.SqliteError && typeof code === 'string') {
-        throw new StoreError(error.message, code, { cause: error });
-      }
-      throw error;
-    }
-    const { isNew, topicEvents, nextSeq, claimed } = committed;
+    const { isNew, topicEvents, nextSeq, claimed } = asStoreError(() => this.commitTransaction(events, checkpoint));
     const seqRange = nextSeq > this.nextSeq ? { first: this.nextSeq, last: nextSeq - 1 } : undefined;
     this.nextSeq = nextSeq;
     // Only now that the transaction is durable do its keys join the index.
@@ -129,6 +123,10 @@ export class SqliteEventStore implements EventStore {
       duplicateDropped: this.current.duplicateDropped + events.length - unique,
     };
     return { isNew, counters: this.current, topicEvents, seqRange };
+  }
+
+  applyConsumerCommand(command: ConsumerCommand): ConsumerOutcome {
+    return asStoreError(() => this.consumers.apply(command));
   }
 
   close(): void {
@@ -173,5 +171,16 @@ export class SqliteEventStore implements EventStore {
     const stored = keyAt.get(owner)!;
     if (stored.topic === event.topic && stored.event_id === event.eventId) return false;
     return claimCollidingKey.run(event.topic, event.eventId, seq).changes === 1;
+  }
+}
+
+/** Runs a transaction; SQLite's own failures (disk full, I/O) become StoreErrors, anything else is a bug and stays as is. */
+function asStoreError<T>(transaction: () => T): T {
+  try {
+    return transaction();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (error instanceof Database.SqliteError && typeof code === 'string') throw new StoreError(error.message, code, { cause: error });
+    throw error;
   }
 }

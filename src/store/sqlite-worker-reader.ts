@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { ReadGate } from './read-gate.js';
-import { READER_WORKER_ENTRY, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
+import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
 import { StoreError, type EventPageQuery, type EventReader, type TopicPageQuery } from './store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
@@ -10,7 +11,8 @@ const MAX_WAIT_MS = 5_000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
 
-type Request = { kind: 'events'; query: EventPageQuery } | { kind: 'topics'; query: TopicPageQuery };
+/** The answer of the type `T` names. */
+type AnswerOf<T extends ReadAnswer['type']> = Extract<ReadAnswer, { type: T }>;
 
 /**
  * /events and /topics on SQLite, served by the reader worker (workers/reader.ts) so that reads never run
@@ -20,7 +22,7 @@ type Request = { kind: 'events'; query: EventPageQuery } | { kind: 'topics'; que
  */
 export class SqliteWorkerReader implements EventReader {
   private worker: Worker | undefined;
-  private readonly inFlight = new Map<number, { resolve: (page: Uint8Array) => void; reject: (error: Error) => void }>();
+  private readonly inFlight = new Map<number, { resolve: (answer: ReadAnswer) => void; reject: (error: Error) => void }>();
   private readonly gate = new ReadGate({ slots: 1, maxQueued: SQLITE_MAX_QUEUED_READS, maxWaitMs: MAX_WAIT_MS });
   private nextId = 1;
   private restartDelay = RESTART_MIN_MS;
@@ -36,12 +38,25 @@ export class SqliteWorkerReader implements EventReader {
     return reader;
   }
 
-  page(query: EventPageQuery): Promise<Uint8Array> {
-    return this.read({ kind: 'events', query });
+  async page(query: EventPageQuery): Promise<Uint8Array> {
+    return new Uint8Array((await this.read<'page'>({ kind: 'events', query })).body);
   }
 
-  topics(query: TopicPageQuery): Promise<Uint8Array> {
-    return this.read({ kind: 'topics', query });
+  async topics(query: TopicPageQuery): Promise<Uint8Array> {
+    return new Uint8Array((await this.read<'page'>({ kind: 'topics', query })).body);
+  }
+
+  async consumer(name: string): Promise<ConsumerRecord | undefined> {
+    return (await this.read<'consumer'>({ kind: 'consumer', name })).consumer;
+  }
+
+  async consumerStatus(name?: string): Promise<ConsumerStatus[]> {
+    return (await this.read<'consumer-status'>({ kind: 'consumer-status', name })).consumers;
+  }
+
+  async consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined> {
+    const { page } = await this.read<'consumer-page'>({ kind: 'consumer-page', name, limit });
+    return page && { ...page, events: new Uint8Array(page.events) };
   }
 
   async close(): Promise<void> {
@@ -50,14 +65,15 @@ export class SqliteWorkerReader implements EventReader {
     await this.worker?.terminate();
   }
 
-  private read(request: Request): Promise<Uint8Array> {
-    return this.gate.run(() => new Promise((resolve, reject) => {
+  /** Sends a read; the worker answers each kind of read with the message of its kind. */
+  private read<T extends ReadAnswer['type']>(request: Read): Promise<AnswerOf<T>> {
+    return this.gate.run(() => new Promise<AnswerOf<T>>((resolve, reject) => {
       if (!this.worker) {
         reject(new StoreError('the reader worker is restarting', 'READER_RESTARTING'));
         return;
       }
       const id = this.nextId++;
-      this.inFlight.set(id, { resolve, reject });
+      this.inFlight.set(id, { resolve: (answer) => resolve(answer as AnswerOf<T>), reject });
       this.worker.postMessage({ id, ...request } satisfies ReadRequest);
     }));
   }
@@ -86,8 +102,8 @@ export class SqliteWorkerReader implements EventReader {
     if (message.type === 'ready') return;
     const waiter = this.inFlight.get(message.id);
     this.inFlight.delete(message.id);
-    if (message.type === 'page') waiter?.resolve(new Uint8Array(message.body));
-    else waiter?.reject(new StoreError(`the read failed: ${message.message}`, message.code));
+    if (message.type === 'failed') waiter?.reject(new StoreError(`the read failed: ${message.message}`, message.code));
+    else waiter?.resolve(message);
   }
 
   private exited(code: number): void {

@@ -1,4 +1,5 @@
 import type { IncomingEvent } from '../event.js';
+import type { ConsumerCommand, ConsumerOutcome, ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 
 /**
  * A commit the store could not make for a reason outside the batch (disk full, I/O error, file gone).
@@ -62,6 +63,8 @@ export interface EventStore {
   checkpoint(): MaybePromise<RingCheckpoint | undefined>;
   /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): MaybePromise<BatchResult>;
+  /** Creates, commits or deletes a durable consumer in a transaction of its own, between batches. */
+  applyConsumerCommand(command: ConsumerCommand): MaybePromise<ConsumerOutcome>;
   close(): MaybePromise<void>;
 }
 
@@ -94,5 +97,14 @@ export interface EventReader {
   page(query: EventPageQuery): Promise<Uint8Array>;
   /** Topics after `after` by name, each with its stored events: `[{"topic","events"}]`. */
   topics(query: TopicPageQuery): Promise<Uint8Array>;
+  /**
+   * A durable consumer's definition and committed position, or undefined when there is none: what
+   * `GET /events/stream?consumer=` starts from (its `topics` and `position`).
+   */
+  consumer(name: string): Promise<ConsumerRecord | undefined>;
+  /** Every consumer (or the one named) with its lag; at most MAX_CONSUMERS of them. */
+  consumerStatus(name?: string): Promise<ConsumerStatus[]>;
+  /** The consumer's events after its committed position, paged as page() pages; undefined for an unknown consumer. */
+  consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
   close(): Promise<void>;
 }

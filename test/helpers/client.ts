@@ -6,7 +6,7 @@ export interface Reply {
   headers: Record<string, unknown>;
 }
 
-export type Send = (method: 'GET' | 'POST', path: string, body?: unknown) => Promise<Reply>;
+export type Send = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) => Promise<Reply>;
 
 /** The one shape of test client, for an in-process aggregator and a spawned server alike. */
 export interface TestClient {

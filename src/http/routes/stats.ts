@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Pipeline } from '../../pipeline/pipeline.js';
+import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
 import type { RejectionCounters } from '../rejections.js';
 
 interface StatsOptions {
@@ -7,6 +8,8 @@ interface StatsOptions {
   rejections: RejectionCounters;
   startedAt: number;
   replicaId: string;
+  /** Durable consumers' lags, refreshed in the background: /stats never reads the store. */
+  consumers: ConsumerLagCache;
 }
 
 /** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
@@ -22,11 +25,12 @@ export function formatUptime(totalSeconds: number): string {
 }
 
 /** GET /stats: answered from the consumer's latest snapshot and the ring's counters, never from disk. */
-export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId }) => {
+export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId, consumers }) => {
   app.get('/stats', async () => {
     const stats = pipeline.stats();
     const top = pipeline.topTopics();
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
+    const durable = consumers.summary();
     return {
       received: stats.received,
       unique_processed: stats.counters.uniqueProcessed,
@@ -52,6 +56,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipel
         last_batch_size: stats.consumer.lastBatchSize,
         last_commit_ms: stats.consumer.lastCommitMs,
       },
+      consumers: { count: durable.count, max_lag: durable.maxLag, as_of: durable.asOf },
       rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
       // The figures above are store-wide (all replicas sharing a PostgreSQL store); these are this one's.
       replica: { id: replicaId, received: stats.replicaReceived, queue_depth: stats.queueDepth, uptime_seconds: uptimeSeconds },

@@ -1,0 +1,182 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Topic } from '../../event.js';
+import type { Pipeline } from '../../pipeline/pipeline.js';
+import {
+  normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRecord, type ConsumerRefusal, type ConsumerStatus,
+} from '../../store/consumers.js';
+import type { EventReader } from '../../store/store.js';
+import type { CommitSignal } from '../../subscribe/commit-signal.js';
+import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
+import { ApiError, type ErrorCode } from '../errors.js';
+import { sendPage } from '../send-page.js';
+
+export interface ConsumerRouteOptions {
+  pipeline: Pipeline;
+  reader: EventReader;
+  commits: CommitSignal;
+  lags: ConsumerLagCache;
+  maxConsumers: number;
+  stallTimeoutMs: number;
+}
+
+const NAME = /^[A-Za-z0-9._-]{1,128}$/;
+export const MAX_WAIT_MS = 30_000;
+/** Topics one consumer may read: each is read through its own index range when a page is built. */
+export const MAX_CONSUMER_TOPICS = 100;
+
+const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-]' }) });
+
+const DefinitionSchema = Type.Object({
+  topics: Type.Optional(Type.Array(Topic, { maxItems: MAX_CONSUMER_TOPICS, description: 'Absent or empty: every topic' })),
+  start: Type.Union([
+    Type.Literal('earliest'), Type.Literal('latest'), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  ], { description: 'earliest: from the first event; latest: after the last one visible now; a seq: after it' }),
+}, { additionalProperties: false });
+
+const PollQuerySchema = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+  wait_ms: Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, default: 0, description: 'Long-poll: wait this long for an event when there is none' }),
+}, { additionalProperties: false });
+
+const CommitSchema = Type.Object({ seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) }, { additionalProperties: false });
+const CommitQuerySchema = Type.Object({
+  rewind: Type.Boolean({ default: false, description: 'Allow moving the position backwards (replay)' }),
+}, { additionalProperties: false });
+
+/** Each refusal of the store is an error code of the API (checked here at compile time). */
+const REFUSAL_CODES = {
+  UNKNOWN_CONSUMER: 'UNKNOWN_CONSUMER', CONSUMER_CONFLICT: 'CONSUMER_CONFLICT', CONSUMER_LIMIT: 'CONSUMER_LIMIT',
+  COMMIT_BACKWARDS: 'COMMIT_BACKWARDS', COMMIT_BEYOND_END: 'COMMIT_BEYOND_END',
+} as const satisfies Record<ConsumerRefusal, ErrorCode>;
+
+function checkName(name: string): string {
+  if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-"');
+  return name;
+}
+
+/** A body or query that broke its schema: the route validates after the name, so a bad name is named first. */
+function refuseInvalid(request: FastifyRequest): void {
+  const error = request.validationError;
+  if (!error) return;
+  throw new ApiError(error.validationContext === 'body' ? 'INVALID_BODY' : 'INVALID_QUERY', error.message);
+}
+
+/**
+ * Refuses a body with fields its schema does not name: Fastify's validator would drop them silently, and
+ * silently accepted fields hide client bugs.
+ */
+const onlyFields = (schema: { properties: object }) => async (request: FastifyRequest): Promise<void> => {
+  const body = request.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+  const unknownField = Object.keys(body).find((key) => !Object.hasOwn(schema.properties, key));
+  if (unknownField !== undefined) throw new ApiError('INVALID_BODY', `body has an unknown field "${unknownField}"`);
+};
+
+const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
+
+function consumerJson(c: ConsumerRecord | ConsumerStatus) {
+  return {
+    name: c.name, topics: c.topics, start: c.start, position: c.position,
+    ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
+    created_at: c.createdAt, last_commit_at: c.lastCommitAt,
+  };
+}
+
+/** `{"events": [...], "next": n}` around the page's bytes, which go out as the store built them. */
+function pageJson({ events, next }: ConsumerPage): Uint8Array {
+  return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}}`)]);
+}
+
+/**
+ * Durable consumers: server-side cursors with their lag (README, "Durable consumers"). Writes go to the
+ * consumer worker, the store's one writer; reads to the reader. Access is 'read' throughout: a consumer
+ * is a reader's own cursor, and managing one reveals nothing a reader could not read already.
+ */
+export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {
+  const { pipeline, reader, commits, lags, maxConsumers, stallTimeoutMs } = options;
+
+  /** Runs a command; a refusal becomes its error answer. */
+  async function apply(command: ConsumerCommand) {
+    const outcome = await pipeline.consumerCommand(command);
+    lags.invalidate();
+    if (outcome.kind === 'refused') throw new ApiError(REFUSAL_CODES[outcome.refusal], outcome.message);
+    return outcome;
+  }
+
+  /**
+   * The consumer's next page; when it is empty, waits up to `waitMs` for a commit and reads again. The
+   * wait starts listening before each read, so a commit landing between the read and the wait still wakes
+   * it; a wake-up only means "read again".
+   */
+  async function poll(name: string, limit: number, waitMs: number, reply: FastifyReply): Promise<ConsumerPage> {
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const remaining = deadline - performance.now();
+      const stop = new AbortController();
+      const woken = remaining > 0 && !gone.signal.aborted
+        ? commits.next(remaining, AbortSignal.any([stop.signal, gone.signal])) : undefined;
+      try {
+        const page = await reader.consumerPage(name, limit);
+        if (!page) throw unknown(name);
+        if (page.count > 0 || !woken) return page;
+      } finally {
+        if (!woken) stop.abort();
+      }
+      await woken;
+    }
+  }
+
+  app.put('/consumers/:name', {
+    schema: { summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema },
+    attachValidation: true,
+    preValidation: onlyFields(DefinitionSchema),
+  }, async (request, reply) => {
+    const name = checkName(request.params.name);
+    refuseInvalid(request);
+    const { topics, start } = request.body;
+    const outcome = await apply({ kind: 'create', name, definition: { topics: normalizeTopics(topics), start }, maxConsumers });
+    return reply.code(outcome.kind === 'created' ? 201 : 200).send(consumerJson(outcome.consumer));
+  });
+
+  app.get('/consumers', { schema: { summary: 'Every durable consumer with its lag' } }, async () =>
+    (await reader.consumerStatus()).map(consumerJson));
+
+  app.get('/consumers/:name', { schema: { summary: 'A durable consumer with its lag', params: ParamsSchema } }, async (request) => {
+    const name = checkName(request.params.name);
+    const [consumer] = await reader.consumerStatus(name);
+    if (!consumer) throw unknown(name);
+    return consumerJson(consumer);
+  });
+
+  app.delete('/consumers/:name', { schema: { summary: 'Delete a durable consumer', params: ParamsSchema } }, async (request, reply) => {
+    await apply({ kind: 'delete', name: checkName(request.params.name) });
+    return reply.code(204).send();
+  });
+
+  app.get('/consumers/:name/events', {
+    schema: {
+      summary: "The events after a consumer's committed position",
+      description: '`next` is the position to commit to acknowledge them all. Until committed, the same events come again.',
+      params: ParamsSchema, querystring: PollQuerySchema,
+    },
+  }, async (request, reply) => {
+    const name = checkName(request.params.name);
+    const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
+    return sendPage(reply, pageJson(page), stallTimeoutMs);
+  });
+
+  app.post('/consumers/:name/commit', {
+    schema: { summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema },
+    attachValidation: true,
+    preValidation: onlyFields(CommitSchema),
+  }, async (request) => {
+    const name = checkName(request.params.name);
+    refuseInvalid(request);
+    const outcome = await apply({ kind: 'commit', name, seq: request.body.seq, rewind: request.query.rewind });
+    return consumerJson(outcome.consumer);
+  });
+};

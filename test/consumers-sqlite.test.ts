@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { consumersSuite } from './suites/consumers.js';
+
+consumersSuite(sqliteStore);

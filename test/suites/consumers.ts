@@ -1,0 +1,217 @@
+import t, { type Test } from 'tap';
+import type { Config } from '../../src/config.js';
+import { makeEvent } from '../helpers/events.js';
+import { eventually } from '../helpers/eventually.js';
+import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
+import { spawnServer } from '../helpers/server-process.js';
+import type { TestClient } from '../helpers/client.js';
+import type { TestStore } from '../helpers/stores.js';
+
+type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
+
+const put = (client: TestClient, name: string, definition: unknown) => client.request('PUT', `/consumers/${name}`, definition);
+const poll = (client: TestClient, name: string, query = '') => client.request('GET', `/consumers/${name}/events${query}`);
+const commit = (client: TestClient, name: string, seq: number, query = '') =>
+  client.request('POST', `/consumers/${name}/commit${query}`, { seq });
+
+/** Publishes one event per topic given, in order, and returns them as stored (with seq and received_at). */
+async function publishTopics(t: Test, client: TestClient, topics: string[]): Promise<any[]> {
+  const events = topics.map((topic, i) => makeEvent({ topic, event_id: `${topic}-${i}-${Math.random()}` }));
+  t.equal((await client.publish(events)).status, 200, `published ${topics.length} events`);
+  const stored: any[] = await client.get('/events?limit=10000');
+  const ids = new Set(events.map((e) => e.event_id));
+  return stored.filter((e) => ids.has(e.event_id));
+}
+
+/** Durable consumers as every store must serve them: README, "Durable consumers". */
+export function consumersSuite(store: TestStore): void {
+  const start: Start = async (t, overrides = {}) => startAggregator(t, { ...(await store.fresh(t)), ...overrides });
+
+  t.test('PUT creates (201), the same definition again is 200, another one 409; bad names 400; unknown 404 everywhere', async (t) => {
+    const agg = await start(t);
+    const created = await put(agg, 'billing.v1', { topics: ['orders.eu', 'orders.us'], start: 'earliest' });
+    t.equal(created.status, 201);
+    t.match(created.body, { name: 'billing.v1', topics: ['orders.eu', 'orders.us'], start: 'earliest', position: 0, last_commit_at: null });
+    const again = await put(agg, 'billing.v1', { topics: ['orders.us', 'orders.eu', 'orders.us'], start: 'earliest' });
+    t.equal(again.status, 200, 'the same topics in another order are the same definition');
+    t.same(again.body, created.body);
+    for (const other of [{ topics: ['orders.eu'], start: 'earliest' }, { topics: ['orders.eu', 'orders.us'], start: 'latest' }]) {
+      const conflict = await put(agg, 'billing.v1', other);
+      t.equal(conflict.status, 409);
+      t.equal(conflict.body.code, 'CONSUMER_CONFLICT');
+    }
+    for (const bad of ['has%20space', 'x'.repeat(129), 'sl%2Fash', 'ü']) {
+      const res = await put(agg, bad, { start: 'earliest' });
+      t.equal(res.status, 400, `name ${bad} is refused`);
+      t.equal(res.body.code, 'INVALID_CONSUMER');
+    }
+    t.equal((await put(agg, 'x'.repeat(128), { start: 'latest' })).status, 201, '128 characters are allowed');
+    for (const body of [{}, { start: 'sometime' }, { start: -1 }, { topics: [''], start: 'earliest' }, { start: 'earliest', extra: 1 }]) {
+      const res = await put(agg, 'ok', body);
+      t.equal(res.status, 400, `definition ${JSON.stringify(body)} is refused`);
+      t.equal(res.body.code, 'INVALID_BODY');
+    }
+    for (const [method, path, body] of [
+      ['GET', '/consumers/nobody'], ['GET', '/consumers/nobody/events'], ['POST', '/consumers/nobody/commit', { seq: 0 }],
+      ['DELETE', '/consumers/nobody'],
+    ] as const) {
+      const res = await agg.request(method, path, body);
+      t.equal(res.status, 404, `${method} ${path}`);
+      t.equal(res.body.code, 'UNKNOWN_CONSUMER');
+    }
+    t.equal((await agg.request('DELETE', '/consumers/billing.v1')).status, 204);
+    t.equal((await agg.request('GET', '/consumers/billing.v1')).status, 404, 'deleted');
+    t.equal((await put(agg, 'billing.v1', { start: 'latest' })).status, 201, 'the name is free again, for any definition');
+  });
+
+  t.test('events → commit → next page; the same events come again until committed; next never passes an event not returned', async (t) => {
+    const agg = await start(t);
+    const stored = await publishTopics(t, agg, Array(5).fill('orders.eu'));
+    t.equal((await put(agg, 'c', { start: 'earliest' })).status, 201);
+    const first = await poll(agg, 'c', '?limit=2');
+    t.equal(first.status, 200);
+    t.same(first.body.events, stored.slice(0, 2), 'the same items as /events');
+    t.equal(first.body.next, stored[1].seq);
+    t.same((await poll(agg, 'c', '?limit=2')).body, first.body, 'not committed: the same page again');
+    const committed = await commit(agg, 'c', first.body.next);
+    t.equal(committed.status, 200);
+    t.match(committed.body, { name: 'c', position: stored[1].seq });
+    t.ok(Date.parse(committed.body.last_commit_at) > 0, 'last_commit_at is set');
+    const second = await poll(agg, 'c', '?limit=10');
+    t.same(second.body.events.map((e: any) => e.seq), stored.slice(2).map((e) => e.seq));
+    t.equal((await commit(agg, 'c', second.body.next)).status, 200);
+    t.same((await poll(agg, 'c')).body, { events: [], next: stored[4].seq }, 'nothing left: next is the committed position');
+    t.equal((await commit(agg, 'c', stored[4].seq)).status, 200, 'committing the same position again is harmless');
+  });
+
+  t.test('start latest and <seq>; rewind needs ?rewind=true and replays; a commit beyond the last seq is 409', async (t) => {
+    const agg = await start(t);
+    const stored = await publishTopics(t, agg, Array(4).fill('a'));
+    t.equal((await put(agg, 'late', { start: 'latest' })).body.position, stored[3].seq, 'latest: the last seq now');
+    t.same((await poll(agg, 'late')).body.events, []);
+    t.equal((await put(agg, 'mid', { start: stored[1].seq })).body.position, stored[1].seq);
+    t.same((await poll(agg, 'mid')).body.events.map((e: any) => e.seq), [stored[2].seq, stored[3].seq]);
+
+    t.equal((await commit(agg, 'mid', stored[3].seq)).status, 200);
+    const back = await commit(agg, 'mid', stored[0].seq);
+    t.equal(back.status, 409);
+    t.equal(back.body.code, 'COMMIT_BACKWARDS');
+    const rewound = await commit(agg, 'mid', stored[0].seq, '?rewind=true');
+    t.equal(rewound.status, 200);
+    t.equal(rewound.body.position, stored[0].seq);
+    t.same((await poll(agg, 'mid')).body.events.map((e: any) => e.seq), stored.slice(1).map((e) => e.seq), 'replayed');
+    const beyond = await commit(agg, 'mid', stored[3].seq + 1_000_000);
+    t.equal(beyond.status, 409);
+    t.equal(beyond.body.code, 'COMMIT_BEYOND_END');
+    t.equal((await agg.request('GET', '/consumers/mid')).body.position, stored[0].seq, 'refused commits change nothing');
+    t.equal((await agg.request('POST', '/consumers/mid/commit', { seq: 'x' })).body.code, 'INVALID_BODY');
+  });
+
+  t.test('topic filtering: only the consumer\'s topics, merged in commit order', async (t) => {
+    const agg = await start(t);
+    t.equal((await put(agg, 'ac', { topics: ['a', 'c'], start: 'earliest' })).status, 201);
+    const stored = await publishTopics(t, agg, ['a', 'b', 'c', 'a', 'b', 'b', 'c', 'c', 'a']);
+    const expected = stored.filter((e) => e.topic !== 'b').map((e) => e.seq);
+    t.same((await poll(agg, 'ac')).body.events.map((e: any) => e.seq), expected);
+    const page = await poll(agg, 'ac', '?limit=4');
+    t.same(page.body.events.map((e: any) => e.seq), expected.slice(0, 4));
+    t.equal(page.body.next, expected[3]);
+  });
+
+  t.test('wait_ms answers as soon as an event commits, and empty after the wait otherwise', async (t) => {
+    const agg = await start(t);
+    t.equal((await put(agg, 'w', { topics: ['wanted'], start: 'latest' })).status, 201);
+    let started = performance.now();
+    const empty = await poll(agg, 'w', '?wait_ms=400');
+    const waited = performance.now() - started;
+    t.same(empty.body, { events: [], next: empty.body.next });
+    t.ok(waited >= 390 && waited < 3_000, `an empty long-poll waited ${waited.toFixed(0)} ms of 400`);
+
+    started = performance.now();
+    const pending = poll(agg, 'w', '?wait_ms=20000');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await publishTopics(t, agg, ['other']);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const [event] = await publishTopics(t, agg, ['wanted']);
+    const published = performance.now();
+    const answer = await pending;
+    const latency = performance.now() - published;
+    t.same(answer.body.events.map((e: any) => e.seq), [event.seq], 'woken by the matching event, not by the other topic');
+    t.ok(latency < 2_000, `answered ${latency.toFixed(0)} ms after the publish (${(performance.now() - started).toFixed(0)} ms in all)`);
+    t.equal((await poll(agg, 'w', '?wait_ms=30001')).body.code, 'INVALID_QUERY', 'wait_ms is at most 30000');
+  });
+
+  t.test('lag and oldest_unconsumed_at; /metrics has the lag per consumer, /stats a summary', async (t) => {
+    const agg = await start(t);
+    t.equal((await put(agg, 'only-a', { topics: ['a'], start: 'earliest' })).status, 201);
+    t.equal((await put(agg, 'all', { start: 'earliest' })).status, 201);
+    const stored = await publishTopics(t, agg, ['b', 'a', 'b', 'a', 'a']);
+    const aEvents = stored.filter((e) => e.topic === 'a');
+    t.match(await agg.get('/consumers/only-a'), { lag: 3, oldest_unconsumed_at: aEvents[0].received_at, position: 0 });
+    t.match(await agg.get('/consumers/all'), { lag: 5, oldest_unconsumed_at: stored[0].received_at });
+    await commit(agg, 'only-a', aEvents[0].seq);
+    t.match(await agg.get('/consumers/only-a'), { lag: 2, oldest_unconsumed_at: aEvents[1].received_at });
+    await commit(agg, 'only-a', stored.at(-1).seq);
+    t.match(await agg.get('/consumers/only-a'), { lag: 0, oldest_unconsumed_at: null });
+    t.same((await agg.get('/consumers')).map((c: any) => [c.name, c.lag]), [['all', 5], ['only-a', 0]]);
+
+    const metrics = await eventually(() => agg.request('GET', '/metrics'), {
+      what: 'the lag gauge', timeout: 10_000, interval: 100,
+      until: (res) => /aggregator_consumer_lag\{[^}]*consumer="all"[^}]*\} 5/.test(res.body) && /consumer="only-a"[^}]*\} 0/.test(res.body),
+    });
+    t.pass(`lag in /metrics: ${String(metrics.body).split('\n').filter((l: string) => l.startsWith('aggregator_consumer_lag')).join('; ')}`);
+    t.match((await agg.get('/stats')).consumers, { count: 2, max_lag: 5 });
+  });
+
+  t.test('MAX_CONSUMERS: one more is 429 CONSUMER_LIMIT; existing ones still answer; a deletion makes room', async (t) => {
+    const agg = await start(t, { maxConsumers: 2 });
+    t.equal((await put(agg, 'one', { start: 'earliest' })).status, 201);
+    t.equal((await put(agg, 'two', { start: 'earliest' })).status, 201);
+    const third = await put(agg, 'three', { start: 'earliest' });
+    t.equal(third.status, 429);
+    t.equal(third.body.code, 'CONSUMER_LIMIT');
+    t.equal((await put(agg, 'two', { start: 'earliest' })).status, 200, 'an idempotent PUT of an existing one is not counted');
+    t.equal((await agg.request('DELETE', '/consumers/one')).status, 204);
+    t.equal((await put(agg, 'three', { start: 'earliest' })).status, 201);
+  });
+
+  t.test('AUTH_READS: every consumer route needs a token; the read token manages consumers', async (t) => {
+    const agg = await start(t, { authReads: true, authToken: 'publish-secret', authReadToken: 'read-secret' });
+    const call = (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, token?: string, body?: unknown) => agg.app.inject({
+      method, url, ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}), ...(body ? { payload: body } : {}),
+    });
+    for (const [method, url, body] of [
+      ['PUT', '/consumers/r', { start: 'earliest' }], ['GET', '/consumers'], ['GET', '/consumers/r'],
+      ['GET', '/consumers/r/events'], ['POST', '/consumers/r/commit', { seq: 0 }], ['DELETE', '/consumers/r'],
+    ] as const) {
+      t.equal((await call(method, url, undefined, body)).statusCode, 401, `${method} ${url} without a token`);
+      t.equal((await call(method, url, 'wrong', body)).statusCode, 401, `${method} ${url} with a wrong token`);
+    }
+    t.equal((await call('PUT', '/consumers/r', 'read-secret', { start: 'earliest' })).statusCode, 201);
+    t.equal((await call('GET', '/consumers/r/events', 'read-secret')).statusCode, 200);
+    t.equal((await call('POST', '/consumers/r/commit', 'read-secret', { seq: 0 })).statusCode, 200);
+    t.equal((await call('GET', '/consumers/r', 'publish-secret')).statusCode, 200, 'the publish token reads too');
+    t.equal((await call('DELETE', '/consumers/r', 'read-secret')).statusCode, 204);
+  });
+
+  t.test('committed positions survive SIGTERM and kill -9 of a spawned server', async (t) => {
+    const settings = await store.fresh(t);
+    let server = await spawnServer(settings.dbPath, store.env(settings));
+    t.teardown(() => server.kill());
+    t.equal((await put(server, 'durable', { topics: ['d'], start: 'earliest' })).status, 201);
+    const stored = await publishTopics(t, server, ['d', 'd', 'x', 'd']);
+    t.equal((await commit(server, 'durable', stored[0].seq)).status, 200);
+    t.equal(await server.stop(), 0, 'SIGTERM: a clean exit');
+
+    server = await spawnServer(settings.dbPath, store.env(settings));
+    let page = await poll(server, 'durable');
+    t.same(page.body.events.map((e: any) => e.seq), [stored[1].seq, stored[3].seq], 'after SIGTERM: from the committed position');
+    t.equal((await commit(server, 'durable', stored[1].seq)).status, 200);
+    await server.kill();
+
+    server = await spawnServer(settings.dbPath, store.env(settings));
+    page = await poll(server, 'durable');
+    t.same(page.body.events.map((e: any) => e.seq), [stored[3].seq], 'after kill -9: the commit answered 200 is there');
+    t.match(await server.get('/consumers/durable'), { lag: 1, topics: ['d'] });
+  });
+}
