@@ -1,4 +1,24 @@
+import Database from 'better-sqlite3';
+import t from 'tap';
+import { makeEvent } from './helpers/events.js';
+import { startAggregator } from './helpers/in-process.js';
 import { sqliteStore } from './helpers/stores.js';
 import { consumersSuite } from './suites/consumers.js';
 
 consumersSuite(sqliteStore);
+
+t.test('a database from before consumers is migrated at start-up and keeps its events', async (t) => {
+  const settings = await sqliteStore.fresh(t);
+  const before = await startAggregator(t, settings);
+  t.equal((await before.publish(makeEvent({ topic: 'old' }))).status, 200);
+  await before.close();
+  // Back to the schema of the previous release: no consumers table, user_version 1.
+  const db = new Database(settings.dbPath);
+  db.exec('DROP TABLE consumers; PRAGMA user_version = 1');
+  db.close();
+
+  const after = await startAggregator(t, settings);
+  t.equal((await after.request('PUT', '/consumers/late', { start: 'earliest' })).status, 201);
+  const page = await after.request('GET', '/consumers/late/events');
+  t.same(page.body.events.map((e: any) => e.topic), ['old'], 'the events stored before the migration are there');
+});

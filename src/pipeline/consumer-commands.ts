@@ -1,6 +1,7 @@
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import { StoreError } from '../store/store.js';
 import type { ConsumerCommandRequest, ConsumerCommandResult } from './consumer-protocol.js';
+import { PublishError } from './errors.js';
 
 /**
  * Durable-consumer commands in flight to the consumer worker, each waiting for the result with its id.
@@ -11,13 +12,17 @@ export class ConsumerCommands {
   private readonly waiting = new Map<number, { resolve: (outcome: ConsumerOutcome) => void; reject: (error: Error) => void }>();
   private nextId = 1;
 
-  constructor(private readonly send: (request: ConsumerCommandRequest) => void) {}
+  /** `send` hands a request to the running worker, or returns false when there is none. */
+  constructor(private readonly send: (request: ConsumerCommandRequest) => boolean) {}
 
   run(command: ConsumerCommand): Promise<ConsumerOutcome> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      if (!this.send({ type: 'consumer-command', id, command })) {
+        reject(new PublishError('CONSUMER_UNAVAILABLE', 'the consumer worker is not running; retry'));
+        return;
+      }
       this.waiting.set(id, { resolve, reject });
-      this.send({ type: 'consumer-command', id, command });
     });
   }
 

@@ -67,11 +67,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
         this.commands.failAll(crashed);
       },
     });
-    this.commands = new ConsumerCommands((request) => {
-      if (!this.supervisor.send(request)) {
-        this.commands.settle({ type: 'consumer-result', id: request.id, error: { message: 'the consumer is not running', code: 'CONSUMER_DOWN' } });
-      }
-    });
+    this.commands = new ConsumerCommands((request) => this.supervisor.send(request));
   }
 
   /** Starts the consumer and resolves once it is ready; rejects if the store cannot be opened. */

@@ -201,7 +201,14 @@ export function consumersSuite(store: TestStore): void {
     t.equal((await put(server, 'durable', { topics: ['d'], start: 'earliest' })).status, 201);
     const stored = await publishTopics(t, server, ['d', 'd', 'x', 'd']);
     t.equal((await commit(server, 'durable', stored[0].seq)).status, 200);
+    t.equal((await put(server, 'idle', { topics: ['never'], start: 'latest' })).status, 201);
+    const longPoll = poll(server, 'idle', '?wait_ms=25000');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stopping = performance.now();
     t.equal(await server.stop(), 0, 'SIGTERM: a clean exit');
+    const stopMs = performance.now() - stopping;
+    t.ok(stopMs < 2_000, `the stop took ${stopMs.toFixed(0)} ms: a pending long-poll does not hold it for its wait_ms`);
+    t.match(await longPoll, { status: 200, body: { events: [] } }, 'the long-poll was answered (empty) before the stop');
 
     server = await spawnServer(settings.dbPath, store.env(settings));
     let page = await poll(server, 'durable');

@@ -96,6 +96,9 @@ function pageJson({ events, next }: ConsumerPage): Uint8Array {
  */
 export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {
   const { pipeline, reader, commits, lags, maxConsumers, stallTimeoutMs } = options;
+  // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
 
   /** Runs a command; a refusal becomes its error answer. */
   async function apply(command: ConsumerCommand) {
@@ -113,18 +116,21 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   async function poll(name: string, limit: number, waitMs: number, reply: FastifyReply): Promise<ConsumerPage> {
     const gone = new AbortController();
     reply.raw.once('close', () => gone.abort());
+    const ended = AbortSignal.any([gone.signal, closing.signal]);
     const deadline = performance.now() + waitMs;
     for (;;) {
       const remaining = deadline - performance.now();
       const stop = new AbortController();
-      const woken = remaining > 0 && !gone.signal.aborted
-        ? commits.next(remaining, AbortSignal.any([stop.signal, gone.signal])) : undefined;
+      const woken = remaining > 0 && !ended.aborted ? commits.next(remaining, AbortSignal.any([stop.signal, ended])) : undefined;
+      let waiting = false;
       try {
         const page = await reader.consumerPage(name, limit);
         if (!page) throw unknown(name);
         if (page.count > 0 || !woken) return page;
+        waiting = true;
       } finally {
-        if (!woken) stop.abort();
+        // Answered or failed: the wait's listener and timer go now, not when wait_ms runs out.
+        if (!waiting) stop.abort();
       }
       await woken;
     }
@@ -166,6 +172,8 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   }, async (request, reply) => {
     const name = checkName(request.params.name);
     const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
+    // Answered because the server stops: the client should not keep the connection for another request.
+    if (closing.signal.aborted) reply.header('connection', 'close');
     return sendPage(reply, pageJson(page), stallTimeoutMs);
   });
 
