@@ -46,7 +46,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
     },
     return503OnClosing: true,
     // Room for a consumer name that is too long, so that it gets a 400 naming the rule rather than a bare 414.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
   });
 
   registerJsonBodyParser(app);
