@@ -22,9 +22,9 @@ export interface ConsumerRouteOptions {
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,128}$/;
-export const MAX_WAIT_MS = 30_000;
+const MAX_WAIT_MS = 30_000;
 /** Topics one consumer may read: each is read through its own index range when a page is built. */
-export const MAX_CONSUMER_TOPICS = 100;
+const MAX_CONSUMER_TOPICS = 100;
 
 const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-]' }) });
 
