@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../scripts/free-port.js';
 
@@ -6,6 +7,8 @@ const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
 export interface PerfServer {
   url: string;
+  /** The server process's resident memory, in bytes (Linux). */
+  rssBytes(): number;
   stop(): Promise<void>;
 }
 
@@ -24,5 +27,10 @@ export async function startServer(settings: Record<string, string>): Promise<Per
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('the server did not become ready');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { url, stop: () => (child.kill('SIGTERM'), exited) };
+  return { url, rssBytes: () => processRss(child.pid!), stop: () => (child.kill('SIGTERM'), exited) };
+}
+
+function processRss(pid: number): number {
+  const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kib) * 1024;
 }
