@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { EventSource } from '../src/publisher/event-source.js';
 import { startCluster } from '../scripts/pg-cluster.js';
@@ -30,9 +31,10 @@ const percentile = (sorted: number[], q: number) => round(sorted[Math.min(sorted
 /** Request bodies, generated before the clock starts, and the exact unique/duplicate split they carry. */
 function makeBodies(scenario: Scenario) {
   const source = new EventSource({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
-  const bodies = Array.from({ length: scenario.requests }, () =>
-    JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest)),
-  );
+  const bodies = Array.from({ length: scenario.requests }, (): string | Buffer => {
+    const json = JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest));
+    return scenario.gzip ? gzipSync(json) : json;
+  });
   return { bodies, unique: source.uniqueCount, duplicates: source.duplicateCount };
 }
 
@@ -82,7 +84,7 @@ async function runScenario(scenario: Scenario, target: Target, replicas: number)
       timeout: 60,
       requests: [{
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(scenario.gzip ? { 'content-encoding': 'gzip' } : {}) },
         setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
         onResponse: (status) => {
           statusCodes[status] = (statusCodes[status] ?? 0) + 1;

@@ -22,6 +22,7 @@ publish options:
   --timeout-ms N       per-request timeout (default 10000)
   --max-attempts N     tries per request before giving up (default 20)
   --token T            bearer token (default: $AUTH_TOKEN)
+  --gzip               send bodies with Content-Encoding: gzip
   --quiet              no progress bar
 
 subscribe options (prints each event as one line of JSON; reconnects and resumes by itself):
@@ -39,7 +40,7 @@ async function publish(args: string[]): Promise<void> {
       url: { type: 'string', multiple: true }, events: { type: 'string' }, duration: { type: 'string' },
       rate: { type: 'string' }, duplicates: { type: 'string' }, batch: { type: 'string' }, topics: { type: 'string' },
       ids: { type: 'string' }, concurrency: { type: 'string' }, 'timeout-ms': { type: 'string' },
-      'max-attempts': { type: 'string' }, token: { type: 'string' }, quiet: { type: 'boolean' },
+      'max-attempts': { type: 'string' }, token: { type: 'string' }, quiet: { type: 'boolean' }, gzip: { type: 'boolean' },
     },
   });
   const number = (raw: string | undefined, fallback: number, name: string, min = 0, max = Infinity): number => {
@@ -70,6 +71,7 @@ async function publish(args: string[]): Promise<void> {
       timeoutMs: number(values['timeout-ms'], 10_000, 'timeout-ms', 1),
       maxAttempts: number(values['max-attempts'], 20, 'max-attempts', 1),
       ...(token ? { token } : {}),
+      gzip: values.gzip ?? false,
     },
     (r) => showProgress && process.stderr.write(`\r${progressLine(r, events, durationSeconds)}`),
   );
