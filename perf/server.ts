@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../scripts/free-port.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+/** The in-memory ceiling (perf/ceiling-server.ts) instead of the aggregator. */
+export const CEILING = fileURLToPath(new URL('./ceiling-server.js', import.meta.url));
 
 export interface PerfServer {
   url: string;
@@ -12,10 +14,10 @@ export interface PerfServer {
   stop(): Promise<void>;
 }
 
-/** The real server as a child process with the given settings (environment), ready when /readyz says so. */
-export async function startServer(settings: Record<string, string>): Promise<PerfServer> {
+/** The real server (or `entry`) as a child process with the given settings (environment), ready when /readyz says so. */
+export async function startServer(settings: Record<string, string>, entry = MAIN): Promise<PerfServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [entry], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...settings, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
