@@ -17,7 +17,9 @@ export interface PerfServer {
 /** The real server (or `entry`) as a child process with the given settings (environment), ready when /readyz says so. */
 export async function startServer(settings: Record<string, string>, entry = MAIN): Promise<PerfServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [entry], {
+  // PERF_PROFILE_DIR=<dir>: each server writes V8 CPU profiles of its threads there on exit (--cpu-prof).
+  const profile = process.env.PERF_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PERF_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...profile, entry], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...settings, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
