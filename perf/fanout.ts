@@ -1,12 +1,16 @@
 /*
  * node dist/perf/fanout.js [--subscribers 10,100,1000] [--batches 300] [--stalled 1000] [--stalled-events 1000000]
+ *                          [--catch-up 1000000] [--replicas-subscribers 100]
  *
  * The subscribe side under load, on SQLite. For each subscriber count N: publish `--batches` batches of 100
  * (4 connections) once with no subscribers, then again with N caught-up subscribers of /events/stream, and
  * report the publish rate of both runs (same run, same server), deliveries per second to the subscribers,
  * and commit → subscriber latency (a publish's 200 arrives once its batch is committed; a probe subscriber
  * notes when the batch's last event reaches it). Then `--stalled` subscribers that never read while
- * `--stalled-events` events are published: the server's RSS growth.
+ * `--stalled-events` events are published: the server's RSS growth. Then one subscriber from after=0 over
+ * `--catch-up` stored events: its catch-up rate. Last, two replicas on one PostgreSQL (a throwaway cluster):
+ * `--replicas-subscribers` subscribers on replica A while batches are published through replica B, for
+ * commit → subscriber latency across replicas (woken by NOTIFY, bounded by the commit horizon).
  */
 import { request, type ClientRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EventSource } from '../src/publisher/event-source.js';
 import { SseParser } from '../src/subscriber/sse-parser.js';
+import { startCluster } from '../scripts/pg-cluster.js';
+import { postgresTarget, sqliteTarget } from './deployments.js';
 import { startServer, type PerfServer } from './server.js';
 
 const { values } = parseArgs({
@@ -23,6 +29,8 @@ const { values } = parseArgs({
     batches: { type: 'string', default: '300' },
     stalled: { type: 'string', default: '1000' },
     'stalled-events': { type: 'string', default: '1000000' },
+    'catch-up': { type: 'string', default: '1000000' },
+    'replicas-subscribers': { type: 'string', default: '100' },
   },
 });
 const BATCH = 100;
@@ -30,9 +38,9 @@ const CONNECTIONS = 4;
 const FRAME_END = Buffer.from('\nevent: event\n');
 
 /** A subscriber that only counts the events it receives (cheap, so the load generator stays light). */
-function countingSubscriber(url: string, counts: { events: number }): Promise<ClientRequest> {
+function countingSubscriber(url: string, counts: { events: number }, query = ''): Promise<ClientRequest> {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/events/stream`, { headers: { accept: 'text/event-stream' } }, (res) => {
+    const req = request(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream' } }, (res) => {
       if (res.statusCode !== 200) reject(new Error(`/events/stream answered ${res.statusCode}`));
       let tail = Buffer.alloc(0);
       res.on('data', (chunk: Buffer) => {
@@ -103,8 +111,8 @@ async function until(condition: () => boolean | Promise<boolean>, what: string, 
   }
 }
 
-async function subscribers(server: PerfServer): Promise<number> {
-  return ((await (await fetch(`${server.url}/stats`)).json()) as { subscribers: number }).subscribers;
+async function subscribers(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/stats`)).json()) as { subscribers: number }).subscribers;
 }
 
 async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T> {
@@ -118,31 +126,30 @@ async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T
   }
 }
 
-async function fanout(count: number, batches: number) {
-  return withServer(async (server) => {
-    const alone = await publishBatches(server.url, batches);
-    const counts = { events: 0 };
-    const arrivals = new Map<string, number>();
-    const open = [await probeSubscriber(server.url, arrivals)];
-    for (let i = 0; i < count; i++) open.push(await countingSubscriber(server.url, counts));
-    await until(async () => (await subscribers(server)) === count + 1, 'every subscriber to be connected');
-    const started = performance.now();
-    const published = await publishBatches(server.url, batches);
-    const expected = count * batches * BATCH;
-    await until(() => counts.events >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`);
-    const seconds = (performance.now() - started) / 1000;
-    const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
-    for (const req of open) req.destroy();
-    return {
-      subscribers: count,
-      'publish ev/s alone': Math.round(alone.eventsPerSecond),
-      'publish ev/s with subs': Math.round(published.eventsPerSecond),
-      '× alone': +(published.eventsPerSecond / alone.eventsPerSecond).toFixed(2),
-      'deliveries/s': Math.round(counts.events / seconds),
-      'commit→sub p50 ms': +percentile(latencies, 0.5).toFixed(1),
-      'commit→sub p99 ms': +percentile(latencies, 0.99).toFixed(1),
-    };
-  });
+/** N subscribers on `subscribeUrl` while batches are published through `publishUrl` (the same server, or another replica). */
+async function fanout(count: number, batches: number, subscribeUrl: string, publishUrl: string) {
+  const alone = await publishBatches(publishUrl, batches);
+  const counts = { events: 0 };
+  const arrivals = new Map<string, number>();
+  const open = [await probeSubscriber(subscribeUrl, arrivals)];
+  for (let i = 0; i < count; i++) open.push(await countingSubscriber(subscribeUrl, counts));
+  await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
+  const started = performance.now();
+  const published = await publishBatches(publishUrl, batches);
+  const expected = count * batches * BATCH;
+  await until(() => counts.events >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`);
+  const seconds = (performance.now() - started) / 1000;
+  const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
+  for (const req of open) req.destroy();
+  return {
+    subscribers: count,
+    'publish ev/s alone': Math.round(alone.eventsPerSecond),
+    'publish ev/s with subs': Math.round(published.eventsPerSecond),
+    '× alone': +(published.eventsPerSecond / alone.eventsPerSecond).toFixed(2),
+    'deliveries/s': Math.round(counts.events / seconds),
+    'commit→sub p50 ms': +percentile(latencies, 0.5).toFixed(1),
+    'commit→sub p99 ms': +percentile(latencies, 0.99).toFixed(1),
+  };
 }
 
 async function stalled(count: number, events: number) {
@@ -161,7 +168,50 @@ async function stalled(count: number, events: number) {
   });
 }
 
+/** One subscriber from after=0 over `events` stored events (committed straight into the store first). */
+async function catchUp(events: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'aggregator-catch-up-'));
+  const target = sqliteTarget(dir);
+  try {
+    await target.fill('catch-up', events, 'v4');
+    const deployment = await target.deploy('catch-up', 1);
+    try {
+      const counts = { events: 0 };
+      const started = performance.now();
+      const req = await countingSubscriber(deployment.urls[0]!, counts, '?after=0');
+      await until(() => counts.events >= events, `${events} events caught up`, 600_000);
+      const seconds = (performance.now() - started) / 1000;
+      req.destroy();
+      return { 'stored events': events, seconds: +seconds.toFixed(2), 'catch-up events/s': Math.round(events / seconds) };
+    } finally {
+      await deployment.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Subscribers on replica A, publishing through replica B, on one throwaway PostgreSQL. */
+async function acrossReplicas(count: number, batches: number) {
+  const cluster = await startCluster();
+  try {
+    const deployment = await postgresTarget(cluster.url).deploy('fanout', 2);
+    try {
+      const [a, b] = deployment.urls as [string, string];
+      return { store: 'postgres, subscribe on A, publish on B', ...(await fanout(count, batches, a, b)) };
+    } finally {
+      await deployment.stop();
+    }
+  } finally {
+    await cluster.remove();
+  }
+}
+
 const rows = [];
-for (const count of values.subscribers!.split(',').map(Number)) rows.push(await fanout(count, Number(values.batches)));
+for (const count of values.subscribers!.split(',').map(Number)) {
+  rows.push(await withServer(async (server) => ({ store: 'sqlite', ...(await fanout(count, Number(values.batches), server.url, server.url)) })));
+}
+if (Number(values['replicas-subscribers']) > 0) rows.push(await acrossReplicas(Number(values['replicas-subscribers']), Number(values.batches)));
 console.table(rows);
 if (Number(values.stalled) > 0) console.table([await stalled(Number(values.stalled), Number(values['stalled-events']))]);
+if (Number(values['catch-up']) > 0) console.table([await catchUp(Number(values['catch-up']))]);
