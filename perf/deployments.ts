@@ -6,7 +6,7 @@ import { PostgresEventStore } from '../src/store/postgres-store.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 import type { EventStore } from '../src/store/store.js';
 import { freshDatabase } from '../scripts/pg-cluster.js';
-import { startServer, type PerfServer } from './server.js';
+import { CEILING, startServer, type PerfServer } from './server.js';
 
 export const BATCH = 1_000;
 /** Direct connections of the PostgreSQL baseline, as several replicas' consumers would hold. */
@@ -59,6 +59,12 @@ const statsCounters = async (url: string) => {
   const stats = (await (await fetch(`${url}/stats`)).json()) as { unique_processed: number; duplicate_dropped: number };
   return { unique: stats.unique_processed, duplicates: stats.duplicate_dropped };
 };
+
+/** The in-memory ceiling (perf/ceiling-server.ts), deployed like a one-replica aggregator. */
+export async function deployCeiling(): Promise<Deployment> {
+  const server = await startServer({}, CEILING);
+  return { urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop };
+}
 
 export function sqliteTarget(dir: string): Target {
   const path = (name: string) => join(dir, `${name}.db`);

@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { EventSource } from '../src/publisher/event-source.js';
 import { startCluster } from '../scripts/pg-cluster.js';
 import { renderChart } from './chart.js';
-import { BATCH, postgresTarget, sqliteTarget, type Target } from './deployments.js';
+import { BATCH, deployCeiling, postgresTarget, sqliteTarget, type Deployment } from './deployments.js';
 import { DUPLICATE_RATIO, SCENARIOS, type Scenario } from './scenarios.js';
 import type { ProbeResult } from './stats-probe.js';
 
@@ -30,9 +31,10 @@ const percentile = (sorted: number[], q: number) => round(sorted[Math.min(sorted
 /** Request bodies, generated before the clock starts, and the exact unique/duplicate split they carry. */
 function makeBodies(scenario: Scenario) {
   const source = new EventSource({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
-  const bodies = Array.from({ length: scenario.requests }, () =>
-    JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest)),
-  );
+  const bodies = Array.from({ length: scenario.requests }, (): string | Buffer => {
+    const json = JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest));
+    return scenario.gzip ? gzipSync(json) : json;
+  });
   return { bodies, unique: source.uniqueCount, duplicates: source.duplicateCount };
 }
 
@@ -47,16 +49,10 @@ function probeStats(urls: string[], events: number): Promise<ProbeResult> {
 /** Splits n into `parts` near-equal whole shares. */
 const shares = (n: number, parts: number) => Array.from({ length: parts }, (_, i) => Math.floor(n / parts) + (i < n % parts ? 1 : 0));
 
-async function runScenario(scenario: Scenario, target: Target, replicas: number) {
+/** Runs `scenario` against what `deploy` starts (the aggregator, or the in-memory ceiling). */
+async function runScenario(scenario: Scenario, name: string, replicas: number, deploy: () => Promise<Deployment>) {
   const { bodies, unique, duplicates } = makeBodies(scenario);
-  const name = `${scenario.name}-x${replicas}`;
-  if (scenario.prefill) {
-    const rate = await target.fill(name, scenario.prefill, scenario.idKind, (done) => {
-      if (process.stdout.isTTY) process.stdout.write(`\r  pre-filling ${done.toLocaleString('en')} / ${scenario.prefill!.toLocaleString('en')}   `);
-    });
-    process.stdout.write(`(${rate}/s) `);
-  }
-  const deployment = await target.deploy(name, replicas);
+  const deployment = await deploy();
   try {
     const base = await deployment.counters();
     const events = scenario.requests * scenario.eventsPerRequest;
@@ -82,7 +78,7 @@ async function runScenario(scenario: Scenario, target: Target, replicas: number)
       timeout: 60,
       requests: [{
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(scenario.gzip ? { 'content-encoding': 'gzip' } : {}) },
         setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
         onResponse: (status) => {
           statusCodes[status] = (statusCodes[status] ?? 0) + 1;
@@ -152,15 +148,31 @@ try {
   const results = [];
   for (const replicas of replicaCounts) {
     for (const scenario of chosen) {
-      const result = await runScenario(scenario, target, replicas);
-      console.log(`${process.stdout.isTTY ? '\r' : ''}  ${result.scenario}: ${result.seconds} s${' '.repeat(30)}`);
-      results.push({ ...result, ratioToStore: round(result.uniquePerSecond / baseline.eventsPerSecond, 2) });
+      const name = `${scenario.name}-x${replicas}`;
+      if (scenario.prefill) {
+        const rate = await target.fill(name, scenario.prefill, scenario.idKind, (done) => {
+          if (process.stdout.isTTY) process.stdout.write(`\r  pre-filling ${done.toLocaleString('en')} / ${scenario.prefill!.toLocaleString('en')}   `);
+        });
+        process.stdout.write(`(${rate}/s) `);
+      }
+      const result = await runScenario(scenario, name, replicas, () => target.deploy(name, replicas));
+      // The same bodies and client against plain node:http with a Set: the ceiling of this machine, this run.
+      const ceiling = await runScenario(scenario, name, 1, deployCeiling);
+      console.log(`${process.stdout.isTTY ? '\r' : ''}  ${result.scenario}: ${result.seconds} s (ceiling ${ceiling.seconds} s)${' '.repeat(30)}`);
+      results.push({
+        ...result,
+        ratioToStore: round(result.uniquePerSecond / baseline.eventsPerSecond, 2),
+        ceiling: { eventsPerSecond: ceiling.eventsPerSecond, seconds: ceiling.seconds, latencyMs: ceiling.latencyMs },
+        ratioToCeiling: round(result.eventsPerSecond / ceiling.eventsPerSecond, 2),
+        p99ToCeiling: round(result.latencyMs.p99 / Math.max(1, ceiling.latencyMs.p99), 2),
+      });
     }
   }
   console.table(results.map((r) => ({
     scenario: r.scenario, s: r.seconds, 'events/s': r.eventsPerSecond, 'unique/s': r.uniquePerSecond, 'req/s': r.requestsPerSecond,
     'p50 ms': r.latencyMs.p50, 'p99 ms': r.latencyMs.p99, 'max ms': r.latencyMs.max, '/stats p99': r.statsLatencyMs.p99,
-    [`× ${target.store}`]: r.ratioToStore, correct: r.correct, codes: JSON.stringify(r.statusCodes),
+    [`× ${target.store}`]: r.ratioToStore, '× ceiling': r.ratioToCeiling, 'p99 × ceiling': r.p99ToCeiling,
+    correct: r.correct, codes: JSON.stringify(r.statusCodes),
   })));
   for (const r of results) if ('readLatencyMs' in r) console.log(`${r.scenario}: reads p50 ${r.readLatencyMs!.p50} ms, p99 ${r.readLatencyMs!.p99} ms`);
 

@@ -12,6 +12,8 @@ export interface Scenario {
   readers?: boolean;
   /** Events stored directly before the server starts, to see the rate on a grown store. */
   prefill?: number;
+  /** Bodies sent with Content-Encoding: gzip (compressed before the clock starts, as a publisher would). */
+  gzip?: boolean;
   /** Left out of the default run (too slow for it); run by naming it. */
   optIn?: boolean;
 }
@@ -27,6 +29,7 @@ export const SCENARIOS: Scenario[] = [
   ...variants({ name: 'single', description: 'single-event POSTs, 64 connections', requests: 40_000, eventsPerRequest: 1, connections: 64 }),
   ...variants({ name: 'batch100', description: 'batches of 100, 16 connections', requests: 3_000, eventsPerRequest: 100, connections: 16 }),
   ...variants({ name: 'batch1000', description: 'batches of 1,000, 4 connections', requests: 300, eventsPerRequest: 1_000, connections: 4 }),
+  { name: 'batch1000-gzip', description: 'batches of 1,000 sent gzip-compressed, 4 connections, random ids', requests: 300, eventsPerRequest: 1_000, connections: 4, idKind: 'v4', gzip: true },
   { name: 'queued', description: 'batches of 100 with ?ack=queued, 8 connections', requests: 3_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', query: '?ack=queued' },
   { name: 'mixed', description: 'batches of 100, 8 connections, while 2 readers poll /events and /stats', requests: 2_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', readers: true },
   { name: 'batch1000-5m', description: 'batch1000 on a store pre-filled with 5,000,000 events', requests: 300, eventsPerRequest: 1_000, connections: 4, idKind: 'v4', prefill: 5_000_000, optIn: true },

@@ -2,10 +2,12 @@
 import { parseArgs } from 'node:util';
 import { EventSource, type IdKind } from './publisher/event-source.js';
 import { runPublisher, type PublisherReport } from './publisher/publisher.js';
+import { runSubscriber } from './subscriber/subscriber.js';
 
 const USAGE = `usage:
   pubsub-aggregator serve [server flags, see --help of serve]
   pubsub-aggregator publish [options]
+  pubsub-aggregator subscribe [options]
 
 publish options:
   --url URL            aggregator base URL; repeat or comma-separate for several (default http://127.0.0.1:8080)
@@ -20,7 +22,15 @@ publish options:
   --timeout-ms N       per-request timeout (default 10000)
   --max-attempts N     tries per request before giving up (default 20)
   --token T            bearer token (default: $AUTH_TOKEN)
-  --quiet              no progress bar`;
+  --gzip               send bodies with Content-Encoding: gzip
+  --quiet              no progress bar
+
+subscribe options (prints each event as one line of JSON; reconnects and resumes by itself):
+  --url URL            aggregator base URL (default http://127.0.0.1:8080)
+  --topic T            only this topic; repeat for several (default: all)
+  --from F             earliest | latest | <seq> | <RFC 3339 time> (default latest: only new events)
+  --consumer NAME      start from this durable consumer's committed position (over its topics)
+  --token T            bearer token (default: $AUTH_READ_TOKEN or $AUTH_TOKEN)`;
 
 async function publish(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -30,7 +40,7 @@ async function publish(args: string[]): Promise<void> {
       url: { type: 'string', multiple: true }, events: { type: 'string' }, duration: { type: 'string' },
       rate: { type: 'string' }, duplicates: { type: 'string' }, batch: { type: 'string' }, topics: { type: 'string' },
       ids: { type: 'string' }, concurrency: { type: 'string' }, 'timeout-ms': { type: 'string' },
-      'max-attempts': { type: 'string' }, token: { type: 'string' }, quiet: { type: 'boolean' },
+      'max-attempts': { type: 'string' }, token: { type: 'string' }, quiet: { type: 'boolean' }, gzip: { type: 'boolean' },
     },
   });
   const number = (raw: string | undefined, fallback: number, name: string, min = 0, max = Infinity): number => {
@@ -61,6 +71,7 @@ async function publish(args: string[]): Promise<void> {
       timeoutMs: number(values['timeout-ms'], 10_000, 'timeout-ms', 1),
       maxAttempts: number(values['max-attempts'], 20, 'max-attempts', 1),
       ...(token ? { token } : {}),
+      gzip: values.gzip ?? false,
     },
     (r) => showProgress && process.stderr.write(`\r${progressLine(r, events, durationSeconds)}`),
   );
@@ -69,6 +80,31 @@ async function publish(args: string[]): Promise<void> {
     unique: source.uniqueCount, duplicates: source.duplicateCount,
   } }));
   if (report.failed > 0) process.exitCode = 1;
+}
+
+async function subscribe(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      url: { type: 'string' }, topic: { type: 'string', multiple: true }, from: { type: 'string' },
+      consumer: { type: 'string' }, token: { type: 'string' },
+    },
+  });
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+  await runSubscriber({
+    url: values.url ?? 'http://127.0.0.1:8080',
+    topics: values.topic ?? [],
+    from: values.from ?? 'latest',
+    consumer: values.consumer,
+    token: values.token ?? process.env.AUTH_READ_TOKEN ?? process.env.AUTH_TOKEN,
+    signal: stop.signal,
+  }, {
+    event: (json) => process.stdout.write(`${json}\n`),
+    gap: (json) => process.stderr.write(`gap: older events were purged: ${json}\n`),
+    reconnecting: (reason, delayMs) => process.stderr.write(`disconnected (${reason}); reconnecting in ${Math.round(delayMs)} ms\n`),
+  });
 }
 
 function progressLine(r: PublisherReport, events: number | undefined, duration: number | undefined): string {
@@ -85,6 +121,13 @@ if (command === 'publish' && rest.includes('--help')) {
 } else if (command === 'publish') {
   await publish(rest).catch((error: Error) => {
     console.error(`publish: ${error.message}\n\n${USAGE}`);
+    process.exit(2);
+  });
+} else if (command === 'subscribe' && rest.includes('--help')) {
+  console.log(USAGE);
+} else if (command === 'subscribe') {
+  await subscribe(rest).catch((error: Error) => {
+    console.error(`subscribe: ${error.message}`);
     process.exit(2);
   });
 } else if (command === 'serve') {

@@ -46,3 +46,30 @@ t.test('the dashboard shows live counts and topics as events arrive', async (t) 
   t.ok(perSecond >= 1 && perSecond <= 50, `the 25 new events per refresh interval (${rateText})`);
   if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT });
 });
+
+t.test('the dashboard follows a chosen topic live over EventSource, newest first, as text', async (t) => {
+  if (!requires(t, existsSync(CHROMIUM), `Chromium at ${CHROMIUM}`)) return;
+  const agg = await startAggregator(t);
+  const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  const waitFor = (expression: string) => page.waitForFunction(expression, null, { timeout: 10_000 });
+  await page.goto(`${url}/`);
+  await waitFor(`document.getElementById('status').textContent === 'ready'`);
+  await page.fill('#tail-topic', 'audit <i>x</i>');
+  await page.click('#tail-button');
+  await waitFor(`document.getElementById('tail-status').textContent === 'following audit <i>x</i>'`);
+
+  const followed = Array.from({ length: 3 }, (_, i) => makeEvent({ topic: 'audit <i>x</i>', payload: { n: i } }));
+  await agg.publish([followed[0]!, makeEvent({ topic: 'other' }), followed[1]!]);
+  await agg.publish(followed[2]!);
+  await waitFor(`document.querySelectorAll('#tail tr').length === 3`);
+  const rows = await page.locator('#tail tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  t.same(rows.map((cells) => [cells[1], cells[2], cells[4]]), [...followed].reverse().map((e) => [e.topic, e.event_id, JSON.stringify(e.payload)]),
+    'only the followed topic, newest first, names as text');
+  const seqs = rows.map((cells) => Number(cells[0]));
+  t.ok(seqs[0]! > seqs[1]! && seqs[1]! > seqs[2]!, `seqs descend (${seqs.join(', ')})`);
+  await page.click('#tail-button');
+  t.equal(await page.locator('#tail-status').textContent(), 'not following');
+});

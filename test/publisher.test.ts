@@ -73,3 +73,14 @@ t.test('the topic cap (429 TOPIC_LIMIT) is not retried: waiting does not lift it
   const report = await runPublisher(source, { ...options, urls: [url], events: 2, batchSize: 2, concurrency: 1 });
   t.match(report, { acked: 0, failed: 2, retries: 0, statusCodes: { 429: 1 } });
 });
+
+t.test('the publisher sends gzip bodies with --gzip, acknowledged like plain ones', async (t) => {
+  const agg = await startAggregator(t);
+  let gzipped = 0;
+  agg.app.addHook('onRequest', async (request) => void (request.headers['content-encoding'] === 'gzip' && gzipped++));
+  const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const source = new EventSource({ duplicateRatio: 0.2, topics: 2, idKind: 'v4' });
+  const report = await runPublisher(source, { ...options, urls: [url], events: 500, batchSize: 50, concurrency: 2, gzip: true });
+  t.match(report, { acked: 500, failed: 0, unique: source.uniqueCount });
+  t.equal(gzipped, report.requests, 'every request was gzip');
+});

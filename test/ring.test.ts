@@ -155,3 +155,30 @@ t.test('a real worker thread receives random-size records intact, complete and i
   t.ok(refusals > 0, 'the small ring filled up and refused writes along the way');
   t.equal(producer.depth(), 0);
 });
+
+t.test('a sleeping consumer is woken by the next commit, and one that is busy gets no notify but sees the record', async (t) => {
+  const buffer = createRingBuffer(1024);
+  const producer = new RingProducer(buffer);
+  const consumer = new RingConsumer(buffer);
+  const publish = () => {
+    producer.begin();
+    producer.data.writeUInt32LE(7, producer.reserve(4));
+    producer.commit();
+  };
+  const slowest = { sleeping: 0, busy: 0 };
+  for (let i = 0; i < 200; i++) {
+    const sleeping = i % 2 === 0;
+    const started = performance.now();
+    // Asleep: the wait starts first and the commit must wake it. Busy: the commit comes first (no notify
+    // is sent, nobody sleeps) and the next wait must return at once. A lost wake-up would cost the timeout.
+    if (!sleeping) publish();
+    const woken = consumer.waitForData(10_000);
+    if (sleeping) setImmediate(publish);
+    await woken;
+    const ms = performance.now() - started;
+    slowest[sleeping ? 'sleeping' : 'busy'] = Math.max(slowest[sleeping ? 'sleeping' : 'busy'], ms);
+    t.ok(consumer.next(), 'the record is there');
+    consumer.release();
+  }
+  t.ok(slowest.sleeping < 1_000 && slowest.busy < 1_000, `every wait ended with its record, not the 10 s timeout (${JSON.stringify(slowest)})`);
+});

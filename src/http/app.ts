@@ -5,6 +5,7 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
 import type { CommitSignal } from '../subscribe/commit-signal.js';
 import { accessControl } from './auth.js';
+import { registerContentEncoding } from './content-encoding.js';
 import { ApiError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
@@ -49,6 +50,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
     routerOptions: { maxParamLength: 1024 },
   });
 
+  registerContentEncoding(app, config.bodyLimit);
   registerJsonBodyParser(app);
   registerOpenApi(app, VERSION);
   app.setErrorHandler(replyWithError);

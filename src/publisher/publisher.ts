@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { PublishedEvent } from '../event.js';
 import { parseRetryAfter, retryDelayMs } from './backoff.js';
 import type { EventSource } from './event-source.js';
@@ -17,6 +19,8 @@ export interface PublisherOptions {
   timeoutMs: number;
   maxAttempts: number;
   token?: string;
+  /** Send bodies with Content-Encoding: gzip. */
+  gzip?: boolean;
 }
 
 export interface PublisherReport {
@@ -30,6 +34,8 @@ export interface PublisherReport {
   seconds: number;
   statusCodes: Record<string, number>;
 }
+
+const gzipAsync = promisify(gzip);
 
 /** A request failure worth retrying: the event may or may not have been stored, and a retry is safe. */
 class Retryable extends Error {
@@ -60,6 +66,7 @@ export async function runPublisher(
 
   const send = async (batch: PublishedEvent[]) => {
     const url = options.urls[nextUrl++ % options.urls.length]!;
+    const json = JSON.stringify(batch);
     report.requests++;
     let res: Response;
     try {
@@ -67,9 +74,10 @@ export async function runPublisher(
         method: 'POST',
         headers: {
           'content-type': 'application/json',
+          ...(options.gzip ? { 'content-encoding': 'gzip' } : {}),
           ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
         },
-        body: JSON.stringify(batch),
+        body: options.gzip ? await gzipAsync(json) : json,
         signal: AbortSignal.timeout(options.timeoutMs),
       });
     } catch (error) {

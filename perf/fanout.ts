@@ -1,0 +1,217 @@
+/*
+ * node dist/perf/fanout.js [--subscribers 10,100,1000] [--batches 300] [--stalled 1000] [--stalled-events 1000000]
+ *                          [--catch-up 1000000] [--replicas-subscribers 100]
+ *
+ * The subscribe side under load, on SQLite. For each subscriber count N: publish `--batches` batches of 100
+ * (4 connections) once with no subscribers, then again with N caught-up subscribers of /events/stream, and
+ * report the publish rate of both runs (same run, same server), deliveries per second to the subscribers,
+ * and commit → subscriber latency (a publish's 200 arrives once its batch is committed; a probe subscriber
+ * notes when the batch's last event reaches it). Then `--stalled` subscribers that never read while
+ * `--stalled-events` events are published: the server's RSS growth. Then one subscriber from after=0 over
+ * `--catch-up` stored events: its catch-up rate. Last, two replicas on one PostgreSQL (a throwaway cluster):
+ * `--replicas-subscribers` subscribers on replica A while batches are published through replica B, for
+ * commit → subscriber latency across replicas (woken by NOTIFY, bounded by the commit horizon).
+ */
+import { request, type ClientRequest } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EventSource } from '../src/publisher/event-source.js';
+import { SseParser } from '../src/subscriber/sse-parser.js';
+import { startCluster } from '../scripts/pg-cluster.js';
+import { postgresTarget, sqliteTarget } from './deployments.js';
+import { startServer, type PerfServer } from './server.js';
+
+const { values } = parseArgs({
+  options: {
+    subscribers: { type: 'string', default: '10,100,1000' },
+    batches: { type: 'string', default: '300' },
+    stalled: { type: 'string', default: '1000' },
+    'stalled-events': { type: 'string', default: '1000000' },
+    'catch-up': { type: 'string', default: '1000000' },
+    'replicas-subscribers': { type: 'string', default: '100' },
+  },
+});
+const BATCH = 100;
+const CONNECTIONS = 4;
+const FRAME_END = Buffer.from('\nevent: event\n');
+
+/** A subscriber that only counts the events it receives (cheap, so the load generator stays light). */
+function countingSubscriber(url: string, counts: { events: number }, query = ''): Promise<ClientRequest> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`/events/stream answered ${res.statusCode}`));
+      let tail = Buffer.alloc(0);
+      res.on('data', (chunk: Buffer) => {
+        // A frame marker may straddle two chunks: search the previous chunk's tail too, counting each once.
+        const text = Buffer.concat([tail, chunk]);
+        for (let at = text.indexOf(FRAME_END); at >= 0; at = text.indexOf(FRAME_END, at + 1)) {
+          if (at + FRAME_END.length > tail.length) counts.events++;
+        }
+        tail = text.subarray(Math.max(0, text.length - FRAME_END.length + 1));
+      });
+      resolve(req);
+    });
+    req.on('error', reject).end();
+  });
+}
+
+/** A subscriber that never reads: its socket stays paused from the first byte on. */
+function stalledSubscriber(url: string): Promise<ClientRequest> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/events/stream`, { headers: { accept: 'text/event-stream' } }, (res) => {
+      res.pause();
+      resolve(req);
+    });
+    req.on('error', reject).end();
+  });
+}
+
+/** The probe: parses the stream and notes when each event id arrives. */
+function probeSubscriber(url: string, arrivals: Map<string, number>): Promise<ClientRequest> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/events/stream`, { headers: { accept: 'text/event-stream' } }, (res) => {
+      const parser = new SseParser();
+      res.setEncoding('utf8').on('data', (chunk: string) => {
+        const now = performance.now();
+        for (const message of parser.feed(chunk)) {
+          if (message.event === 'event') arrivals.set((JSON.parse(message.data) as { event_id: string }).event_id, now);
+        }
+      });
+      resolve(req);
+    });
+    req.on('error', reject).end();
+  });
+}
+
+/** Publishes `batches` batches of 100 over 4 connections; returns the rate and each batch's last id and ack time. */
+async function publishBatches(url: string, batches: number): Promise<{ eventsPerSecond: number; acked: Map<string, number> }> {
+  const source = new EventSource({ duplicateRatio: 0, topics: 16, idKind: 'v4', source: 'perf' });
+  const bodies = Array.from({ length: batches }, () => source.batch(BATCH));
+  const acked = new Map<string, number>();
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
+    for (let i = next++; i < batches; i = next++) {
+      const res = await fetch(`${url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[i]) });
+      if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${await res.text()}`);
+      await res.arrayBuffer();
+      acked.set(bodies[i]!.at(-1)!.event_id, performance.now());
+    }
+  }));
+  return { eventsPerSecond: (batches * BATCH) / ((performance.now() - started) / 1000), acked };
+}
+
+const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  for (const deadline = performance.now() + ms; !(await condition()); await new Promise((resolve) => setTimeout(resolve, 20))) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+async function subscribers(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/stats`)).json()) as { subscribers: number }).subscribers;
+}
+
+async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'aggregator-fanout-'));
+  const server = await startServer({ STORE: 'sqlite', DB_PATH: join(dir, 'aggregator.db'), MAX_SUBSCRIBERS: '100000' });
+  try {
+    return await run(server);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** N subscribers on `subscribeUrl` while batches are published through `publishUrl` (the same server, or another replica). */
+async function fanout(count: number, batches: number, subscribeUrl: string, publishUrl: string) {
+  const alone = await publishBatches(publishUrl, batches);
+  const counts = { events: 0 };
+  const arrivals = new Map<string, number>();
+  const open = [await probeSubscriber(subscribeUrl, arrivals)];
+  for (let i = 0; i < count; i++) open.push(await countingSubscriber(subscribeUrl, counts));
+  await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
+  const started = performance.now();
+  const published = await publishBatches(publishUrl, batches);
+  const expected = count * batches * BATCH;
+  await until(() => counts.events >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`);
+  const seconds = (performance.now() - started) / 1000;
+  const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
+  for (const req of open) req.destroy();
+  return {
+    subscribers: count,
+    'publish ev/s alone': Math.round(alone.eventsPerSecond),
+    'publish ev/s with subs': Math.round(published.eventsPerSecond),
+    '× alone': +(published.eventsPerSecond / alone.eventsPerSecond).toFixed(2),
+    'deliveries/s': Math.round(counts.events / seconds),
+    'commit→sub p50 ms': +percentile(latencies, 0.5).toFixed(1),
+    'commit→sub p99 ms': +percentile(latencies, 0.99).toFixed(1),
+  };
+}
+
+async function stalled(count: number, events: number) {
+  return withServer(async (server) => {
+    const open: ClientRequest[] = [];
+    for (let i = 0; i < count; i++) open.push(await stalledSubscriber(server.url));
+    const before = server.rssBytes();
+    const { eventsPerSecond } = await publishBatches(server.url, Math.ceil(events / BATCH));
+    const after = server.rssBytes();
+    for (const req of open) req.destroy();
+    return {
+      'stalled subscribers': count, events, 'publish ev/s': Math.round(eventsPerSecond),
+      'RSS before MiB': +(before / 2 ** 20).toFixed(1), 'RSS after MiB': +(after / 2 ** 20).toFixed(1),
+      'growth MiB': +((after - before) / 2 ** 20).toFixed(1),
+    };
+  });
+}
+
+/** One subscriber from after=0 over `events` stored events (committed straight into the store first). */
+async function catchUp(events: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'aggregator-catch-up-'));
+  const target = sqliteTarget(dir);
+  try {
+    await target.fill('catch-up', events, 'v4');
+    const deployment = await target.deploy('catch-up', 1);
+    try {
+      const counts = { events: 0 };
+      const started = performance.now();
+      const req = await countingSubscriber(deployment.urls[0]!, counts, '?after=0');
+      await until(() => counts.events >= events, `${events} events caught up`, 600_000);
+      const seconds = (performance.now() - started) / 1000;
+      req.destroy();
+      return { 'stored events': events, seconds: +seconds.toFixed(2), 'catch-up events/s': Math.round(events / seconds) };
+    } finally {
+      await deployment.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Subscribers on replica A, publishing through replica B, on one throwaway PostgreSQL. */
+async function acrossReplicas(count: number, batches: number) {
+  const cluster = await startCluster();
+  try {
+    const deployment = await postgresTarget(cluster.url).deploy('fanout', 2);
+    try {
+      const [a, b] = deployment.urls as [string, string];
+      return { store: 'postgres, subscribe on A, publish on B', ...(await fanout(count, batches, a, b)) };
+    } finally {
+      await deployment.stop();
+    }
+  } finally {
+    await cluster.remove();
+  }
+}
+
+const rows = [];
+for (const count of values.subscribers!.split(',').map(Number)) {
+  rows.push(await withServer(async (server) => ({ store: 'sqlite', ...(await fanout(count, Number(values.batches), server.url, server.url)) })));
+}
+if (Number(values['replicas-subscribers']) > 0) rows.push(await acrossReplicas(Number(values['replicas-subscribers']), Number(values.batches)));
+console.table(rows);
+if (Number(values.stalled) > 0) console.table([await stalled(Number(values.stalled), Number(values['stalled-events']))]);
+if (Number(values['catch-up']) > 0) console.table([await catchUp(Number(values['catch-up']))]);
