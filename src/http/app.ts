@@ -17,6 +17,8 @@ import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
 import { statsRoutes } from './routes/stats.js';
+import { streamRoutes } from './routes/stream.js';
+import { SubscriberHub } from '../subscribe/hub.js';
 import { topicsRoutes } from './routes/topics.js';
 
 export interface AppDeps {
@@ -28,7 +30,13 @@ export interface AppDeps {
   commits: CommitSignal;
 }
 
-export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyInstance {
+/*
+ * Stream reads: small pages (a stalled subscriber holds at most one, beside its socket's buffer), and a live
+ * subscriber may leave this much untaken before it drops to reading at its own pace.
+ */
+const STREAM_LIMITS = { pageLimit: 1_000, pageBytes: 256 * 1024, maxLiveBuffered: 64 * 1024, keepAliveMs: 15_000 };
+
+export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
@@ -59,11 +67,14 @@ export function buildApp({ config, log, pipeline, reader }: AppDeps): FastifyIns
   const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, readOptions);
+  const hub = new SubscriberHub(reader, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs }, log);
+  app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
-  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId });
+  const subscribers = () => hub.size;
+  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId, subscribers });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, rejections, config);
+  const metrics = new Metrics(pipeline, rejections, config, subscribers);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });
   return app;

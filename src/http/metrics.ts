@@ -16,7 +16,7 @@ export class Metrics {
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
-  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config) {
+  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config, subscribers: () => number) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
     registry.setDefaultLabels({ replica: config.replicaId });
@@ -60,6 +60,7 @@ export class Metrics {
     gauge('aggregator_ring_capacity_bytes', 'Size of the ring.', () => stats().ringCapacityBytes);
     gauge('aggregator_pending_acks', 'Publish requests waiting for their commit.', () => stats().pendingAcks);
     gauge('aggregator_topics', 'Topics with stored events.', () => stats().topicCount);
+    gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', subscribers);
     if (config.store === 'sqlite') {
       gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
         ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));

@@ -1,4 +1,4 @@
-import type { EventPageQuery, TopicPageQuery } from './store.js';
+import type { EventPageQuery, StreamPage, StreamPageQuery, TopicPageQuery } from './store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -16,11 +16,16 @@ export interface ReaderWorkerData {
 
 export type ReadRequest =
   | { id: number; kind: 'events'; query: EventPageQuery }
-  | { id: number; kind: 'topics'; query: TopicPageQuery };
+  | { id: number; kind: 'topics'; query: TopicPageQuery }
+  | { id: number; kind: 'stream'; query: StreamPageQuery }
+  | { id: number; kind: 'start'; since: string | undefined };
 
 export type ReaderMessage =
   | { type: 'ready' }
   /** The page as the UTF-8 bytes of a JSON array. */
   | { type: 'page'; id: number; body: ArrayBuffer }
+  /** A stream page; its typed arrays' buffers are transferred. */
+  | { type: 'stream'; id: number; page: StreamPage }
+  | { type: 'start'; id: number; after: number }
   /** The read failed; `code` is SQLite's (SQLITE_IOERR, …), for the log. */
   | { type: 'failed'; id: number; message: string; code: string };

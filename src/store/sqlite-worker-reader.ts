@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { ReadGate } from './read-gate.js';
 import { READER_WORKER_ENTRY, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type TopicPageQuery } from './store.js';
+import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery } from './store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
@@ -10,7 +10,9 @@ const MAX_WAIT_MS = 5_000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
 
-type Request = { kind: 'events'; query: EventPageQuery } | { kind: 'topics'; query: TopicPageQuery };
+type Request = DistributiveOmit<ReadRequest, 'id'>;
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+type Answer = Exclude<ReaderMessage, { type: 'ready' } | { type: 'failed' }>;
 
 /**
  * /events and /topics on SQLite, served by the reader worker (workers/reader.ts) so that reads never run
@@ -20,7 +22,7 @@ type Request = { kind: 'events'; query: EventPageQuery } | { kind: 'topics'; que
  */
 export class SqliteWorkerReader implements EventReader {
   private worker: Worker | undefined;
-  private readonly inFlight = new Map<number, { resolve: (page: Uint8Array) => void; reject: (error: Error) => void }>();
+  private readonly inFlight = new Map<number, { resolve: (answer: Answer) => void; reject: (error: Error) => void }>();
   private readonly gate = new ReadGate({ slots: 1, maxQueued: SQLITE_MAX_QUEUED_READS, maxWaitMs: MAX_WAIT_MS });
   private nextId = 1;
   private restartDelay = RESTART_MIN_MS;
@@ -36,12 +38,24 @@ export class SqliteWorkerReader implements EventReader {
     return reader;
   }
 
-  page(query: EventPageQuery): Promise<Uint8Array> {
-    return this.read({ kind: 'events', query });
+  async page(query: EventPageQuery): Promise<Uint8Array> {
+    return body(await this.read({ kind: 'events', query }));
   }
 
-  topics(query: TopicPageQuery): Promise<Uint8Array> {
-    return this.read({ kind: 'topics', query });
+  async topics(query: TopicPageQuery): Promise<Uint8Array> {
+    return body(await this.read({ kind: 'topics', query }));
+  }
+
+  async streamPage(query: StreamPageQuery): Promise<StreamPage> {
+    const answer = await this.read({ kind: 'stream', query });
+    if (answer.type !== 'stream') throw new Error(`the reader worker answered ${answer.type} to a stream read`);
+    return answer.page;
+  }
+
+  async startAfter(since: string | undefined): Promise<number> {
+    const answer = await this.read({ kind: 'start', since });
+    if (answer.type !== 'start') throw new Error(`the reader worker answered ${answer.type} to a start read`);
+    return answer.after;
   }
 
   async close(): Promise<void> {
@@ -50,7 +64,7 @@ export class SqliteWorkerReader implements EventReader {
     await this.worker?.terminate();
   }
 
-  private read(request: Request): Promise<Uint8Array> {
+  private read(request: Request): Promise<Answer> {
     return this.gate.run(() => new Promise((resolve, reject) => {
       if (!this.worker) {
         reject(new StoreError('the reader worker is restarting', 'READER_RESTARTING'));
@@ -58,7 +72,7 @@ export class SqliteWorkerReader implements EventReader {
       }
       const id = this.nextId++;
       this.inFlight.set(id, { resolve, reject });
-      this.worker.postMessage({ id, ...request } satisfies ReadRequest);
+      this.worker.postMessage({ id, ...request } as ReadRequest);
     }));
   }
 
@@ -86,8 +100,8 @@ export class SqliteWorkerReader implements EventReader {
     if (message.type === 'ready') return;
     const waiter = this.inFlight.get(message.id);
     this.inFlight.delete(message.id);
-    if (message.type === 'page') waiter?.resolve(new Uint8Array(message.body));
-    else waiter?.reject(new StoreError(`the read failed: ${message.message}`, message.code));
+    if (message.type === 'failed') waiter?.reject(new StoreError(`the read failed: ${message.message}`, message.code));
+    else waiter?.resolve(message);
   }
 
   private exited(code: number): void {
@@ -105,4 +119,9 @@ export class SqliteWorkerReader implements EventReader {
     }, this.restartDelay);
     this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);
   }
+}
+
+function body(answer: Answer): Uint8Array {
+  if (answer.type !== 'page') throw new Error(`the reader worker answered ${answer.type} to a page read`);
+  return new Uint8Array(answer.body);
 }

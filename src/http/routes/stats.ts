@@ -7,6 +7,8 @@ interface StatsOptions {
   rejections: RejectionCounters;
   startedAt: number;
   replicaId: string;
+  /** Open /events/stream connections on this replica. */
+  subscribers: () => number;
 }
 
 /** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
@@ -22,7 +24,7 @@ export function formatUptime(totalSeconds: number): string {
 }
 
 /** GET /stats: answered from the consumer's latest snapshot and the ring's counters, never from disk. */
-export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId }) => {
+export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId, subscribers }) => {
   app.get('/stats', async () => {
     const stats = pipeline.stats();
     const top = pipeline.topTopics();
@@ -52,6 +54,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipel
         last_batch_size: stats.consumer.lastBatchSize,
         last_commit_ms: stats.consumer.lastCommitMs,
       },
+      subscribers: subscribers(),
       rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
       // The figures above are store-wide (all replicas sharing a PostgreSQL store); these are this one's.
       replica: { id: replicaId, received: stats.replicaReceived, queue_depth: stats.queueDepth, uptime_seconds: uptimeSeconds },
