@@ -1,0 +1,97 @@
+import { request, type IncomingMessage } from 'node:http';
+import { eventually } from './eventually.js';
+
+export interface SseEvent {
+  id: string | undefined;
+  event: string;
+  data: string;
+}
+
+/** A Server-Sent Events client over a real socket: parses frames, records ids, can stop reading. */
+export interface SseStream {
+  status: number;
+  headers: IncomingMessage['headers'];
+  /** The body of a non-200 answer, parsed. */
+  error: any;
+  events: SseEvent[];
+  /** The seqs of every `event: event`, in arrival order. */
+  ids: number[];
+  comments: string[];
+  retry: number | undefined;
+  /** Resolves when the server ended or cut the stream. */
+  ended: Promise<void>;
+  /** Stops taking bytes from the socket (the server's writes back up); `resume` takes them again. */
+  pause(): void;
+  resume(): void;
+  close(): void;
+  /** Waits until `count` events arrived. */
+  waitFor(count: number, timeout?: number): Promise<void>;
+}
+
+/** Opens `GET <url><path>`; resolves once the answer's headers arrived. */
+export function openStream(url: string, path: string, headers: Record<string, string> = {}): Promise<SseStream> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+      const stream: SseStream = {
+        status: res.statusCode!,
+        headers: res.headers,
+        error: undefined,
+        events: [],
+        ids: [],
+        comments: [],
+        retry: undefined,
+        ended: new Promise((done) => res.once('close', done)),
+        pause: () => res.pause(),
+        resume: () => res.resume(),
+        close: () => req.destroy(),
+        waitFor: (count, timeout = 10_000) => eventually(() => stream.events.length, {
+          what: `${count} stream events (have ${stream.events.length})`, timeout, interval: 5, until: (n) => n >= count,
+        }).then(() => undefined),
+      };
+      res.setEncoding('utf8');
+      if (stream.status !== 200) {
+        let text = '';
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          stream.error = JSON.parse(text);
+          resolve(stream);
+        });
+        return;
+      }
+      let pending = '';
+      let frame: Partial<SseEvent> & { data?: string } = {};
+      res.on('data', (chunk: string) => {
+        const lines = (pending + chunk).split('\n');
+        pending = lines.pop()!;
+        for (const line of lines) {
+          if (line === '') {
+            if (frame.data !== undefined) {
+              const event = { id: frame.id, event: frame.event ?? 'message', data: frame.data };
+              stream.events.push(event);
+              if (event.event === 'event') stream.ids.push(Number(event.id));
+            }
+            frame = {};
+          } else if (line.startsWith(':')) {
+            stream.comments.push(line.slice(1).trim());
+          } else {
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'id') frame.id = value;
+            else if (field === 'event') frame.event = value;
+            else if (field === 'data') frame.data = frame.data === undefined ? value : `${frame.data}\n${value}`;
+            else if (field === 'retry') stream.retry = Number(value);
+          }
+        }
+      });
+      resolve(stream);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The seqs of `ids` that are not strictly increasing or appear twice: empty when the order is exact. */
+export function orderProblems(ids: readonly number[]): string[] {
+  return ids.flatMap((id, i) => (i > 0 && id <= ids[i - 1]! ? [`${id} after ${ids[i - 1]}`] : []));
+}

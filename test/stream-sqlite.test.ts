@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { streamSuite } from './suites/stream.js';
+
+streamSuite(sqliteStore);
