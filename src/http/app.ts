@@ -67,7 +67,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, readOptions);
-  const hub = new SubscriberHub(reader, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs }, log);
+  const hub = new SubscriberHub(reader, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, maxSubscribers: config.maxSubscribers }, log);
   app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
   const subscribers = () => hub.size;

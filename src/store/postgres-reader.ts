@@ -37,21 +37,21 @@ const PAGE = `
  * readable once the transactions below them end; `horizon - 1` is where an empty page leaves the cursor.
  */
 const STREAM = `
-  WITH horizon AS (SELECT ${SEQ_HORIZON} AS seq),
+  WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable),
   framed AS (
     SELECT seq, topic, 'id: ' || seq || E'\nevent: event\ndata: {"seq":' || seq || ','
              || replace(replace(replace(substr(doc, 2), E'\r\n', E'\n'), E'\r', E'\n'), E'\n', E'\ndata: ') || E'\n\n' AS frame
     FROM events, horizon
-    WHERE events.seq > $1 AND events.seq < horizon.seq AND ($3::text[] IS NULL OR topic = ANY($3))
-    ORDER BY events.seq LIMIT $2
+    WHERE seq > $1 AND seq < horizon.first_unreadable AND ($3::text[] IS NULL OR topic = ANY($3))
+    ORDER BY seq LIMIT $2
   ), sized AS (
     SELECT seq, topic, frame, row_number() OVER w AS n, sum(octet_length(frame)) OVER w AS bytes
     FROM framed WINDOW w AS (ORDER BY seq)
   ), kept AS (SELECT * FROM sized WHERE n = 1 OR bytes <= $4)
   SELECT coalesce(string_agg(frame, '' ORDER BY seq), '') AS frames, coalesce(array_agg(seq ORDER BY seq), '{}') AS seqs,
          coalesce(array_agg(topic ORDER BY seq), '{}') AS topics, coalesce(array_agg(bytes ORDER BY seq), '{}') AS ends,
-         (SELECT seq FROM horizon) - 1 AS visible_end,
-         EXISTS (SELECT 1 FROM events, horizon WHERE events.seq >= horizon.seq) AS pending
+         (SELECT first_unreadable FROM horizon) - 1 AS visible_end,
+         EXISTS (SELECT 1 FROM events, horizon WHERE seq >= horizon.first_unreadable) AS pending
   FROM kept`;
 
 /**
@@ -60,9 +60,9 @@ const STREAM = `
  * readable is still ahead of the cursor.
  */
 const START = `
-  WITH horizon AS (SELECT ${SEQ_HORIZON} AS seq)
-  SELECT coalesce((SELECT min(events.seq) FROM events, horizon WHERE $1::text IS NOT NULL AND received_at >= $1
-                   AND events.seq < horizon.seq), horizon.seq) - 1 AS after
+  WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable)
+  SELECT coalesce((SELECT min(seq) FROM events, horizon WHERE $1::text IS NOT NULL AND received_at >= $1
+                   AND seq < horizon.first_unreadable), horizon.first_unreadable) - 1 AS after
   FROM horizon`;
 
 /** Store-wide counts are the sum of every replica's rows. */

@@ -1,11 +1,19 @@
 import type { Logger } from '../logger.js';
-import type { EventReader, StreamPage } from '../store/store.js';
+import { ReadGate } from '../store/read-gate.js';
+import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
 import { Subscription, type LiveFeed, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
 
 /** How soon to look again when PostgreSQL has committed rows not yet readable (above the commit horizon). */
 const PENDING_RETRY_MS = 10;
 const READ_RETRY_MS = 250;
+/**
+ * Catch-up reads of single subscribers run this many at a time, the rest wait their turn, so that a crowd
+ * of subscribers behind (reconnecting, or slow ones topping up their sockets) leaves the store's readers
+ * to /events and the shared feed.
+ */
+const CATCH_UP_SLOTS = 2;
+const CATCH_UP_MAX_WAIT_MS = 60_000;
 
 /**
  * The subscribers of one server, and the shared live feed of the caught-up ones: at each commit wake-up it
@@ -22,14 +30,16 @@ export class SubscriberHub implements LiveFeed {
   private wokenWhileReading = false;
   private retry: NodeJS.Timeout | undefined;
   private readonly stopListening: () => void;
+  private readonly catchUpGate: ReadGate;
 
   constructor(
     private readonly reader: EventReader,
     commits: CommitSignal,
-    private readonly limits: SubscriptionLimits,
+    private readonly limits: SubscriptionLimits & { maxSubscribers: number },
     private readonly log: Logger,
   ) {
     this.stopListening = commits.listen(() => this.wake());
+    this.catchUpGate = new ReadGate({ slots: CATCH_UP_SLOTS, maxQueued: limits.maxSubscribers, maxWaitMs: CATCH_UP_MAX_WAIT_MS });
   }
 
   /** Open streams, caught up or not. */
@@ -39,7 +49,8 @@ export class SubscriberHub implements LiveFeed {
 
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
   subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
-    const subscription = new Subscription(sink, start.after, start.topics, this, this.reader, this.limits, this.log);
+    const read = (query: StreamPageQuery) => this.catchUpGate.run(() => this.reader.streamPage(query));
+    const subscription = new Subscription(sink, start.after, start.topics, this, read, this.limits, this.log);
     this.subscriptions.add(subscription);
     onClosed(() => {
       subscription.close();

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js';
-import type { EventReader, StreamPage } from '../store/store.js';
+import type { StreamPage, StreamPageQuery } from '../store/store.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -62,7 +62,8 @@ export class Subscription {
     private cursor: number,
     private readonly topics: readonly string[] | undefined,
     private readonly feed: LiveFeed,
-    private readonly reader: EventReader,
+    /** A store read of its own (catch-up). */
+    private readonly read: (query: StreamPageQuery) => Promise<StreamPage>,
     private readonly limits: SubscriptionLimits,
     private readonly log: Logger,
   ) {
@@ -113,7 +114,7 @@ export class Subscription {
       }
       let page: StreamPage;
       try {
-        page = await this.reader.streamPage({
+        page = await this.read({
           topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
         });
       } catch (error) {
