@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
-import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
+import { keyOf, makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { startPublishers } from './helpers/publishers.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 import { openStream, orderProblems } from './helpers/sse.js';
 import { postgresStore } from './helpers/stores.js';
@@ -22,21 +23,11 @@ t.test('a subscriber on replica a, six publishers on a and b: every acked event 
   const url = await freshDatabase();
   const replicas = [await replica(t, url, 'a'), await replica(t, url, 'b')];
   const stream = await openStream(replicas[0]!.url, '/events/stream?after=0');
-  const acked: TestEvent[] = [];
-  let publishing = true;
-  const publishers = Array.from({ length: 6 }, async (_, p) => {
-    const random = prng(p + 1);
-    for (let n = 0; publishing; n++) {
-      const batch = Array.from({ length: 1 + Math.floor(random() * 40) }, () => makeEvent({ topic: `t${p % 3}` }));
-      const res = await replicas[(p + n) % 2]!.publish(batch);
-      if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${JSON.stringify(res.body)}`);
-      acked.push(...batch);
-    }
-  });
+  const publishers = startPublishers(() => replicas);
   await sleep(3_000);
   const duringPublishing = stream.ids.length;
-  publishing = false;
-  await Promise.all(publishers);
+  await publishers.stop();
+  const { acked } = publishers;
   const stored = await readAllEvents((path) => replicas[1]!.get(path));
   await stream.waitFor(stored.length, 20_000);
   await sleep(300);

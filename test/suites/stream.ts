@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { keyOf, makeEvent, type TestEvent } from '../helpers/events.js';
+import { startPublishers } from '../helpers/publishers.js';
 import { eventually } from '../helpers/eventually.js';
 import { readAllEvents, spawnServer, type ServerProcess } from '../helpers/server-process.js';
 import { openStream, orderProblems, type SseStream } from '../helpers/sse.js';
@@ -27,24 +28,6 @@ async function publishAll(server: ServerProcess, events: TestEvent[], perRequest
 
 const events = (count: number, topic = 'orders.eu') => Array.from({ length: count }, () => makeEvent({ topic }));
 const seqsOf = (items: any[]) => items.map((e) => e.seq as number);
-
-/**
- * Publishers that keep publishing (through restarts: a refused or failed publish is retried later) and
- * record what was acknowledged.
- */
-function keepPublishing(target: () => ServerProcess, publishers = 3) {
-  const acked: TestEvent[] = [];
-  let running = true;
-  const done = Promise.all(Array.from({ length: publishers }, async () => {
-    while (running) {
-      const batch = Array.from({ length: 1 + Math.floor(Math.random() * 20) }, () => makeEvent({ topic: `t${acked.length % 3}` }));
-      const res = await target().publish(batch).catch(() => undefined);
-      if (res?.status === 200) acked.push(...batch);
-      else await sleep(50);
-    }
-  }));
-  return { acked, stop: () => { running = false; return done; } };
-}
 
 /** /events/stream on SQLite and PostgreSQL alike: every test here runs on both stores, on spawned servers. */
 export function streamSuite(store: TestStore): void {
@@ -108,7 +91,7 @@ export function streamSuite(store: TestStore): void {
   t.test('resume with Last-Event-ID after a disconnect, a SIGTERM and a kill -9: every acked event once, in order', async (t) => {
     const { start } = await serverOn(t, store);
     let server = await start();
-    const publishing = keepPublishing(() => server);
+    const publishing = startPublishers(() => [server], { count: 3, retry: true });
     const received: number[] = [];
     let stream = await openStream(server.url, '/events/stream?after=0');
     const reconnect = async () => {
@@ -195,9 +178,9 @@ export function streamSuite(store: TestStore): void {
     const server = await (await serverOn(t, store, { REQUEST_TIMEOUT_MS: '1500' })).start();
     const stream = await openStream(server.url, '/events/stream');
     stream.pause();
+    t.equal((await server.get('/stats')).subscribers, 1);
     const payload = 'y'.repeat(4_000);
     for (let i = 0; i < 60; i++) await publishAll(server, Array.from({ length: 100 }, () => makeEvent({ payload: { payload } })));
-    t.equal((await server.get('/stats')).subscribers, 1);
     await eventually(() => server.get('/stats'), { what: 'the server to drop it', timeout: 15_000, until: (s) => s.subscribers === 0 });
     stream.close();
   });
