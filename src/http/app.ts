@@ -31,10 +31,13 @@ export interface AppDeps {
 }
 
 /*
- * Stream reads: small pages (a stalled subscriber holds at most one, beside its socket's buffer), and a live
- * subscriber may leave this much untaken before it drops to reading at its own pace.
+ * Stream reads: catch-up pages large enough for read speed (written out in small copies), the shared feed's
+ * small, since every member that stalls keeps the page it last got; a live subscriber may leave this much
+ * untaken before it drops to reading at its own pace.
  */
-const STREAM_LIMITS = { pageLimit: 1_000, pageBytes: 256 * 1024, maxLiveBuffered: 64 * 1024, keepAliveMs: 15_000 };
+const STREAM_LIMITS = {
+  pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024, keepAliveMs: 15_000,
+};
 
 export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
   const app = Fastify({

@@ -109,7 +109,7 @@ export class SubscriberHub implements LiveFeed {
       let page: StreamPage;
       try {
         page = await this.reader.streamPage({
-          topics: undefined, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
+          topics: undefined, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.livePageBytes,
         });
       } catch (error) {
         this.log.warn({ err: error }, 'the subscribers\' read failed; retrying');

@@ -30,9 +30,10 @@ export interface LiveFeed {
 }
 
 export interface SubscriptionLimits {
-  /** A page of a store read: at most this many events and bytes. */
+  /** A page of a store read: at most this many events and bytes (a catch-up read; the shared feed's are smaller). */
   pageLimit: number;
   pageBytes: number;
+  livePageBytes: number;
   /** Bytes a live subscriber may leave untaken before it leaves the shared feed and reads at its own pace. */
   maxLiveBuffered: number;
   /** A subscriber that takes nothing for this long is disconnected (it resumes with Last-Event-ID). */
@@ -42,6 +43,8 @@ export interface SubscriptionLimits {
 }
 
 const READ_RETRY_MS = 250;
+/** Catch-up writes go out in copies of about this size, so a stalled socket holds one of them, not a page. */
+const CATCH_UP_CHUNK_BYTES = 16 * 1024;
 const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
 
 /**
@@ -123,9 +126,22 @@ export class Subscription {
         continue;
       }
       if (this.closed) return;
-      this.cursor = Math.max(this.cursor, page.end);
-      if (page.seqs.length > 0) this.send(page.frames);
-      else if (this.feed.join(this)) return;
+      if (page.seqs.length > 0) this.sendWhileTaken(page);
+      else if ((this.cursor = Math.max(this.cursor, page.end)) && this.feed.join(this)) return;
+    }
+  }
+
+  /**
+   * Writes the page's frames in chunks until the socket stops taking them, moving the cursor over what was
+   * written: the rest is read again once the client has caught up, so a stalled subscriber holds no page.
+   */
+  private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
+    let from = 0;
+    for (let i = 0; i < seqs.length && !this.sink.needsDrain; i++) {
+      if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
+      this.send(Buffer.from(frames.subarray(from, ends[i]!)));
+      this.cursor = seqs[i]!;
+      from = ends[i]!;
     }
   }
 
