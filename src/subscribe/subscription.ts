@@ -126,8 +126,12 @@ export class Subscription {
         continue;
       }
       if (this.closed) return;
-      if (page.seqs.length > 0) this.sendWhileTaken(page);
-      else if ((this.cursor = Math.max(this.cursor, page.end)) && this.feed.join(this)) return;
+      if (page.seqs.length > 0) {
+        this.sendWhileTaken(page);
+        continue;
+      }
+      this.cursor = Math.max(this.cursor, page.end);
+      if (this.feed.join(this)) return;
     }
   }
 

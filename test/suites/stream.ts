@@ -77,15 +77,19 @@ export function streamSuite(store: TestStore): void {
 
   t.test('two topics in one stream: exactly their events, in seq order', async (t) => {
     const server = await (await serverOn(t, store)).start();
+    const fromEmpty = await openStream(server.url, '/events/stream?after=0');
     const mixed = Array.from({ length: 300 }, (_, i) => makeEvent({ topic: ['a', 'b', 'c'][i % 3]! }));
     await publishAll(server, mixed.slice(0, 150), 7);
     const stream = await openStream(server.url, '/events/stream?after=0&topic=a&topic=c');
     await publishAll(server, mixed.slice(150), 7);
     await stream.waitFor(200);
+    await fromEmpty.waitFor(300);
     await sleep(200);
     stream.close();
+    fromEmpty.close();
     const all = await readAllEvents((path) => server.get(path));
     t.same(stream.ids, seqsOf(all.filter((e) => e.topic !== 'b')));
+    t.same(fromEmpty.ids, seqsOf(all), 'after=0 opened on an empty store: every event');
   });
 
   t.test('resume with Last-Event-ID after a disconnect, a SIGTERM and a kill -9: every acked event once, in order', async (t) => {
