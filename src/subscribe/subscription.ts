@@ -34,7 +34,10 @@ export interface SubscriptionLimits {
   pageLimit: number;
   pageBytes: number;
   livePageBytes: number;
-  /** Bytes a live subscriber may leave untaken before it leaves the shared feed and reads at its own pace. */
+  /**
+   * Bytes a subscriber may leave untaken: past it, a live one leaves the shared feed and reads at its own
+   * pace, and a catch-up write stops.
+   */
   maxLiveBuffered: number;
   /** A subscriber that takes nothing for this long is disconnected (it resumes with Last-Event-ID). */
   stallTimeoutMs: number;
@@ -136,12 +139,13 @@ export class Subscription {
   }
 
   /**
-   * Writes the page's frames in chunks until the socket stops taking them, moving the cursor over what was
-   * written: the rest is read again once the client has caught up, so a stalled subscriber holds no page.
+   * Writes the page's frames in chunks until the bytes the socket has not taken pass the live bound, moving
+   * the cursor over what was written: the rest is read again once the client has taken them, so a stalled
+   * subscriber holds no page.
    */
   private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
     let from = 0;
-    for (let i = 0; i < seqs.length && !this.sink.needsDrain; i++) {
+    for (let i = 0; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
