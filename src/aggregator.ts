@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { openEventReader } from './store/open.js';
+import { listenForCommits, openEventReader } from './store/open.js';
 import { CommitSignal } from './subscribe/commit-signal.js';
 
 export interface Aggregator {
@@ -23,12 +23,15 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
   });
   const commits = new CommitSignal();
   pipeline.on('commit', () => commits.notify());
+  // Other replicas' commits, on a shared store.
+  const stopListening = listenForCommits(config, () => commits.notify(), log);
   const app = buildApp({ config, log, pipeline, reader, commits });
   return {
     app,
     pipeline,
     async close() {
       await app.close();
+      await stopListening();
       await pipeline.stop();
       await reader.close();
     },

@@ -40,6 +40,8 @@ export interface Config {
   requestTimeoutMs: number;
   /** How long an idle keep-alive connection stays open. */
   keepAliveTimeoutMs: number;
+  /** Most open /events/stream connections; one more gets 503 SUBSCRIBER_LIMIT. */
+  maxSubscribers: number;
   /** Shared secret for `Authorization: Bearer …`; empty: no authentication. */
   authToken: string;
   /** A token for the read routes only (AUTH_READS), so a dashboard never holds the publish token. */
@@ -124,6 +126,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   },
   keepAliveTimeoutMs: {
     env: 'KEEP_ALIVE_TIMEOUT_MS', flag: 'keep-alive-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
+  },
+  maxSubscribers: {
+    env: 'MAX_SUBSCRIBERS', flag: 'max-subscribers', defaultValue: '10000', parse: integer(0, 1_000_000),
   },
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },

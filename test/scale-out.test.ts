@@ -3,8 +3,9 @@ import t, { type Test } from 'tap';
 import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
 import type { PublishedEvent } from '../src/event.js';
 import { EventSource } from '../src/publisher/event-source.js';
-import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
+import { keyOf, makeEvent, prng } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { startPublishers } from './helpers/publishers.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 
 /** A replica: a spawned aggregator process on the shared PostgreSQL database. */
@@ -25,17 +26,8 @@ const statsWhen = (server: ServerProcess, done: (stats: any) => boolean): Promis
 t.test('two replicas commit concurrently while a reader follows after=: it sees every event exactly once', async (t) => {
   const url = await freshDatabase();
   const replicas = [await replica(t, url, 'a'), await replica(t, url, 'b')];
-  const acked: TestEvent[] = [];
-  let publishing = true;
-  const publishers = Array.from({ length: 6 }, async (_, p) => {
-    const random = prng(p + 1);
-    for (let n = 0; publishing; n++) {
-      const batch = Array.from({ length: 1 + Math.floor(random() * 40) }, () => makeEvent({ topic: `t${p % 3}` }));
-      const res = await replicas[(p + n) % 2]!.publish(batch);
-      if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${JSON.stringify(res.body)}`);
-      acked.push(...batch);
-    }
-  });
+  const publishers = startPublishers(() => replicas);
+  const { acked } = publishers;
 
   // The reader pages through replica a while both replicas commit, as a consumer of /events would.
   const seen: any[] = [];
@@ -49,8 +41,7 @@ t.test('two replicas commit concurrently while a reader follows after=: it sees 
   const stopAt = Date.now() + 3_000;
   let pages = 0;
   while (Date.now() < stopAt) pages += (await readPage()) > 0 ? 1 : 0;
-  publishing = false;
-  await Promise.all(publishers);
+  await publishers.stop();
   while ((await readPage()) > 0);
 
   const seenKeys = new Set(seen.map(keyOf));

@@ -3,9 +3,9 @@ import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '.
 import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 
 /*
- * The SQLite reader: builds /events and /topics pages and answers consumer reads off the HTTP thread, so
- * a big read never stalls publishers. One request at a time (the HTTP side queues them, bounded); each
- * page leaves as bytes in a transferred buffer.
+ * The SQLite reader: builds /events, /topics and stream pages and answers consumer reads off the HTTP
+ * thread, so a big read never stalls publishers. One request at a time (the HTTP side queues them,
+ * bounded); each page leaves as bytes in transferred buffers.
  */
 
 const config = workerData as ReaderWorkerData;
@@ -31,11 +31,25 @@ function answer(request: ReadRequest): ReadAnswer {
       const page = reader.consumers.page(request.name, request.limit);
       return { type: 'consumer-page', id, page: page && { events: own(page.events), count: page.count, next: page.next } };
     }
+    case 'stream':
+      return { type: 'stream', id, page: reader.streamPage(request.query) };
+    case 'start':
+      return { type: 'start', id, after: reader.startAfter(request.since) };
   }
 }
 
-const transferred = (message: ReadAnswer): ArrayBuffer[] =>
-  message.type === 'page' ? [message.body] : message.type === 'consumer-page' && message.page ? [message.page.events] : [];
+function transferred(message: ReadAnswer): ArrayBuffer[] {
+  switch (message.type) {
+    case 'page':
+      return [message.body];
+    case 'consumer-page':
+      return message.page ? [message.page.events] : [];
+    case 'stream':
+      return [message.page.frames.buffer, message.page.seqs.buffer, message.page.ends.buffer] as ArrayBuffer[];
+    default:
+      return [];
+  }
+}
 
 port.on('message', (request: ReadRequest) => {
   try {

@@ -20,6 +20,8 @@ import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
 import { statsRoutes } from './routes/stats.js';
+import { streamRoutes } from './routes/stream.js';
+import { SubscriberHub } from '../subscribe/hub.js';
 import { topicsRoutes } from './routes/topics.js';
 
 export interface AppDeps {
@@ -30,6 +32,15 @@ export interface AppDeps {
   /** Raised when new events may be readable: wakes subscribers and long-polls. */
   commits: CommitSignal;
 }
+
+/*
+ * Stream reads: catch-up pages large enough for read speed (written out in small copies), the shared feed's
+ * small, since every member that stalls keeps the page it last got; a live subscriber may leave this much
+ * untaken before it drops to reading at its own pace.
+ */
+const STREAM_LIMITS = {
+  pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024, keepAliveMs: 15_000,
+};
 
 export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -65,16 +76,19 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, readOptions);
+  const hub = new SubscriberHub(reader, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, maxSubscribers: config.maxSubscribers }, log);
+  app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
   const lags = new ConsumerLagCache(reader, commits, log);
   app.addHook('onClose', async () => lags.close());
   app.register(consumerRoutes, {
     pipeline, reader, commits, lags, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
   });
-  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId, consumers: lags });
+  const subscribers = () => hub.size;
+  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, rejections, config, lags);
+  const metrics = new Metrics(pipeline, rejections, config, lags, subscribers);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });
   return app;

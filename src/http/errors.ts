@@ -34,6 +34,7 @@ export const ERROR_STATUS = {
   ACK_TIMEOUT: 503,
   SHUTTING_DOWN: 503,
   READERS_BUSY: 503,
+  SUBSCRIBER_LIMIT: 503,
 } as const;
 export type ErrorCode = keyof typeof ERROR_STATUS;
 

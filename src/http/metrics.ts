@@ -17,7 +17,7 @@ export class Metrics {
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
-  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache) {
+  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
     registry.setDefaultLabels({ replica: config.replicaId });
@@ -70,6 +70,7 @@ export class Metrics {
         for (const { name, lag } of consumers.lags()) this.set({ consumer: name }, lag);
       },
     });
+    gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', subscribers);
     if (config.store === 'sqlite') {
       gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
         ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { PostgresCommitListener } from './postgres-commit-listener.js';
 import { PostgresEventReader } from './postgres-reader.js';
 import { MAX_PG_BATCH } from './postgres-schema.js';
 import { PostgresEventStore } from './postgres-store.js';
@@ -46,4 +47,14 @@ export function openEventReader(config: ReaderConfig, log: Logger): Promise<Even
   return config.store === 'postgres'
     ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes))
     : SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
+}
+
+/**
+ * Other writers' commits, on a shared store: `onCommit` is called for each (a wake-up, no data); closed by
+ * the returned function. SQLite has one writer, whose commits the pipeline reports itself.
+ */
+export function listenForCommits(config: ReaderConfig, onCommit: () => void, log: Logger): () => Promise<void> {
+  if (config.store === 'sqlite') return () => Promise.resolve();
+  const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log);
+  return () => listener.close();
 }

@@ -4,7 +4,7 @@ import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type PostgresConsumerRow } from './postgres-consumers.js';
-import type { EventPageQuery, EventReader, TopicPageQuery } from './store.js';
+import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery } from './store.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -58,6 +58,40 @@ const CONSUMER_STATUS = `
   WHERE $1::text IS NULL OR c.name = $1
   ORDER BY c.name`;
 
+/*
+ * A stream page, framed by PostgreSQL (see StreamPage), with the same byte-cap rule. Line breaks in a doc
+ * (JSON whitespace in a payload) start a new `data:` line. `pending`: rows committed at or above the horizon,
+ * readable once the transactions below them end; `horizon - 1` is where an empty page leaves the cursor.
+ */
+const STREAM = `
+  WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable),
+  framed AS (
+    SELECT seq, topic, 'id: ' || seq || E'\nevent: event\ndata: {"seq":' || seq || ','
+             || replace(replace(replace(substr(doc, 2), E'\r\n', E'\n'), E'\r', E'\n'), E'\n', E'\ndata: ') || E'\n\n' AS frame
+    FROM events, horizon
+    WHERE seq > $1 AND seq < horizon.first_unreadable AND ($3::text[] IS NULL OR topic = ANY($3))
+    ORDER BY seq LIMIT $2
+  ), sized AS (
+    SELECT seq, topic, frame, row_number() OVER w AS n, sum(octet_length(frame)) OVER w AS bytes
+    FROM framed WINDOW w AS (ORDER BY seq)
+  ), kept AS (SELECT * FROM sized WHERE n = 1 OR bytes <= $4)
+  SELECT coalesce(string_agg(frame, '' ORDER BY seq), '') AS frames, coalesce(array_agg(seq ORDER BY seq), '{}') AS seqs,
+         coalesce(array_agg(topic ORDER BY seq), '{}') AS topics, coalesce(array_agg(bytes ORDER BY seq), '{}') AS ends,
+         (SELECT first_unreadable FROM horizon) - 1 AS visible_end,
+         EXISTS (SELECT 1 FROM events, horizon WHERE seq >= horizon.first_unreadable) AS pending
+  FROM kept`;
+
+/**
+ * A stream's start: before the first visible event received at or after $1 (through the (received_at, seq)
+ * index: the cost grows with the events received since then), else the horizon, so that every row not yet
+ * readable is still ahead of the cursor.
+ */
+const START = `
+  WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable)
+  SELECT coalesce((SELECT min(seq) FROM events, horizon WHERE $1::text IS NOT NULL AND received_at >= $1
+                   AND seq < horizon.first_unreadable), horizon.first_unreadable) - 1 AS after
+  FROM horizon`;
+
 /** Store-wide counts are the sum of every replica's rows. */
 const TOPICS = `
   SELECT topic, sum(events) AS events FROM topic_counts WHERE topic > $1 GROUP BY topic ORDER BY topic LIMIT $2`;
@@ -77,6 +111,24 @@ export class PostgresEventReader implements EventReader {
   async page({ topic, after, limit }: EventPageQuery): Promise<Uint8Array> {
     const { rows } = await this.query<{ page: string }>(PAGE, [after, limit, topic ?? null, this.maxPageBytes]);
     return Buffer.from(rows[0]!.page);
+  }
+
+  async streamPage({ topics, after, limit, maxBytes }: StreamPageQuery): Promise<StreamPage> {
+    const { rows: [row] } = await this.query<StreamRow>(STREAM, [after, limit, topics ?? null, maxBytes]);
+    const seqs = Float64Array.from(row!.seqs, Number);
+    return {
+      frames: Buffer.from(row!.frames),
+      seqs,
+      ends: Uint32Array.from(row!.ends, Number),
+      topics: row!.topics,
+      end: seqs.length > 0 ? seqs[seqs.length - 1]! : Math.max(after, Number(row!.visible_end)),
+      pending: row!.pending,
+    };
+  }
+
+  async startAfter(since: string | undefined): Promise<number> {
+    const { rows: [row] } = await this.query<{ after: string }>(START, [since ?? null]);
+    return Number(row!.after);
   }
 
   async topics({ after, limit }: TopicPageQuery): Promise<Uint8Array> {
@@ -117,4 +169,13 @@ export class PostgresEventReader implements EventReader {
       }
     });
   }
+}
+
+interface StreamRow {
+  frames: string;
+  seqs: string[];
+  topics: string[];
+  ends: string[];
+  visible_end: string;
+  pending: boolean;
 }

@@ -23,6 +23,9 @@ export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigi
 export const XID = 'pg_current_xact_id()::text::bigint';
 export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
 
+/** NOTIFY channel raised by every commit that stored rows: a data-free wake-up for every replica's subscribers. */
+export const COMMIT_CHANNEL = 'pubsub_aggregator_commits';
+
 /*
  * PostgreSQL text cannot hold NUL, which an event_id may contain, so the unique key column holds the id
  * escaped injectively (backslash doubled, NUL as \0) and `doc` holds the event exactly, as the JSON that
@@ -33,6 +36,8 @@ export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
  * names the transaction of the last batch, so a commit whose outcome was lost with the connection can be
  * looked up instead of retried blindly. `consumers` holds the durable consumers (topics NULL: every topic), shared
  * by every replica, so a consumer committed through one continues on another.
+ * `received_at` repeats the doc's (UTC ISO text, which sorts as time) so that /events/stream?since= finds its
+ * start through an index; a store from before the column gets it filled once, from the docs.
  */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
@@ -41,9 +46,19 @@ const SCHEMA = `
     event_key text NOT NULL,
     doc       text NOT NULL,
     replica   text NOT NULL,
+    received_at text NOT NULL,
     UNIQUE (topic, event_key)
   );
   CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
+  DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'received_at') THEN
+      ALTER TABLE events ADD COLUMN received_at text;
+      UPDATE events SET received_at = doc::json->>'received_at';
+      ALTER TABLE events ALTER COLUMN received_at SET NOT NULL;
+    END IF;
+  END $$;
+  CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at, seq);
   CREATE TABLE IF NOT EXISTS replica_counters (
     replica           text PRIMARY KEY,
     unique_processed  bigint NOT NULL,

@@ -3,7 +3,7 @@ import type { IncomingEvent } from '../event.js';
 import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { eventDoc } from './event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
-import { eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
+import { COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
 
 /**
@@ -45,14 +45,16 @@ export function storeError(error: unknown): StoreError {
  * ON CONFLICT DO NOTHING drops the rest, inside the batch too (the position n breaks ties, so the earliest
  * copy wins). seq carries the position, so the returned seqs say which events of the batch were new.
  * In the same statement: this replica's counters and topic totals (rows of its own, so replicas never
- * fight over a hot row), its ring checkpoint, and the store-wide counters after the batch (the other
- * replicas' rows plus this one's new values, as a statement does not see its own writes).
+ * fight over a hot row), its ring checkpoint, the store-wide counters after the batch (the other
+ * replicas' rows plus this one's new values, as a statement does not see its own writes), and, when it
+ * stored rows, a NOTIFY that wakes every replica's subscribers at commit (a SELECT in a WITH runs only
+ * when referenced, hence `notified` in the result).
  */
 const COMMIT_BATCH = `
   WITH inserted AS (
-    INSERT INTO events (seq, topic, event_key, doc, replica)
-    SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4
-    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(topic, event_key, doc, n)
+    INSERT INTO events (seq, topic, event_key, doc, replica, received_at)
+    SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4, e.received_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
     ORDER BY e.topic COLLATE "C", e.event_key COLLATE "C", e.n
     ON CONFLICT (topic, event_key) DO NOTHING
     RETURNING seq, topic
@@ -72,8 +74,10 @@ const COMMIT_BATCH = `
   ), others AS (
     SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
     FROM replica_counters WHERE replica <> $4
+  ), notified AS (
+    SELECT pg_notify('${COMMIT_CHANNEL}', '') FROM (SELECT 1 FROM inserted LIMIT 1) stored
   )
-  SELECT (SELECT coalesce(array_agg(seq), '{}') FROM inserted) AS seqs,
+  SELECT (SELECT coalesce(array_agg(seq), '{}') FROM inserted) AS seqs, (SELECT count(*) FROM notified) AS notified,
          others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates
   FROM others, mine`;
 
@@ -158,7 +162,7 @@ export class PostgresEventStore implements EventStore {
       const { rows: [row] } = await this.pool.query<{ seqs: string[] } & Totals>(
         { name: 'commit-batch', text: COMMIT_BATCH },
         [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
-          events.length, checkpoint.epoch, checkpoint.position],
+          events.length, checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt)],
       );
       return batchResult(events, row!.seqs, row!);
     } catch (error) {

@@ -1,5 +1,5 @@
 import type { ConsumerRecord, ConsumerStatus } from './consumers.js';
-import type { EventPageQuery, TopicPageQuery } from './store.js';
+import type { EventPageQuery, StreamPage, StreamPageQuery, TopicPageQuery } from './store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -22,7 +22,10 @@ export type Read =
   | { kind: 'consumer'; name: string }
   /** Every consumer when `name` is undefined. */
   | { kind: 'consumer-status'; name: string | undefined }
-  | { kind: 'consumer-page'; name: string; limit: number };
+  | { kind: 'consumer-page'; name: string; limit: number }
+  | { kind: 'stream'; query: StreamPageQuery }
+  /** The seq a stream starts after: the last one received before `since` (undefined: the last one stored). */
+  | { kind: 'start'; since: string | undefined };
 
 export type ReadRequest = Read & { id: number };
 
@@ -32,7 +35,10 @@ export type ReadAnswer =
   | { type: 'consumer'; id: number; consumer: ConsumerRecord | undefined }
   | { type: 'consumer-status'; id: number; consumers: ConsumerStatus[] }
   /** undefined: no such consumer. */
-  | { type: 'consumer-page'; id: number; page: { events: ArrayBuffer; count: number; next: number } | undefined };
+  | { type: 'consumer-page'; id: number; page: { events: ArrayBuffer; count: number; next: number } | undefined }
+  /** A stream page; its typed arrays' buffers are transferred. */
+  | { type: 'stream'; id: number; page: StreamPage }
+  | { type: 'start'; id: number; after: number };
 
 export type ReaderMessage =
   | { type: 'ready' }

@@ -1,5 +1,6 @@
 import type { IncomingEvent } from '../event.js';
 import { eventDocAround } from './event-doc.js';
+import type { StreamItem } from './sse-frames.js';
 
 // The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
 export const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
@@ -37,9 +38,17 @@ const CLOSE = Buffer.from(']');
 
 export type Row = Omit<IncomingEvent, 'payload'> & { seq: number; payload: Buffer };
 
+/** An /events item as UTF-8 parts around the stored payload bytes. */
+function itemParts(row: Row): Uint8Array[] {
+  const [head, tail] = eventDocAround(row);
+  return [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
+}
+
 export function* items(rows: Iterable<Row>): Generator<Uint8Array[]> {
-  for (const row of rows) {
-    const [head, tail] = eventDocAround(row);
-    yield [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
-  }
+  for (const row of rows) yield itemParts(row);
+}
+
+/** The same items for a stream page, with the seq and topic it indexes them by. */
+export function* streamItems(rows: Iterable<Row>): Generator<StreamItem> {
+  for (const row of rows) yield { seq: row.seq, topic: row.topic, parts: itemParts(row) };
 }

@@ -54,6 +54,8 @@ const MIGRATIONS: readonly string[] = [
      created_at     TEXT NOT NULL,
      last_commit_at TEXT
    ) WITHOUT ROWID;`,
+  // /events/stream?since= finds the first event received at or after a time without reading every row.
+  'CREATE INDEX events_by_received_at ON events (received_at, seq);',
 ];
 
 /** Brings the schema up to date; `user_version` counts the migrations applied. */

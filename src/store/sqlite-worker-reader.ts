@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { ReadGate } from './read-gate.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type TopicPageQuery } from './store.js';
+import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery } from './store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
@@ -57,6 +57,14 @@ export class SqliteWorkerReader implements EventReader {
   async consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined> {
     const { page } = await this.read<'consumer-page'>({ kind: 'consumer-page', name, limit });
     return page && { ...page, events: new Uint8Array(page.events) };
+  }
+
+  async streamPage(query: StreamPageQuery): Promise<StreamPage> {
+    return (await this.read<'stream'>({ kind: 'stream', query })).page;
+  }
+
+  async startAfter(since: string | undefined): Promise<number> {
+    return (await this.read<'start'>({ kind: 'start', since })).after;
   }
 
   async close(): Promise<void> {

@@ -80,6 +80,35 @@ export interface TopicPageQuery {
   limit: number;
 }
 
+/** A stream read: events after `after` of the given topics (undefined: every topic), up to `limit` and `maxBytes`. */
+export interface StreamPageQuery {
+  topics: readonly string[] | undefined;
+  after: number;
+  limit: number;
+  maxBytes: number;
+}
+
+/**
+ * Stored events as Server-Sent Events frames (`id: <seq>`, `event: event`, `data: <the /events item>`), one
+ * after another in `frames`, with a small index so that a subscriber takes the frames of its topics as byte
+ * slices without parsing anything: frame i is `frames[ends[i-1] ?? 0, ends[i])`, of seq `seqs[i]` and topic
+ * `topics[i]`.
+ */
+export interface StreamPage {
+  frames: Uint8Array;
+  seqs: Float64Array;
+  ends: Uint32Array;
+  topics: string[];
+  /**
+   * The cursor to continue from: the last seq returned, or, for an empty page, the position every matching
+   * stored event at or below has been read up to (the store's visible end), so a reader of rare topics
+   * moves on too.
+   */
+  end: number;
+  /** Rows committed but not readable yet (above PostgreSQL's commit horizon): read again shortly. */
+  pending: boolean;
+}
+
 /** Every reader is busy and the queue for them is full (or the wait for one timed out): retry shortly. */
 export class ReadersBusyError extends Error {
   override name = 'ReadersBusyError';
@@ -95,6 +124,14 @@ export interface EventReader {
    * (MAX_PAGE_BYTES) allows, stopping before the event that would pass it but always at least one.
    */
   page(query: EventPageQuery): Promise<Uint8Array>;
+  /** Stored events after a cursor as SSE frames, for /events/stream; several topics in one read. */
+  streamPage(query: StreamPageQuery): Promise<StreamPage>;
+  /**
+   * Where a stream starts: the cursor before the first event received at or after `since` (RFC 3339, as
+   * UTC ISO text), or, without `since` or when no such event is stored yet, the current end (only events
+   * committed from now on).
+   */
+  startAfter(since: string | undefined): Promise<number>;
   /** Topics after `after` by name, each with its stored events: `[{"topic","events"}]`. */
   topics(query: TopicPageQuery): Promise<Uint8Array>;
   /**

@@ -20,6 +20,9 @@ export class SseParser {
   /** The reconnect delay the server asked for, in ms. */
   retryMs: number | undefined;
 
+  /** `onComment` sees each comment line (keep-alives), without its colon. */
+  constructor(private readonly onComment: (text: string) => void = () => {}) {}
+
   feed(chunk: string): SseMessage[] {
     let text = this.pending + chunk;
     // A chunk may end inside a line, or between the \r and \n of one line break: keep that for the next.
@@ -35,7 +38,10 @@ export class SseParser {
         this.event = '';
         continue;
       }
-      if (line.startsWith(':')) continue;
+      if (line.startsWith(':')) {
+        this.onComment(line.slice(1).trim());
+        continue;
+      }
       const colon = line.indexOf(':');
       const field = colon < 0 ? line : line.slice(0, colon);
       const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');

@@ -51,7 +51,8 @@ const REFUSAL_CODES = {
   COMMIT_BACKWARDS: 'COMMIT_BACKWARDS', COMMIT_BEYOND_END: 'COMMIT_BEYOND_END',
 } as const satisfies Record<ConsumerRefusal, ErrorCode>;
 
-function checkName(name: string): string {
+/** The name, if it is a valid consumer name; else 400 INVALID_CONSUMER. */
+export function checkName(name: string): string {
   if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-"');
   return name;
 }

@@ -10,6 +10,8 @@ interface StatsOptions {
   replicaId: string;
   /** Durable consumers' lags, refreshed in the background: /stats never reads the store. */
   consumers: ConsumerLagCache;
+  /** Open /events/stream connections on this replica. */
+  subscribers: () => number;
 }
 
 /** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
@@ -25,7 +27,7 @@ export function formatUptime(totalSeconds: number): string {
 }
 
 /** GET /stats: answered from the consumer's latest snapshot and the ring's counters, never from disk. */
-export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId, consumers }) => {
+export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipeline, rejections, startedAt, replicaId, consumers, subscribers }) => {
   app.get('/stats', async () => {
     const stats = pipeline.stats();
     const top = pipeline.topTopics();
@@ -57,6 +59,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, { pipel
         last_commit_ms: stats.consumer.lastCommitMs,
       },
       consumers: { count: durable.count, max_lag: durable.maxLag, as_of: durable.asOf },
+      subscribers: subscribers(),
       rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
       // The figures above are store-wide (all replicas sharing a PostgreSQL store); these are this one's.
       replica: { id: replicaId, received: stats.replicaReceived, queue_depth: stats.queueDepth, uptime_seconds: uptimeSeconds },

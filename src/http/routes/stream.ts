@@ -1,0 +1,129 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import { Topic } from '../../event.js';
+import type { EventReader } from '../../store/store.js';
+import type { SubscriberHub } from '../../subscribe/hub.js';
+import type { StreamSink, StreamStart } from '../../subscribe/subscription.js';
+import { ApiError } from '../errors.js';
+import { checkName } from './consumers.js';
+
+/** What a client's EventSource waits before reconnecting. */
+const RETRY_MS = 1_000;
+const MAX_TOPICS = 64;
+
+export const StreamQuerySchema = Type.Object(
+  {
+    topic: Type.Optional(Type.Array(Topic, { maxItems: MAX_TOPICS, description: 'Repeatable; absent: every topic' })),
+    after: Type.Optional(Type.Integer({
+      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Start after this seq; 0: from the oldest. Absent: only new events',
+    })),
+    since: Type.Optional(Type.String({ format: 'date-time', description: 'RFC 3339: from the first event received at or after it' })),
+    consumer: Type.Optional(Type.String({
+      description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
+    })),
+  },
+  { additionalProperties: false },
+);
+type StreamQuery = Static<typeof StreamQuerySchema>;
+
+export interface StreamRouteOptions {
+  reader: EventReader;
+  hub: SubscriberHub;
+  maxSubscribers: number;
+}
+
+/**
+ * Where a stream starts, from the request: the one place that turns `Last-Event-ID` (which wins),
+ * `consumer`, `after`, `since` and `topic` into a cursor and topics.
+ */
+async function streamStart(query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader): Promise<StreamStart> {
+  const asked = query.topic && [...new Set(query.topic)];
+  const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
+  if (query.consumer !== undefined && consumer === undefined) throw new ApiError('UNKNOWN_CONSUMER', `no consumer named ${query.consumer}`);
+  const topics = consumer ? narrowed(consumer.topics, asked) : asked;
+  if (lastEventId !== undefined) return { after: seqHeader(lastEventId), topics };
+  if (consumer) return { after: consumer.position, topics };
+  if (query.after !== undefined) return { after: query.after, topics };
+  return { after: await reader.startAfter(query.since === undefined ? undefined : new Date(query.since).toISOString()), topics };
+}
+
+/** A consumer's topics (null: every topic), narrowed to the ones the request names too. */
+function narrowed(own: string[] | null, asked: string[] | undefined): string[] | undefined {
+  if (asked === undefined) return own ?? undefined;
+  const topics = own === null ? asked : asked.filter((topic) => own.includes(topic));
+  if (topics.length === 0) throw new ApiError('INVALID_QUERY', 'none of the topics asked for is one of the consumer\'s');
+  return topics;
+}
+
+function seqHeader(value: string | string[]): number {
+  const seq = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(seq)) throw new ApiError('INVALID_QUERY', 'Last-Event-ID must be a seq (an integer from 0 to 2^53-1)');
+  return seq;
+}
+
+/** GET /events/stream: Server-Sent Events, resumable by seq (README, "Subscribing"). */
+export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async (app, { reader, hub, maxSubscribers }) => {
+  // Streams never end by themselves: the server would wait for them forever when it stops.
+  app.addHook('preClose', async () => hub.close());
+  let starting = 0;
+  app.get(
+    '/events/stream',
+    {
+      schema: {
+        summary: 'A live stream of stored events (Server-Sent Events), resumable by seq',
+        description: 'Each event: `id: <seq>`, `event: event`, `data: <the /events item>`. Catch-up from the store, then live; '
+          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle.',
+        querystring: StreamQuerySchema,
+        produces: ['text/event-stream'],
+      },
+    },
+    async (request, reply) => {
+      if (hub.size + starting >= maxSubscribers) {
+        throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
+      }
+      starting++;
+      let start: StreamStart;
+      try {
+        start = await streamStart(request.query, request.headers['last-event-id'], reader);
+      } finally {
+        starting--;
+      }
+      const res = reply.hijack().raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      });
+      res.write(`retry: ${RETRY_MS}\n\n`);
+      hub.subscribe(responseSink(res), start, (closed) => res.once('close', closed));
+    },
+  );
+};
+
+function responseSink(res: ServerResponse): StreamSink {
+  return {
+    write: (bytes) => void res.write(bytes),
+    get bufferedBytes() {
+      return res.writableLength;
+    },
+    get needsDrain() {
+      return res.writableNeedDrain;
+    },
+    drained: (timeoutMs) => new Promise((resolve) => {
+      const done = (drained: boolean) => {
+        clearTimeout(timer);
+        res.off('drain', onDrain);
+        res.off('close', onClose);
+        resolve(drained);
+      };
+      const onDrain = () => done(true);
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      res.on('drain', onDrain);
+      res.on('close', onClose);
+    }),
+    end: () => res.end(),
+    destroy: () => res.destroy(),
+  };
+}

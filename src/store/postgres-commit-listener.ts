@@ -1,0 +1,59 @@
+import pg from 'pg';
+import type { Logger } from '../logger.js';
+import { COMMIT_CHANNEL } from './postgres-schema.js';
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 3_000;
+
+/**
+ * LISTENs for every replica's commits (the NOTIFY in the commit statement) and calls `onCommit` for each.
+ * A lost connection reconnects by itself with backoff; since notifications sent meanwhile are lost,
+ * `onCommit` is also called after each (re)connect, so a subscriber looks at the store once more.
+ */
+export class PostgresCommitListener {
+  private client: pg.Client | undefined;
+  private delay = RECONNECT_MIN_MS;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly url: string, private readonly replica: string, private readonly onCommit: () => void,
+    private readonly log: Logger) {
+    void this.connect();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({
+      connectionString: this.url, application_name: `pubsub-aggregator listener ${this.replica}`,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    });
+    this.client = client;
+    let lost = false;
+    const reconnect = (error?: Error) => {
+      if (lost) return;
+      lost = true;
+      if (this.closed) return;
+      this.log.warn({ err: error, delay: this.delay }, 'the commit listener lost PostgreSQL; reconnecting');
+      this.timer = setTimeout(() => void this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
+    };
+    client.on('error', reconnect);
+    client.on('end', () => reconnect());
+    client.on('notification', () => this.onCommit());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${COMMIT_CHANNEL}`);
+      this.delay = RECONNECT_MIN_MS;
+      this.onCommit();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      reconnect(error as Error);
+    }
+  }
+}

@@ -1,0 +1,136 @@
+import type { Logger } from '../logger.js';
+import { ReadGate } from '../store/read-gate.js';
+import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { CommitSignal } from './commit-signal.js';
+import { Subscription, type LiveFeed, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
+
+/** How soon to look again when PostgreSQL has committed rows not yet readable (above the commit horizon). */
+const PENDING_RETRY_MS = 10;
+const READ_RETRY_MS = 250;
+/**
+ * Catch-up reads of single subscribers run this many at a time, the rest wait their turn, so that a crowd
+ * of subscribers behind (reconnecting, or slow ones topping up their sockets) leaves the store's readers
+ * to /events and the shared feed.
+ */
+const CATCH_UP_SLOTS = 2;
+const CATCH_UP_MAX_WAIT_MS = 60_000;
+
+/**
+ * The subscribers of one server, and the shared live feed of the caught-up ones: at each commit wake-up it
+ * reads the new events after its own cursor once, for every topic, and hands each member the frames of its
+ * topics, however many members there are. A wake-up that finds nothing new costs one read; on PostgreSQL a
+ * wake-up may come before the rows pass the commit horizon, so while the store says rows are pending it
+ * looks again shortly, which is the only timed read.
+ */
+export class SubscriberHub implements LiveFeed {
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly members = new Set<Subscription>();
+  private cursor = 0;
+  private reading = false;
+  private wokenWhileReading = false;
+  private retry: NodeJS.Timeout | undefined;
+  private readonly stopListening: () => void;
+  private readonly catchUpGate: ReadGate;
+
+  constructor(
+    private readonly reader: EventReader,
+    commits: CommitSignal,
+    private readonly limits: SubscriptionLimits & { maxSubscribers: number },
+    private readonly log: Logger,
+  ) {
+    this.stopListening = commits.listen(() => this.wake());
+    this.catchUpGate = new ReadGate({ slots: CATCH_UP_SLOTS, maxQueued: limits.maxSubscribers, maxWaitMs: CATCH_UP_MAX_WAIT_MS });
+  }
+
+  /** Open streams, caught up or not. */
+  get size(): number {
+    return this.subscriptions.size;
+  }
+
+  /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
+  subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
+    const read = (query: StreamPageQuery) => this.catchUpGate.run(() => this.reader.streamPage(query));
+    const subscription = new Subscription(sink, start.after, start.topics, this, read, this.limits, this.log);
+    this.subscriptions.add(subscription);
+    onClosed(() => {
+      subscription.close();
+      this.subscriptions.delete(subscription);
+    });
+  }
+
+  join(subscription: Subscription): boolean {
+    const idle = this.members.size === 0 && !this.reading;
+    // A read in flight or members served from this cursor: a subscriber behind it would miss what lies between.
+    if (!idle && subscription.position < this.cursor) return false;
+    if (idle) this.cursor = subscription.position;
+    this.members.add(subscription);
+    // A commit between its last read and now woke nobody on its behalf.
+    this.wake();
+    return true;
+  }
+
+  leave(subscription: Subscription): void {
+    this.members.delete(subscription);
+  }
+
+  /** Stops every stream (server shutdown) and the feed. */
+  close(): void {
+    this.stopListening();
+    clearTimeout(this.retry);
+    for (const subscription of this.subscriptions) subscription.stop();
+    this.subscriptions.clear();
+  }
+
+  private wake(): void {
+    if (this.reading) {
+      this.wokenWhileReading = true;
+      return;
+    }
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    void this.readNew();
+  }
+
+  private async readNew(): Promise<void> {
+    this.reading = true;
+    try {
+      do {
+        this.wokenWhileReading = false;
+        await this.readToEnd();
+      } while (this.wokenWhileReading && this.members.size > 0);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /** Reads pages after the cursor until one is empty, handing each to the members. */
+  private async readToEnd(): Promise<void> {
+    while (this.members.size > 0) {
+      let page: StreamPage;
+      try {
+        page = await this.reader.streamPage({
+          topics: undefined, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.livePageBytes,
+        });
+      } catch (error) {
+        this.log.warn({ err: error }, 'the subscribers\' read failed; retrying');
+        this.retryIn(READ_RETRY_MS);
+        return;
+      }
+      this.cursor = Math.max(this.cursor, page.end);
+      if (page.seqs.length === 0) {
+        if (page.pending) this.retryIn(PENDING_RETRY_MS);
+        return;
+      }
+      for (const member of this.members) {
+        if (!member.deliver(page)) this.members.delete(member);
+      }
+    }
+  }
+
+  private retryIn(ms: number): void {
+    this.retry ??= setTimeout(() => {
+      this.retry = undefined;
+      this.wake();
+    }, ms);
+  }
+}
