@@ -15,9 +15,9 @@ export interface ServerProcess extends TestClient {
   kill(): Promise<void>;
 }
 
-/** Spawns `node dist/src/main.js` on a free port and resolves once it logs that it is listening. */
+/** Spawns `node dist/src/main.js` (on `env.PORT`, else a free port) and resolves once it logs that it is listening. */
 export function spawnServer(dbPath: string, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MAIN, '--port', '0', '--host', '127.0.0.1', '--db-path', dbPath], {
+  const child = spawn(process.execPath, [MAIN, '--port', env.PORT ?? '0', '--host', '127.0.0.1', '--db-path', dbPath], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
