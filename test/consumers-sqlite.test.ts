@@ -12,9 +12,9 @@ t.test('a database from before consumers is migrated at start-up and keeps its e
   const before = await startAggregator(t, settings);
   t.equal((await before.publish(makeEvent({ topic: 'old' }))).status, 200);
   await before.close();
-  // Back to the schema of the previous release: no consumers table, user_version 1.
+  // Back to the schema of the last release: no consumers table, no received_at index, user_version 1.
   const db = new Database(settings.dbPath);
-  db.exec('DROP TABLE consumers; PRAGMA user_version = 1');
+  db.exec('DROP TABLE consumers; DROP INDEX events_by_received_at; PRAGMA user_version = 1');
   db.close();
 
   const after = await startAggregator(t, settings);
