@@ -8,7 +8,6 @@
  *                          slot  1  WRITE_COUNT records ever published                 (mod 2^32)
  *                          slot 16  READ_POS    bytes ever released by the consumer    (mod 2^32)
  *                          slot 17  READ_COUNT  records ever released                  (mod 2^32)
- *                          slot 18  SLEEPING    1 while the consumer waits (or is about to) for records
  *                          slot 32  CLOSED      1 once the producer will write no more
  *   bytes [256, 256+cap) data; `cap` is a power of two, so position p lives at index p & (cap - 1).
  *
@@ -27,16 +26,6 @@
  *   with the bytes (for the aggregator: after the SQLite commit), and the producer Atomics.loads READ_POS
  *   before it reuses them. The producer never waits; the consumer sleeps in Atomics.waitAsync on
  *   WRITE_POS, woken by Atomics.notify, with a timeout so it also notices CLOSED.
- *
- * Wake-ups
- *   A notify costs the producer a cross-thread wake even when nobody sleeps (measured: ~8 % of the HTTP
- *   thread under single-event load), so the producer notifies only when SLEEPING is 1. The consumer
- *   stores SLEEPING = 1, then looks at WRITE_POS once more, and only then waits on WRITE_POS with the
- *   position it has seen. In the single total order of these seq-cst accesses, either the producer's
- *   load of SLEEPING comes after the consumer's store (it notifies; and if the notify lands before the
- *   wait begins, Atomics.waitAsync finds WRITE_POS changed and returns at once), or it comes before, and
- *   then the producer's earlier store of WRITE_POS precedes the consumer's second look, which sees the
- *   record and does not sleep. No wake-up is lost.
  */
 
 const CONTROL_BYTES = 256;
@@ -44,7 +33,6 @@ const WRITE_POS = 0;
 const WRITE_COUNT = 1;
 const READ_POS = 16;
 const READ_COUNT = 17;
-const SLEEPING = 18;
 const CLOSED = 32;
 
 const HEADER_BYTES = 4;
@@ -139,12 +127,12 @@ export class RingProducer extends RingView {
     return index + HEADER_BYTES;
   }
 
-  /** Publishes every record reserved since begin() and wakes the consumer if it sleeps. */
+  /** Publishes every record reserved since begin() and wakes the consumer. */
   commit(): void {
     this.open = false;
     Atomics.store(this.control, WRITE_COUNT, this.cursorCount | 0);
     Atomics.store(this.control, WRITE_POS, this.cursor | 0);
-    if (Atomics.load(this.control, SLEEPING) === 1) Atomics.notify(this.control, WRITE_POS);
+    Atomics.notify(this.control, WRITE_POS);
   }
 
   /** Forgets every record reserved since begin(); the consumer never saw them. */
@@ -233,18 +221,11 @@ export class RingConsumer extends RingView {
   /** Resolves when a record may be readable, the ring closed, or `timeoutMs` passed; never blocks the thread. */
   async waitForData(timeoutMs: number): Promise<void> {
     if (this.hasNext() || this.isClosed()) return;
-    Atomics.store(this.control, SLEEPING, 1);
-    try {
-      // The second look that makes skipping the notify safe (see "Wake-ups" above).
-      if (this.hasNext() || this.isClosed()) return;
-      const result = Atomics.waitAsync(this.control, WRITE_POS, this.cursor | 0, timeoutMs);
-      if (!result.async) return;
-      // A pending Atomics.waitAsync does not keep Node's event loop alive; this timer does.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([result.value, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-      clearTimeout(timer);
-    } finally {
-      Atomics.store(this.control, SLEEPING, 0);
-    }
+    const result = Atomics.waitAsync(this.control, WRITE_POS, this.cursor | 0, timeoutMs);
+    if (!result.async) return;
+    // A pending Atomics.waitAsync does not keep Node's event loop alive; this timer does.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([result.value, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 }
