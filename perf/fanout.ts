@@ -3,7 +3,8 @@
  *                          [--catch-up 1000000] [--replicas-subscribers 100]
  *
  * The subscribe side under load, on SQLite. For each subscriber count N: publish `--batches` batches of 100
- * (4 connections) once with no subscribers, then again with N caught-up subscribers of /events/stream, and
+ * (4 connections; fewer for large N, so that a run delivers at most 3M events) once with no subscribers,
+ * then again with N caught-up subscribers of /events/stream, and
  * report the publish rate of both runs (same run, same server), deliveries per second to the subscribers,
  * and commit → subscriber latency (a publish's 200 arrives once its batch is committed; a probe subscriber
  * notes when the batch's last event reaches it). Then `--stalled` subscribers that never read while
@@ -17,6 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { EventSource } from '../src/publisher/event-source.js';
 import { SseParser } from '../src/subscriber/sse-parser.js';
 import { startCluster } from '../scripts/pg-cluster.js';
@@ -66,6 +68,35 @@ function stalledSubscriber(url: string): Promise<ClientRequest> {
     });
     req.on('error', reject).end();
   });
+}
+
+/**
+ * The counting subscribers run on a thread of their own, as they would be other clients: reading 100
+ * streams on the publisher's event loop would slow both and measure the load generator, not the server.
+ */
+interface SubscriberThread {
+  events(): number;
+  stop(): Promise<void>;
+}
+
+async function subscriberThread(url: string, count: number): Promise<SubscriberThread> {
+  const counter = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(new URL(import.meta.url), { workerData: { url, count, counter }, argv: [] });
+  await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+  return { events: () => Atomics.load(counter, 0), stop: async () => void (await worker.terminate()) };
+}
+
+async function runSubscriberThread({ url, count, counter }: { url: string; count: number; counter: Int32Array }): Promise<void> {
+  const counts = {
+    get events() {
+      return Atomics.load(counter, 0);
+    },
+    set events(value: number) {
+      Atomics.store(counter, 0, value);
+    },
+  };
+  for (let i = 0; i < count; i++) await countingSubscriber(url, counts);
+  parentPort!.postMessage('connected');
 }
 
 /** The probe: parses the stream and notes when each event id arrives. */
@@ -129,24 +160,24 @@ async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T
 /** N subscribers on `subscribeUrl` while batches are published through `publishUrl` (the same server, or another replica). */
 async function fanout(count: number, batches: number, subscribeUrl: string, publishUrl: string) {
   const alone = await publishBatches(publishUrl, batches);
-  const counts = { events: 0 };
   const arrivals = new Map<string, number>();
-  const open = [await probeSubscriber(subscribeUrl, arrivals)];
-  for (let i = 0; i < count; i++) open.push(await countingSubscriber(subscribeUrl, counts));
+  const probe = await probeSubscriber(subscribeUrl, arrivals);
+  const counted = await subscriberThread(subscribeUrl, count);
   await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
   const started = performance.now();
   const published = await publishBatches(publishUrl, batches);
   const expected = count * batches * BATCH;
-  await until(() => counts.events >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`);
+  await until(() => counted.events() >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`, 300_000);
   const seconds = (performance.now() - started) / 1000;
   const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
-  for (const req of open) req.destroy();
+  probe.destroy();
+  await counted.stop();
   return {
     subscribers: count,
     'publish ev/s alone': Math.round(alone.eventsPerSecond),
     'publish ev/s with subs': Math.round(published.eventsPerSecond),
     '× alone': +(published.eventsPerSecond / alone.eventsPerSecond).toFixed(2),
-    'deliveries/s': Math.round(counts.events / seconds),
+    'deliveries/s': Math.round(counted.events() / seconds),
     'commit→sub p50 ms': +percentile(latencies, 0.5).toFixed(1),
     'commit→sub p99 ms': +percentile(latencies, 0.99).toFixed(1),
   };
@@ -207,11 +238,19 @@ async function acrossReplicas(count: number, batches: number) {
   }
 }
 
-const rows = [];
-for (const count of values.subscribers!.split(',').map(Number)) {
-  rows.push(await withServer(async (server) => ({ store: 'sqlite', ...(await fanout(count, Number(values.batches), server.url, server.url)) })));
+if (!isMainThread) await runSubscriberThread(workerData as { url: string; count: number; counter: Int32Array });
+else await measure();
+
+async function measure(): Promise<void> {
+  const MAX_DELIVERIES = 3_000_000;
+  const batchesFor = (count: number) => Math.max(10, Math.min(Number(values.batches), Math.floor(MAX_DELIVERIES / (count * BATCH))));
+  for (const count of values.subscribers!.split(',').map(Number)) {
+    console.table([await withServer(async (server) => ({
+      store: 'sqlite', batches: batchesFor(count), ...(await fanout(count, batchesFor(count), server.url, server.url)),
+    }))]);
+  }
+  const across = Number(values['replicas-subscribers']);
+  if (across > 0) console.table([await acrossReplicas(across, batchesFor(across))]);
+  if (Number(values.stalled) > 0) console.table([await stalled(Number(values.stalled), Number(values['stalled-events']))]);
+  if (Number(values['catch-up']) > 0) console.table([await catchUp(Number(values['catch-up']))]);
 }
-if (Number(values['replicas-subscribers']) > 0) rows.push(await acrossReplicas(Number(values['replicas-subscribers']), Number(values.batches)));
-console.table(rows);
-if (Number(values.stalled) > 0) console.table([await stalled(Number(values.stalled), Number(values['stalled-events']))]);
-if (Number(values['catch-up']) > 0) console.table([await catchUp(Number(values['catch-up']))]);
