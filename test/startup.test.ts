@@ -23,3 +23,9 @@ t.test('a database that cannot be opened stops start-up with a clear error', asy
 t.test('bad configuration is refused before start', async (t) => {
   await t.rejects(spawnServer(join(t.testdir(), 'a.db'), { RING_BYTES: '1000' }), /exited with 2/);
 });
+
+t.test('the largest REQUEST_TIMEOUT_MS starts (Node checks its header timeout against it at creation)', async (t) => {
+  const server = await spawnServer(join(t.testdir(), 'a.db'), { REQUEST_TIMEOUT_MS: '600000' });
+  t.teardown(() => server.kill());
+  t.same(await server.get('/healthz'), { status: 'ok' });
+});

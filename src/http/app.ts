@@ -53,6 +53,8 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     http: {
+      // Given here as well: Node checks headersTimeout against its own requestTimeout when the server is created.
+      requestTimeout: config.requestTimeoutMs,
       headersTimeout: config.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
     },
