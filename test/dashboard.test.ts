@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 import { requires } from './helpers/requires.js';
@@ -11,8 +11,8 @@ import { requires } from './helpers/requires.js';
  */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-t.test('the dashboard shows live counts and topics as events arrive', async (t) => {
-  if (!requires(t, existsSync(CHROMIUM), `Chromium at ${CHROMIUM}`)) return;
+/** A real aggregator and the dashboard open in Chromium, once the page shows the consumer ready. */
+async function openDashboard(t: Test) {
   const agg = await startAggregator(t);
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
   const browser = await chromium.launch({
@@ -22,11 +22,17 @@ t.test('the dashboard shows live counts and topics as events arrive', async (t) 
   });
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const text = (id: string) => page.locator(`#${id}`).textContent();
   // Evaluated in the page, hence a string: this file is compiled without the DOM's types.
   const waitFor = (expression: string) => page.waitForFunction(expression, null, { timeout: 10_000 });
   await page.goto(`${url}/`);
   await waitFor(`document.getElementById('status').textContent === 'ready'`);
+  return { agg, page, waitFor };
+}
+
+t.test('the dashboard shows live counts and topics as events arrive', async (t) => {
+  if (!requires(t, existsSync(CHROMIUM), `Chromium at ${CHROMIUM}`)) return;
+  const { agg, page, waitFor } = await openDashboard(t);
+  const text = (id: string) => page.locator(`#${id}`).textContent();
   t.equal(await text('unique'), '0');
 
   const orders = Array.from({ length: 20 }, () => makeEvent({ topic: 'orders.eu' }));
@@ -49,14 +55,7 @@ t.test('the dashboard shows live counts and topics as events arrive', async (t) 
 
 t.test('the dashboard follows a chosen topic live over EventSource, newest first, as text', async (t) => {
   if (!requires(t, existsSync(CHROMIUM), `Chromium at ${CHROMIUM}`)) return;
-  const agg = await startAggregator(t);
-  const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage();
-  const waitFor = (expression: string) => page.waitForFunction(expression, null, { timeout: 10_000 });
-  await page.goto(`${url}/`);
-  await waitFor(`document.getElementById('status').textContent === 'ready'`);
+  const { agg, page, waitFor } = await openDashboard(t);
   await page.fill('#tail-topic', 'audit <i>x</i>');
   await page.click('#tail-button');
   await waitFor(`document.getElementById('tail-status').textContent === 'following audit <i>x</i>'`);

@@ -79,8 +79,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
 
   /** Why publishes are refused right now, or undefined when the pipeline is ready. */
   notReadyReason(): string | undefined {
-    const { storeError } = this.state;
-    return this.supervisor.downReason() ?? (storeError && `store error: ${storeError.code}: ${storeError.message}`);
+    return this.supervisor.downReason() ?? this.storeErrorReason();
   }
 
   /** Queues all of `events` or none (?ack=queued): returns how many. Throws PublishError when it cannot. */
@@ -146,10 +145,13 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   private refuseUnlessReady(): void {
     const down = this.supervisor.downReason();
     if (down !== undefined) throw new PublishError('CONSUMER_UNAVAILABLE', down);
+    const reason = this.storeErrorReason();
+    if (reason !== undefined) throw new PublishError('STORE_UNAVAILABLE', reason, retryAfterSeconds(this.state.storeError!.retryInMs));
+  }
+
+  private storeErrorReason(): string | undefined {
     const { storeError } = this.state;
-    if (storeError !== undefined) {
-      throw new PublishError('STORE_UNAVAILABLE', `store error: ${storeError.code}: ${storeError.message}`, retryAfterSeconds(storeError.retryInMs));
-    }
+    return storeError && `store error: ${storeError.code}: ${storeError.message}`;
   }
 
   private onMessage(message: ConsumerMessage): void {

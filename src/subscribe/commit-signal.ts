@@ -34,8 +34,4 @@ export class CommitSignal {
       else abort?.addEventListener('abort', aborted, { once: true });
     });
   }
-
-  get listenerCount(): number {
-    return this.listeners.size;
-  }
 }

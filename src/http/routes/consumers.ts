@@ -75,7 +75,8 @@ const onlyFields = (schema: { properties: object }) => async (request: FastifyRe
   if (unknownField !== undefined) throw new ApiError('INVALID_BODY', `body has an unknown field "${unknownField}"`);
 };
 
-const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
+/** 404 UNKNOWN_CONSUMER, for every route that names a consumer (the stream's consumer= too). */
+export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
 
 function consumerJson(c: ConsumerRecord | ConsumerStatus) {
   return {

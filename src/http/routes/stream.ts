@@ -6,7 +6,7 @@ import type { EventReader } from '../../store/store.js';
 import type { SubscriberHub } from '../../subscribe/hub.js';
 import type { StreamSink, StreamStart } from '../../subscribe/subscription.js';
 import { ApiError } from '../errors.js';
-import { checkName } from './consumers.js';
+import { checkName, unknown } from './consumers.js';
 
 /** What a client's EventSource waits before reconnecting. */
 const RETRY_MS = 1_000;
@@ -40,7 +40,7 @@ export interface StreamRouteOptions {
 async function streamStart(query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader): Promise<StreamStart> {
   const asked = query.topic && [...new Set(query.topic)];
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
-  if (query.consumer !== undefined && consumer === undefined) throw new ApiError('UNKNOWN_CONSUMER', `no consumer named ${query.consumer}`);
+  if (query.consumer !== undefined && consumer === undefined) throw unknown(query.consumer);
   const topics = consumer ? narrowed(consumer.topics, asked) : asked;
   if (lastEventId !== undefined) return { after: seqHeader(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
