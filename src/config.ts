@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseDedupWindow, parseRetentionRules, RetentionSyntaxError, type RetentionRule } from './retention.js';
 
 
 export interface Config {
@@ -48,6 +49,12 @@ export interface Config {
   authReadToken: string;
   /** Whether every route but the health checks needs a token (the read token or the publish token). */
   authReads: boolean;
+  /** Retention rules of event bodies (RETENTION, src/retention.ts); empty: keep every event forever. */
+  retention: RetentionRule[];
+  /** How long a key is remembered as a duplicate (DEDUP_WINDOW); undefined: forever. */
+  dedupWindowMs: number | undefined;
+  /** Keys the dedup index holds in memory before it seals them into an on-disk segment (SQLite). */
+  dedupHotKeys: number;
   /** Test-only: makes the first consumer worker fail at a chosen point (workers/faults.ts); empty: never. */
   fault: string;
 }
@@ -92,6 +99,16 @@ const powerOfTwo = (raw: string, name: string): number => {
   return value;
 };
 
+/** A retention parser whose syntax errors read like every other setting's. */
+const retentionSetting = <T>(parse: (raw: string, name: string) => T) => (raw: string, name: string): T => {
+  try {
+    return parse(raw, name);
+  } catch (error) {
+    if (error instanceof RetentionSyntaxError) throw new ConfigError(error.message);
+    throw error;
+  }
+};
+
 const SETTINGS: Record<keyof Config, Setting> = {
   port: { env: 'PORT', flag: 'port', defaultValue: '8080', parse: integer(0, 65535) },
   host: { env: 'HOST', flag: 'host', defaultValue: '0.0.0.0', parse: text },
@@ -133,6 +150,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
+  retention: { env: 'RETENTION', flag: 'retention', defaultValue: '', parse: retentionSetting(parseRetentionRules) },
+  dedupWindowMs: { env: 'DEDUP_WINDOW', flag: 'dedup-window', defaultValue: 'forever', parse: retentionSetting(parseDedupWindow) },
+  dedupHotKeys: { env: 'DEDUP_HOT_KEYS', flag: 'dedup-hot-keys', defaultValue: '1000000', parse: integer(16, 2 ** 24) },
   fault: { env: 'AGGREGATOR_FAULT', flag: 'fault', defaultValue: '', parse: optionalText },
 };
 

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
-import type { SeqRange, StoreCounters } from '../store/store.js';
+import type { DedupIndexFigures, PurgeReport, SeqRange, StoreCounters } from '../store/store.js';
 
 /*
  * The consumer worker's protocol: its entry module, the data it starts with, and every message it posts
@@ -13,10 +13,12 @@ export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import
 
 /** The settings the consumer needs, and no others. */
 export type ConsumerConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' | 'fault'>;
+  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
+  'retention' | 'dedupWindowMs' | 'dedupHotKeys' | 'fault'>;
 
 export const CONSUMER_SETTINGS: readonly (keyof ConsumerConfig)[] = [
-  'store', 'dbPath', 'databaseUrl', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel', 'fault',
+  'store', 'dbPath', 'databaseUrl', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
+  'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
 ];
 
 export interface ConsumerWorkerData {
@@ -81,4 +83,14 @@ export type ConsumerCommandResult =
   | { type: 'consumer-result'; id: number; outcome: ConsumerOutcome }
   | { type: 'consumer-result'; id: number; error: { message: string; code: string } };
 
-export type ConsumerMessage = ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage | ConsumerCommandResult;
+/** After background upkeep (purging, sealing the dedup index): the index's figures and what was purged. */
+export interface UpkeepMessage {
+  type: 'upkeep';
+  index: DedupIndexFigures;
+  lastPurge: PurgeReport | undefined;
+  /** Retained events of the topics a purge changed since the last upkeep message (store-wide). */
+  topicEvents: [topic: string, events: number][];
+}
+
+export type ConsumerMessage =
+  | ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage | UpkeepMessage | ConsumerCommandResult;

@@ -1,4 +1,4 @@
-import type { StoreCounters } from '../store/store.js';
+import type { DedupIndexFigures, PurgeReport, StoreCounters } from '../store/store.js';
 import type { ConsumerMessage } from './consumer-protocol.js';
 import { TopicCounts } from './topic-counts.js';
 
@@ -15,6 +15,9 @@ export class ConsumerState {
   committedRecords = 0;
   /** Why the store is refusing commits (its code and a message safe to show), until a commit succeeds. */
   storeError: { code: string; message: string; retryInMs: number } | undefined;
+  /** The dedup index's figures and the last purge, from the worker's last upkeep report. */
+  index: DedupIndexFigures | undefined;
+  lastPurge: PurgeReport | undefined;
   batches = 0;
   lastBatchSize = 0;
   lastCommitMs = 0;
@@ -38,6 +41,11 @@ export class ConsumerState {
       case 'snapshot':
         this.storeError = undefined;
         this.counters = message.counters;
+        for (const [topic, events] of message.topicEvents) this.topicEvents.set(topic, events);
+        break;
+      case 'upkeep':
+        this.index = message.index;
+        this.lastPurge = message.lastPurge;
         for (const [topic, events] of message.topicEvents) this.topicEvents.set(topic, events);
         break;
       case 'store-error':

@@ -5,7 +5,7 @@ import type { IncomingEvent } from '../event.js';
 import type { Logger } from '../logger.js';
 import { createRingBuffer } from '../ring/ring.js';
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
-import type { StoreCounters } from '../store/store.js';
+import type { DedupIndexFigures, PurgeReport, StoreCounters } from '../store/store.js';
 import { ConsumerCommands } from './consumer-commands.js';
 import { CONSUMER_SETTINGS, type CommittedMessage, type ConsumerConfig, type ConsumerMessage } from './consumer-protocol.js';
 import { ConsumerState } from './consumer-state.js';
@@ -29,6 +29,9 @@ export interface PipelineStats {
   ringCapacityBytes: number;
   pendingAcks: number;
   rejectedQueueFull: number;
+  /** The dedup index's figures, once the consumer has reported them. */
+  index: DedupIndexFigures | undefined;
+  lastPurge: PurgeReport | undefined;
   consumer: {
     ready: boolean;
     reason: string | undefined;
@@ -123,6 +126,8 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
       ringCapacityBytes: queue.capacityBytes,
       pendingAcks: publisher.waiting,
       rejectedQueueFull: publisher.rejectedQueueFull,
+      index: state.index,
+      lastPurge: state.lastPurge,
       consumer: {
         ready: reason === undefined,
         reason,
@@ -169,6 +174,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
         this.emit('commit', message);
         break;
       case 'snapshot':
+      case 'upkeep':
         this.publisher.storedTopicsChanged(message.topicEvents.map(([topic]) => topic));
         break;
       case 'consumer-result':

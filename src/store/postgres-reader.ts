@@ -4,7 +4,7 @@ import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type PostgresConsumerRow } from './postgres-consumers.js';
-import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery } from './store.js';
+import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from './store.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -153,6 +153,18 @@ export class PostgresEventReader implements EventReader {
     const { rows: [row] } = await this.query<{ page: string; count: string; last: string | null }>(
       CONSUMER_PAGE, [consumer.position, limit, consumer.topics, this.maxPageBytes]);
     return { events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last) };
+  }
+
+  purgeHorizon(): Promise<PurgeHorizon> {
+    throw new Error('TODO(issue 12): purgeHorizon');
+  }
+
+  topicDetails(): Promise<TopicDetail[]> {
+    throw new Error('TODO(issue 12): topicDetails');
+  }
+
+  diskBytes(): Promise<number> {
+    throw new Error('TODO(issue 12): diskBytes');
   }
 
   async close(): Promise<void> {

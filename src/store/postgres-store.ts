@@ -4,7 +4,7 @@ import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { eventDoc } from './event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
 import { COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
 
 /**
  * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.
@@ -193,6 +193,10 @@ export class PostgresEventStore implements EventStore {
     } catch (error) {
       throw storeError(error);
     }
+  }
+
+  maintain(): Upkeep {
+    return { pending: false, index: { keys: 0, memoryBytes: 0, hotKeys: 0, segments: 0 }, lastPurge: undefined, topicEvents: new Map() };
   }
 
   async close(): Promise<void> {

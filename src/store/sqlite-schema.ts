@@ -14,6 +14,14 @@ import type { Database } from 'better-sqlite3';
  * Counters and per-topic totals live in their own rows, updated in the same transaction as the events,
  * so they survive restarts and always equal the store. `ring_checkpoint` records how far into the ring
  * the last commit reached. `consumers` holds the durable consumers' committed positions.
+ *
+ * Retention deletes events rows (bodies) but never forgets a key: the key of a purged event moves to
+ * `purged_keys` (seq → key), also append-only, so "the key stored at seq s" is always events ∪ purged_keys,
+ * until DEDUP_WINDOW deletes both. The in-memory index covers only the newest keys; older ones are sealed
+ * into immutable files of sorted (hash, seq) pairs with a Bloom filter each, listed in `key_segments` with
+ * the seq range they cover (any file can be rebuilt from the rows of its range). Per topic, `topics` keeps
+ * the retained events, their bytes (UTF-8 of id, source, payload and timestamp), the first and last retained
+ * seq, and `purged_through`, the highest seq purged (readers behind it are told). `purges` is the last purge.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -56,6 +64,36 @@ const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;`,
   // /events/stream?since= finds the first event received at or after a time without reading every row.
   'CREATE INDEX events_by_received_at ON events (received_at, seq);',
+  // Retention and the sealed dedup index (src/store/dedup/): see the block comment above.
+  `ALTER TABLE topics ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE topics ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE topics ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE topics ADD COLUMN purged_through INTEGER NOT NULL DEFAULT 0;
+   UPDATE topics SET (bytes, first_seq, last_seq) = (
+     SELECT coalesce(sum(length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp)), 0),
+            coalesce(min(seq), 0), coalesce(max(seq), 0)
+     FROM events WHERE events.topic = topics.topic);
+   CREATE TABLE purged_keys (
+     seq         INTEGER PRIMARY KEY,
+     key_hash    INTEGER NOT NULL,
+     topic       TEXT NOT NULL,
+     event_id    TEXT NOT NULL,
+     received_at TEXT NOT NULL
+   );
+   CREATE TABLE key_segments (
+     id        INTEGER PRIMARY KEY,
+     first_seq INTEGER NOT NULL,
+     last_seq  INTEGER NOT NULL,
+     keys      INTEGER NOT NULL,
+     file      TEXT NOT NULL
+   );
+   CREATE TABLE purges (
+     id         INTEGER PRIMARY KEY CHECK (id = 1),
+     at         TEXT NOT NULL,
+     events     INTEGER NOT NULL,
+     duration_ms REAL NOT NULL,
+     total      INTEGER NOT NULL
+   );`,
 ];
 
 /** Brings the schema up to date; `user_version` counts the migrations applied. */

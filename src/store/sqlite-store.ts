@@ -7,7 +7,7 @@ import { SqliteConsumerWriter } from './sqlite-consumers.js';
 import { migrate } from './sqlite-schema.js';
 import { cyrb53Key, type KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
 
 /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss (an fsync per commit). */
 export type Synchronous = 'normal' | 'full';
@@ -127,6 +127,10 @@ export class SqliteEventStore implements EventStore {
 
   applyConsumerCommand(command: ConsumerCommand): ConsumerOutcome {
     return asStoreError(() => this.consumers.apply(command));
+  }
+
+  maintain(): Upkeep {
+    return { pending: false, index: { keys: this.keys.size, memoryBytes: 0, hotKeys: this.keys.size, segments: 0 }, lastPurge: undefined, topicEvents: new Map() };
   }
 
   close(): void {

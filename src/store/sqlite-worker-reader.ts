@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { ReadGate } from './read-gate.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery } from './store.js';
+import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type TopicDetail } from './store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
@@ -65,6 +65,18 @@ export class SqliteWorkerReader implements EventReader {
 
   async startAfter(since: string | undefined): Promise<number> {
     return (await this.read<'start'>({ kind: 'start', since })).after;
+  }
+
+  purgeHorizon(): Promise<PurgeHorizon> {
+    throw new Error('TODO(issue 12): purgeHorizon');
+  }
+
+  topicDetails(): Promise<TopicDetail[]> {
+    throw new Error('TODO(issue 12): topicDetails');
+  }
+
+  diskBytes(): Promise<number> {
+    throw new Error('TODO(issue 12): diskBytes');
   }
 
   async close(): Promise<void> {

@@ -65,7 +65,72 @@ export interface EventStore {
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): MaybePromise<BatchResult>;
   /** Creates, commits or deletes a durable consumer in a transaction of its own, between batches. */
   applyConsumerCommand(command: ConsumerCommand): MaybePromise<ConsumerOutcome>;
+  /**
+   * Background upkeep, between batches: purging by retention and (SQLite) sealing and merging the dedup
+   * index. Does at most about `budgetMs` of work, so publishes never wait long behind it; resolves to
+   * whether more is pending (call again soon) and the index's figures.
+   */
+  maintain(budgetMs: number): MaybePromise<Upkeep>;
   close(): MaybePromise<void>;
+}
+
+/** The store's figures that only its writer knows, reported after each upkeep step. */
+export interface Upkeep {
+  /** More upkeep is due now; otherwise the next is due after a pause. */
+  pending: boolean;
+  index: DedupIndexFigures;
+  /** The last purge that deleted anything, if any. */
+  lastPurge: PurgeReport | undefined;
+  /** Retained events of the topics this step purged from (store-wide counts). */
+  topicEvents: Map<string, number>;
+}
+
+export interface DedupIndexFigures {
+  /** Keys the dedup index holds (in memory and in sealed segments). */
+  keys: number;
+  /** Bytes of memory it takes (tables and filters). */
+  memoryBytes: number;
+  /** Keys in the in-memory tables (the most recent). */
+  hotKeys: number;
+  /** Sealed on-disk segments. */
+  segments: number;
+}
+
+export interface PurgeReport {
+  /** When it ended (UTC ISO). */
+  at: string;
+  /** Events it purged. */
+  events: number;
+  durationMs: number;
+  /** Events purged since the store was created. */
+  total: number;
+}
+
+/** What a reader is told about purged events behind its cursor. */
+export interface PurgeHorizon {
+  /** The highest purged seq among the topics read: a cursor below it has missed events. */
+  max: number;
+  /**
+   * The lowest purged horizon among the topics read: every event of them at or below it is gone, so a
+   * reader behind it may resume from here without skipping anything retained.
+   */
+  min: number;
+}
+
+/** One topic's figures for /stats. */
+export interface TopicDetail {
+  topic: string;
+  /** Retained events. */
+  events: number;
+  /** UTF-8 bytes of their ids, sources, payloads and timestamps. */
+  bytes: number;
+  /** The oldest and newest retained seq; 0 when none is retained. */
+  first_seq: number;
+  last_seq: number;
+  /** received_at of the oldest retained event; null when none is retained. */
+  oldest_received_at: string | null;
+  /** The highest seq of the topic purged so far; 0 when nothing was. */
+  purged_through: number;
 }
 
 export interface EventPageQuery {
@@ -143,5 +208,11 @@ export interface EventReader {
   consumerStatus(name?: string): Promise<ConsumerStatus[]>;
   /** The consumer's events after its committed position, paged as page() pages; undefined for an unknown consumer. */
   consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
+  /** The purge horizon of the given topics (undefined: every topic); { max: 0, min: 0 } when nothing was purged. */
+  purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon>;
+  /** Figures of the named topics (unknown ones are left out), for /stats. */
+  topicDetails(topics: readonly string[]): Promise<TopicDetail[]>;
+  /** Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files). */
+  diskBytes(): Promise<number>;
   close(): Promise<void>;
 }
