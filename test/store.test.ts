@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/key-hash.js';
-import { KeyIndex } from '../src/store/key-index.js';
+import { cyrb53Key } from '../src/store/dedup/key-hash.js';
+import { KeyIndex } from '../src/store/dedup/key-index.js';
 import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 import { SqliteEventStore } from '../src/store/sqlite-store.js';
 

@@ -17,6 +17,12 @@ import { faultInjector } from './faults.js';
  */
 
 const IDLE_WAIT_MS = 100;
+/** Upkeep (purging, sealing the dedup index) runs in slices of at most this much work... */
+const UPKEEP_SLICE_MS = 10;
+/** ...with at least this many times as long for batches in between, so publishes keep most of the thread... */
+const UPKEEP_SHARE = 3;
+/** ...and, when nothing is pending, once this often (retention's next round, figures for /stats). */
+const UPKEEP_EVERY_MS = 1_000;
 /** How often a consumer of a shared store re-reads the store-wide counters and changed topics. */
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
@@ -28,6 +34,7 @@ const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
 let lastSnapshot = performance.now();
+let nextUpkeep = 0;
 const store = await openEventStore(config, log);
 const ring = new RingConsumer(ringBuffer);
 
@@ -87,10 +94,30 @@ async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<Co
   }
 }
 
+/**
+ * Runs a slice of the store's upkeep when one is due, and reports it. Returns how long the consumer may
+ * wait for events before the next slice is due.
+ */
+async function upkeep(): Promise<number> {
+  const now = performance.now();
+  if (now < nextUpkeep) return Math.min(IDLE_WAIT_MS, nextUpkeep - now);
+  try {
+    const { pending, index, lastPurge, topicEvents } = await store.maintain(UPKEEP_SLICE_MS);
+    const took = performance.now() - now;
+    nextUpkeep = performance.now() + (pending ? UPKEEP_SHARE * took : UPKEEP_EVERY_MS);
+    post({ type: 'upkeep', index, lastPurge, topicEvents: [...topicEvents] });
+  } catch (error) {
+    if (!(error instanceof StoreError)) throw error;
+    log.warn({ err: error }, 'store upkeep failed; trying again later');
+    nextUpkeep = performance.now() + UPKEEP_EVERY_MS;
+  }
+  return Math.max(0, Math.min(IDLE_WAIT_MS, nextUpkeep - performance.now()));
+}
+
 async function consume(): Promise<void> {
   const batch: QueuedEvent[] = [];
   for (;;) {
-    await ring.waitForData(IDLE_WAIT_MS);
+    await ring.waitForData(await upkeep());
     await refreshSnapshot();
     if (!ring.hasNext()) {
       if (ring.isClosed()) return;

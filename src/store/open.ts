@@ -9,7 +9,8 @@ import { SqliteWorkerReader } from './sqlite-worker-reader.js';
 import type { EventReader, EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
-export type WriterConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax'>;
+export type WriterConfig = Pick<Config,
+  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
 export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'maxPageBytes'>;
 
 /*
@@ -25,7 +26,12 @@ export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 're
 export async function openEventStore(config: WriterConfig, log: Logger): Promise<EventStore> {
   if (config.store === 'sqlite') {
     try {
-      return new SqliteEventStore(config.dbPath, { synchronous: config.synchronous, maxBytes: config.dbMaxBytes });
+      const store = new SqliteEventStore(config.dbPath, {
+        synchronous: config.synchronous, maxBytes: config.dbMaxBytes, hotKeys: config.dedupHotKeys,
+        retention: { rules: config.retention, dedupWindowMs: config.dedupWindowMs },
+      });
+      log.info(store.indexLoad, 'dedup index loaded');
+      return store;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);

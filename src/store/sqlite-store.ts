@@ -5,8 +5,10 @@ import type { IncomingEvent } from '../event.js';
 import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { SqliteConsumerWriter } from './sqlite-consumers.js';
 import { migrate } from './sqlite-schema.js';
-import { cyrb53Key, type KeyHash } from './key-hash.js';
-import { KeyIndex } from './key-index.js';
+import { purgesAnything, type RetentionPolicy } from '../retention.js';
+import { DedupIndex, type BatchClaims } from './dedup/dedup-index.js';
+import { cyrb53Key, type KeyHash } from './dedup/key-hash.js';
+import { SqliteRetention } from './sqlite-retention.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
 
 /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss (an fsync per commit). */
@@ -18,7 +20,16 @@ export interface SqliteStoreOptions {
   maxBytes: number;
   /** The dedup hash; replaceable so tests can force collisions. */
   keyHash?: KeyHash;
+  /** Keys the dedup index holds in memory before sealing them (DEDUP_HOT_KEYS). */
+  hotKeys?: number;
+  retention?: RetentionPolicy;
 }
+
+/** Most WAL the writer lets stand before it asks for a checkpoint between batches (and the size it truncates to). */
+const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+/** UTF-8 bytes of what a topic's `bytes` counts: the same sum the purge subtracts (sqlite-retention.ts). */
+const eventBytes = (e: IncomingEvent) =>
+  Buffer.byteLength(e.eventId) + Buffer.byteLength(e.source) + Buffer.byteLength(e.payload) + e.timestamp.length;
 
 /** Page cache of the writer: duplicates are confirmed by reading the stored event, often a recent page. */
 const CACHE_KIB = 64 * 1024;
@@ -34,12 +45,16 @@ export class SqliteEventStore implements EventStore {
   private current: StoreCounters;
   private readonly inode: number;
   private readonly keyHash: KeyHash;
-  private readonly keys = new KeyIndex();
+  private readonly dedup: DedupIndex;
+  private readonly retention: SqliteRetention | undefined;
   private readonly consumers: SqliteConsumerWriter;
   /** The seq the next stored event gets; advanced only when its transaction commits. */
   private nextSeq: number;
 
-  constructor(private readonly path: string, { synchronous, maxBytes, keyHash = cyrb53Key }: SqliteStoreOptions) {
+  constructor(
+    private readonly path: string,
+    { synchronous, maxBytes, keyHash = cyrb53Key, hotKeys = 1_000_000, retention = { rules: [], dedupWindowMs: undefined } }: SqliteStoreOptions,
+  ) {
     this.keyHash = keyHash;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
@@ -47,6 +62,7 @@ export class SqliteEventStore implements EventStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${synchronous}`);
     this.db.pragma(`cache_size = -${CACHE_KIB}`);
+    this.db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
     migrate(this.db);
     if (maxBytes > 0) {
       const pageSize = this.db.pragma('page_size', { simple: true }) as number;
@@ -54,17 +70,14 @@ export class SqliteEventStore implements EventStore {
     }
 
     this.statements = {
-      keyAt: this.db.prepare<[number], { topic: string; event_id: string }>('SELECT topic, event_id FROM events WHERE seq = ?'),
-      claimCollidingKey: this.db.prepare<[string, string, number]>(
-        'INSERT INTO colliding_keys (topic, event_id, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-      ),
       insert: this.db.prepare<[number, number, string, string, string, string, string, string]>(
         `INSERT INTO events (seq, key_hash, topic, event_id, timestamp, source, payload, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      countTopic: this.db.prepare<[string, number]>(
-        `INSERT INTO topics (topic, events) VALUES (?, ?)
-         ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events`,
+      countTopic: this.db.prepare<[string, number, number, number, number]>(
+        `INSERT INTO topics (topic, events, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events, bytes = bytes + excluded.bytes,
+           first_seq = CASE first_seq WHEN 0 THEN excluded.first_seq ELSE first_seq END, last_seq = excluded.last_seq`,
       ),
       addCounters: this.db.prepare<[number, number]>(
         `UPDATE counters SET unique_processed = unique_processed + ?, duplicate_dropped = duplicate_dropped + ?`,
@@ -82,11 +95,16 @@ export class SqliteEventStore implements EventStore {
       duplicate_dropped: number;
     };
     this.current = { uniqueProcessed: row.unique_processed, duplicateDropped: row.duplicate_dropped };
-    this.nextSeq = (this.db.prepare('SELECT coalesce(max(seq), 0) FROM events').pluck().get() as number) + 1;
-    // In seq order, so the first event stored with a hash owns it.
-    for (const [hash, seq] of this.db.prepare('SELECT key_hash, seq FROM events ORDER BY seq').raw().iterate() as Iterable<[number, number]>) {
-      this.keys.add(hash, seq);
-    }
+    // Purges may have emptied the events table; a topic's last_seq and the purged keys remember the top.
+    this.nextSeq = (this.db.prepare(`SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(last_seq) FROM topics), 0),
+                                                coalesce((SELECT max(seq) FROM purged_keys), 0))`).pluck().get() as number) + 1;
+    this.dedup = new DedupIndex(this.db, { dir: `${path}.keys`, hotKeys, keyHash, windowMs: retention.dedupWindowMs });
+    this.retention = purgesAnything(retention) ? new SqliteRetention(this.db, retention) : undefined;
+  }
+
+  /** What opening the dedup index read (the rows above its sealed range, any damaged segment it rebuilt) and holds. */
+  get indexLoad() {
+    return { ...this.dedup.loaded, ...this.dedup.figures() };
   }
 
   readonly shared = false;
@@ -111,11 +129,12 @@ export class SqliteEventStore implements EventStore {
     if (statSync(this.path, { throwIfNoEntry: false })?.ino !== this.inode) {
       throw new StoreError(`the database file ${this.path} was removed or replaced while open; restore it and restart`, 'STORE_FILE_GONE');
     }
-    const { isNew, topicEvents, nextSeq, claimed } = asStoreError(() => this.commitTransaction(events, checkpoint));
+    this.dedup.beginBatch(Date.now());
+    const { isNew, topicEvents, nextSeq, claims } = asStoreError(() => this.commitTransaction(events, checkpoint));
     const seqRange = nextSeq > this.nextSeq ? { first: this.nextSeq, last: nextSeq - 1 } : undefined;
     this.nextSeq = nextSeq;
     // Only now that the transaction is durable do its keys join the index.
-    for (const [hash, seq] of claimed) this.keys.add(hash, seq);
+    this.dedup.committed(claims);
     let unique = 0;
     for (const flag of isNew) unique += flag;
     this.current = {
@@ -129,52 +148,70 @@ export class SqliteEventStore implements EventStore {
     return asStoreError(() => this.consumers.apply(command));
   }
 
-  maintain(): Upkeep {
-    return { pending: false, index: { keys: this.keys.size, memoryBytes: 0, hotKeys: this.keys.size, segments: 0 }, lastPurge: undefined, topicEvents: new Map() };
+  /** Seals and merges the dedup index, purges by retention, and keeps the WAL in bounds, until the budget is spent. */
+  maintain(budgetMs: number): Upkeep {
+    const deadline = performance.now() + budgetMs;
+    asStoreError(() => this.dedup.work(deadline, this.nextSeq - 1));
+    const purge = this.retention && asStoreError(() => this.retention!.step(deadline, Date.now()));
+    // Readers' snapshots can keep the automatic checkpoint from ever resetting the WAL; between batches
+    // is the moment to catch up (PASSIVE never waits for a reader).
+    if ((statSync(`${this.path}-wal`, { throwIfNoEntry: false })?.size ?? 0) > WAL_LIMIT_BYTES) this.db.pragma('wal_checkpoint(PASSIVE)');
+    return {
+      pending: this.dedup.pending || purge?.pending === true,
+      index: this.dedup.figures(),
+      lastPurge: this.retention?.lastPurge,
+      topicEvents: purge?.topicEvents ?? new Map(),
+    };
   }
 
+  /**
+   * Seals the in-memory keys first, so that the next start reads no rows. A seal the disk refuses (full,
+   * gone) only costs that: the next start rebuilds the same keys from the rows.
+   */
   close(): void {
-    this.db.close();
+    try {
+      this.dedup.sealAll(this.nextSeq - 1);
+    } catch (error) {
+      if (typeof (error as { code?: unknown }).code !== 'string') throw error;
+    } finally {
+      this.dedup.close();
+      this.db.close();
+    }
   }
 
   /** The body of the batch transaction; better-sqlite3 rolls it back whole if anything throws. */
   private insertBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint) {
     const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
     const isNew = new Uint8Array(events.length);
-    const topicEvents = new Map<string, number>();
-    // Hashes first claimed in this batch; they reach the index only if the transaction commits.
-    const claimed = new Map<number, number>();
+    const topics = new Map<string, { events: number; bytes: number; first: number; last: number }>();
+    // Keys first stored in this batch; they reach the in-memory index only if the transaction commits.
+    const claims: BatchClaims = { owners: new Map(), colliding: [] };
     let seq = this.nextSeq;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       const hash = this.keyHash(e.topic, e.eventId);
-      if (!this.isNewKey(e, hash, seq, claimed)) continue;
-      insert.run(seq++, hash, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
+      if (!this.dedup.isNew(e, hash, seq, claims)) continue;
+      insert.run(seq, hash, e.topic, e.eventId, e.timestamp, e.source, e.payload, e.receivedAt);
       isNew[i] = 1;
-      topicEvents.set(e.topic, (topicEvents.get(e.topic) ?? 0) + 1);
+      const topic = topics.get(e.topic);
+      if (topic) {
+        topic.events++;
+        topic.bytes += eventBytes(e);
+        topic.last = seq;
+      } else {
+        topics.set(e.topic, { events: 1, bytes: eventBytes(e), first: seq, last: seq });
+      }
+      seq++;
     }
     const unique = seq - this.nextSeq;
-    for (const [topic, count] of topicEvents) countTopic.run(topic, count);
+    const topicEvents = new Map<string, number>();
+    for (const [name, topic] of topics) {
+      countTopic.run(name, topic.events, topic.bytes, topic.first, topic.last);
+      topicEvents.set(name, topic.events);
+    }
     addCounters.run(unique, events.length - unique);
     saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
-    return { isNew, topicEvents, nextSeq: seq, claimed };
-  }
-
-  /**
-   * Whether `event` (hashing to `hash`) is stored by no earlier event, in the store or in this batch.
-   * A new key is recorded for `seq`: in `claimed` when its hash is free, in colliding_keys when another
-   * key owns the hash.
-   */
-  private isNewKey(event: IncomingEvent, hash: number, seq: number, claimed: Map<number, number>): boolean {
-    const { keyAt, claimCollidingKey } = this.statements;
-    const owner = claimed.get(hash) ?? this.keys.get(hash);
-    if (owner === 0) {
-      claimed.set(hash, seq);
-      return true;
-    }
-    const stored = keyAt.get(owner)!;
-    if (stored.topic === event.topic && stored.event_id === event.eventId) return false;
-    return claimCollidingKey.run(event.topic, event.eventId, seq).changes === 1;
+    return { isNew, topicEvents, nextSeq: seq, claims };
   }
 }
 
