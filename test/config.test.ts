@@ -29,3 +29,30 @@ t.test('uptime reads like a duration', async (t) => {
   t.equal(formatUptime(3_600), '1h0m0s');
   t.equal(formatUptime(90_061), '1d1h1m1s');
 });
+
+t.test('retention rules and the dedup window parse as documented', async (t) => {
+  const { retention, dedupWindowMs } = loadConfig([], { RETENTION: 'audit.*=365d, debug.*=1d,counted=1000,both.*=30d/500,*=90s', DEDUP_WINDOW: '12h' });
+  t.same(retention.map(({ pattern, maxAgeMs, maxEvents }) => [pattern, maxAgeMs, maxEvents]), [
+    ['audit.*', 365 * 86_400_000, undefined], ['debug.*', 86_400_000, undefined], ['counted', undefined, 1000],
+    ['both.*', 30 * 86_400_000, 500], ['*', 90_000, undefined],
+  ]);
+  t.equal(dedupWindowMs, 12 * 3_600_000);
+  t.ok(retention[0]!.matcher.test('audit.eu.orders') && !retention[0]!.matcher.test('xaudit.eu'), '* is any run, the rest literal');
+  t.ok(retention[4]!.matcher.test(''), 'a lone * matches every topic');
+  t.same(loadConfig([], {}).retention, [], 'unset: keep forever');
+  t.equal(loadConfig([], {}).dedupWindowMs, undefined, 'the window defaults to forever');
+  t.equal(loadConfig(['--dedup-window', 'FOREVER'], {}).dedupWindowMs, undefined);
+});
+
+t.test('bad retention settings are refused with the setting and the rule named', async (t) => {
+  t.throws(() => loadConfig([], { RETENTION: 'orders' }), /RETENTION rule 1: "orders" is not pattern=limit/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=1d,=2d' }), /RETENTION rule 2: "=2d" has no topic pattern/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=30' + 'x' }), /RETENTION rule 1: "30x" is not an age/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=0' }), /not a count of events: a whole number of at least 1/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=0s' }), /"0s" is not an age/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=1d/2d' }), /"2d" is not a count/);
+  t.throws(() => loadConfig([], { RETENTION: 'a=1d/5/6' }), /is not a limit/);
+  t.throws(() => loadConfig(['--retention', 'a=1.5h'], {}), { name: 'ConfigError', message: /--retention rule 1: "1.5h" is not an age/ });
+  t.throws(() => loadConfig([], { DEDUP_WINDOW: 'never' }), /DEDUP_WINDOW: "never" is not an age/);
+  t.throws(() => loadConfig([], { DEDUP_HOT_KEYS: '3' }), /DEDUP_HOT_KEYS must be an integer from 16/);
+});

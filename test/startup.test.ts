@@ -22,6 +22,8 @@ t.test('a database that cannot be opened stops start-up with a clear error', asy
 
 t.test('bad configuration is refused before start', async (t) => {
   await t.rejects(spawnServer(join(t.testdir(), 'a.db'), { RING_BYTES: '1000' }), /exited with 2/);
+  await t.rejects(spawnServer(join(t.testdir(), 'b.db'), { RETENTION: 'debug.*=1 day' }),
+    /exited with 2.*RETENTION rule 1: "1 day" is not an age/s, 'a bad retention rule, with the rule named');
 });
 
 t.test('the largest REQUEST_TIMEOUT_MS starts (Node checks its header timeout against it at creation)', async (t) => {
