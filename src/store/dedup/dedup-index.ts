@@ -57,12 +57,16 @@ export interface DedupIndexLoad {
   ms: number;
 }
 
+const CLEAR_SLICE = 1 << 18;
+
 /** Slots for `keys` keys at most half full, as a power of two. */
 const capacityFor = (keys: number) => 2 ** Math.ceil(Math.log2(Math.max(16, keys * 2)));
 
 export class DedupIndex {
   private active: KeyIndex;
   private frozen: KeyIndex | undefined;
+  /** The last sealed table, cleared: the next active one (no 32 MB allocation in the middle of a batch stream). */
+  private spare: KeyIndex | undefined;
   private readonly sealed: SealedSegments;
   /** Hash → how many colliding_keys rows have it: which hashes have more than one key above the sealed range. */
   private collidingHashes = new Map<number, number>();
@@ -166,7 +170,7 @@ export class DedupIndex {
     const hotKeys = this.active.size + (this.frozen?.size ?? 0);
     return {
       keys: hotKeys + this.sealed.keys,
-      memoryBytes: this.active.memoryBytes + (this.frozen?.memoryBytes ?? 0) + this.sealed.memoryBytes,
+      memoryBytes: this.active.memoryBytes + (this.frozen?.memoryBytes ?? 0) + (this.spare?.memoryBytes ?? 0) + this.sealed.memoryBytes,
       hotKeys,
       segments: this.sealed.count,
     };
@@ -187,7 +191,8 @@ export class DedupIndex {
   private *sealJob(lastSeq: number): Generator<void> {
     if (!this.frozen) {
       this.frozen = this.active;
-      this.active = new KeyIndex(capacityFor(this.options.hotKeys));
+      this.active = this.spare ?? new KeyIndex(capacityFor(this.options.hotKeys));
+      this.spare = undefined;
       this.frozenThrough = lastSeq;
     }
     const through = this.frozenThrough;
@@ -199,8 +204,14 @@ export class DedupIndex {
       if (seq > from && seq <= through && this.frozen.get(hash) !== seq) extra.push([hash, seq]);
     }
     yield* this.sealed.seal(this.frozen, extra, through, () => this.statements.forgetSealedColliding.run(through));
+    const sealed = this.frozen;
     this.frozen = undefined;
     this.loadColliding();
+    for (let slot = 0; slot < sealed.slots; slot += CLEAR_SLICE) {
+      yield;
+      sealed.clear(slot, slot + CLEAR_SLICE);
+    }
+    this.spare = sealed;
   }
 
   private frozenThrough = 0;

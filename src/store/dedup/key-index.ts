@@ -31,6 +31,12 @@ export class KeyIndex {
     return this.keys.byteLength + this.seqs.byteLength;
   }
 
+  /** Empties slots [from, to); the table counts as empty once the last slot is cleared (clear in slices, then reuse). */
+  clear(from: number, to: number): void {
+    this.keys.fill(0, from, to);
+    if (to >= this.keys.length) this.count = 0;
+  }
+
   /** Visits the entries in slots [from, to). */
   scan(from: number, to: number, visit: (hash: number, seq: number) => void): void {
     for (let slot = from; slot < to; slot++) {
