@@ -73,7 +73,10 @@ export class DedupIndex {
   private readonly statements;
   /** received_at below this is outside DEDUP_WINDOW (set per batch); '' when there is no window. */
   private windowCutoff = '';
-  private job: Generator<void> | undefined;
+  /** A seal in progress; it goes before a merge, so the in-memory tables never wait behind a long merge. */
+  private sealing: Generator<void> | undefined;
+  /** A merge (or drop) in progress; its inputs are immutable, so seals may interleave with it. */
+  private merging: Generator<void> | undefined;
   readonly loaded: DedupIndexLoad;
 
   constructor(db: Database.Database, private readonly options: DedupIndexOptions) {
@@ -141,7 +144,7 @@ export class DedupIndex {
 
   /** Whether sealing or merging has work to do. */
   get pending(): boolean {
-    return this.job !== undefined || this.frozen !== undefined || this.active.size >= this.options.hotKeys
+    return this.sealing !== undefined || this.merging !== undefined || this.active.size >= this.options.hotKeys
       || this.sealed.mergeCandidates() !== undefined;
   }
 
@@ -151,19 +154,23 @@ export class DedupIndex {
    */
   work(deadline: number, lastSeq: number): void {
     while (performance.now() < deadline) {
-      this.job ??= this.nextJob(lastSeq);
-      if (!this.job) return;
-      if (this.job.next().done) this.job = undefined;
+      if (!this.sealing && this.active.size >= this.options.hotKeys) this.sealing = this.sealJob(lastSeq);
+      if (this.sealing) {
+        if (this.sealing.next().done) this.sealing = undefined;
+        continue;
+      }
+      this.merging ??= this.mergeJob();
+      if (!this.merging) return;
+      if (this.merging.next().done) this.merging = undefined;
     }
   }
 
   /** Seals everything in memory at once (a clean shutdown), so the next start reads no rows. */
   sealAll(lastSeq: number): void {
-    while (this.job || this.frozen || this.active.size > 0) {
-      this.job ??= this.frozen || this.active.size > 0 ? this.sealJob(lastSeq) : undefined;
-      while (this.job && !this.job.next().done);
-      this.job = undefined;
-    }
+    if (!this.sealing && this.active.size > 0) this.sealing = this.sealJob(lastSeq);
+    while (this.sealing && !this.sealing.next().done);
+    this.sealing = undefined;
+    if (this.active.size > 0) this.sealAll(lastSeq);
   }
 
   figures(): DedupIndexFigures {
@@ -180,11 +187,11 @@ export class DedupIndex {
     this.sealed.close();
   }
 
-  private nextJob(lastSeq: number): Generator<void> | undefined {
-    if (this.frozen || this.active.size >= this.options.hotKeys) return this.sealJob(lastSeq);
-    if (this.options.windowMs !== undefined) this.sealed.dropBelow(this.statements.floorSeq.get() ?? 0);
+  private mergeJob(): Generator<void> | undefined {
+    const floor = this.options.windowMs === undefined ? 0 : this.statements.floorSeq.get() ?? 0;
+    if (floor > 0) this.sealed.dropBelow(floor);
     const inputs = this.sealed.mergeCandidates();
-    return inputs && this.sealed.merge(inputs, this.options.windowMs === undefined ? 0 : this.statements.floorSeq.get() ?? 0);
+    return inputs && this.sealed.merge(inputs, floor);
   }
 
   /** Freezes the active table (a fresh one takes new keys) and seals it with the colliding keys of its range. */

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { BloomFilter } from './bloom.js';
 
@@ -22,6 +22,8 @@ const HEADER_BYTES = 64;
 const PAIR_BYTES = 16;
 /** Pairs per fence: 256 × 16 B = one 4 KiB read per lookup. */
 const FENCE_EVERY = 256;
+/** Written bytes flushed to disk as the file grows, so that no single fsync holds the consumer for long. */
+const SYNC_EVERY_BYTES = 4 * 1024 * 1024;
 
 export interface SegmentHeader {
   keys: number;
@@ -40,6 +42,7 @@ export class SegmentWriter {
   private readonly fences: Float64Array;
   private readonly pairsAt: number;
   private written = 0;
+  private unsynced = 0;
   private readonly buffer: Float64Array;
   private buffered = 0;
   private lastHash = -1;
@@ -108,6 +111,11 @@ export class SegmentWriter {
     writeSync(this.fd, bytes, 0, bytes.byteLength, this.pairsAt + this.written * PAIR_BYTES);
     this.written += this.buffered / 2;
     this.buffered = 0;
+    this.unsynced += bytes.byteLength;
+    if (this.unsynced >= SYNC_EVERY_BYTES) {
+      fdatasyncSync(this.fd);
+      this.unsynced = 0;
+    }
   }
 }
 
