@@ -21,6 +21,9 @@ const IDLE_WAIT_MS = 100;
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
+/** Retention upkeep between batches: at most this long a step, and this long between steps when none is pending. */
+const UPKEEP_BUDGET_MS = 20;
+const UPKEEP_EVERY_MS = 1_000;
 
 const { ring: ringBuffer, epoch, config } = workerData as ConsumerWorkerData;
 const log = createLogger(config.logLevel, 'consumer');
@@ -28,6 +31,7 @@ const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
 let lastSnapshot = performance.now();
+let nextUpkeep = 0;
 const store = await openEventStore(config, log);
 const ring = new RingConsumer(ringBuffer);
 
@@ -77,6 +81,20 @@ async function refreshSnapshot(): Promise<void> {
   }
 }
 
+/** A step of the store's background upkeep (purging), when one is due; its figures go to the main thread. */
+async function upkeep(): Promise<void> {
+  if (performance.now() < nextUpkeep) return;
+  try {
+    const { pending, index, lastPurge, topicEvents } = await store.maintain(UPKEEP_BUDGET_MS);
+    nextUpkeep = pending ? 0 : performance.now() + UPKEEP_EVERY_MS;
+    post({ type: 'upkeep', index, lastPurge, topicEvents: [...topicEvents] });
+  } catch (error) {
+    if (!(error instanceof StoreError)) throw error;
+    nextUpkeep = performance.now() + UPKEEP_EVERY_MS;
+    log.warn({ err: error }, 'retention upkeep failed; trying again later');
+  }
+}
+
 async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<ConsumerCommandResult> {
   try {
     return { type: 'consumer-result', id, outcome: await store.applyConsumerCommand(command) };
@@ -92,6 +110,7 @@ async function consume(): Promise<void> {
   for (;;) {
     await ring.waitForData(IDLE_WAIT_MS);
     await refreshSnapshot();
+    await upkeep();
     if (!ring.hasNext()) {
       if (ring.isClosed()) return;
       continue;

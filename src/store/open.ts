@@ -9,7 +9,7 @@ import { SqliteWorkerReader } from './sqlite-worker-reader.js';
 import type { EventReader, EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
-export type WriterConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax'>;
+export type WriterConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs'>;
 export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'maxPageBytes'>;
 
 /*
@@ -35,7 +35,7 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
     throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
-    return await PostgresEventStore.open(config.databaseUrl, config.replicaId);
+    return await PostgresEventStore.open(config.databaseUrl, config.replicaId, { rules: config.retention, dedupWindowMs: config.dedupWindowMs });
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
     throw new Error('cannot open PostgreSQL (the log says why)');

@@ -1,0 +1,4 @@
+import { postgresStore } from './helpers/stores.js';
+import { retentionSuite } from './suites/retention.js';
+
+retentionSuite(postgresStore);
