@@ -8,6 +8,7 @@ import { eventKey } from '../src/store/postgres-schema.js';
 import { PostgresEventStore } from '../src/store/postgres-store.js';
 import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { eventPager } from './helpers/pager.js';
 import { startPublishers } from './helpers/publishers.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 import { postgresStore } from './helpers/stores.js';
@@ -105,25 +106,19 @@ t.test('two replicas publishing while both purge: nothing twice, counters agree 
   const replicas = [await replica(t, url, 'a', env), await replica(t, url, 'b', env)];
   const publishers = startPublishers(() => replicas, { count: 4 });
 
-  const seen: any[] = [];
-  let after = 0;
-  const readPage = async () => {
-    const page: any[] = await replicas[0]!.get(`/events?after=${after}&limit=50`);
-    seen.push(...page);
-    if (page.length > 0) after = page.at(-1).seq;
-    return page.length;
-  };
+  const reader = eventPager(replicas[0]!.get, 50);
   const stopAt = Date.now() + 4_000;
-  while (Date.now() < stopAt) await readPage();
+  while (Date.now() < stopAt) await reader.next();
   await publishers.stop();
   const { acked } = publishers;
   await eventually(() => storeFigures(url), {
     what: 't0 cut to 100 and t1 purged', timeout: 15_000, interval: 200,
     until: (f) => f.retained?.t0 === 100 && f.retained?.t1 === 0,
   });
-  while ((await readPage()) > 0);
+  while ((await reader.next()) > 0);
 
   const retained = await readAllEvents(replicas[1]!.get);
+  const { seen } = reader;
   const seenKeys = new Set(seen.map(keyOf));
   t.ok(seen.every((e, i) => i === 0 || e.seq > seen[i - 1].seq), 'the reader saw strictly increasing seqs');
   t.equal(seenKeys.size, seen.length, 'and no event twice');
@@ -196,4 +191,37 @@ t.test('kill -9 of a replica while it purges: nothing acknowledged lost, nothing
   let unique = 0;
   for (let i = 0; i < acked.length; i += 2_000) unique += (await a.publish(acked.slice(i, i + 2_000))).body.unique;
   t.equal(unique, 0, 'republishing every acknowledged event yields only duplicates');
+});
+
+t.test('a database from before retention upgrades in place: tombstones allowed, bytes counted from the docs, purges work', async (t) => {
+  const url = await freshDatabase();
+  const storeEvent = (topic: string, id: string): IncomingEvent => ({
+    topic, eventId: id, timestamp: '2026-11-24T10:00:00Z', source: 's', payload: `{"n":"${id}"}`, receivedAt: new Date().toISOString(),
+  });
+  const before = await PostgresEventStore.open(url, 'a');
+  await before.commitBatch(Array.from({ length: 10 }, (_, i) => storeEvent(i % 2 ? 'odd' : 'even', `e${i}`)), { epoch: 'e', position: 10 });
+  await before.close();
+  // Back to the shape the previous version left: no tombstones, no retention figures.
+  const admin = new pg.Client(url);
+  await admin.connect();
+  t.teardown(() => admin.end());
+  await admin.query(`
+    DROP TABLE topic_purges, purges;
+    ALTER TABLE topic_counts DROP COLUMN bytes;
+    ALTER TABLE replica_counters DROP COLUMN keys_forgotten;
+    DROP INDEX events_retained, events_retained_by_topic;
+    CREATE INDEX events_by_topic ON events (topic, seq);
+    ALTER TABLE events ALTER COLUMN doc SET NOT NULL`);
+
+  const store = await PostgresEventStore.open(url, 'a', { rules: [{ pattern: 'odd', matcher: /^odd$/, maxAgeMs: undefined, maxEvents: 2 }], dedupWindowMs: undefined });
+  t.teardown(() => store.close());
+  const { rows: indexes } = await admin.query<{ name: string }>(
+    "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'events' AND (indexname LIKE 'events_%by_topic' OR indexname = 'events_retained') ORDER BY 1");
+  t.same(indexes.map((r) => r.name), ['events_retained', 'events_retained_by_topic'], 'the partial indexes replace events_by_topic');
+  t.same((await storeFigures(url)).counted_bytes, (await storeFigures(url)).bytes, 'bytes per topic were counted from the docs');
+
+  const upkeep = await store.maintain(100);
+  t.same([...upkeep.topicEvents], [['odd', 2]], 'the purge cut odd to 2');
+  t.match(upkeep, { index: { keys: 10 }, lastPurge: { events: 3, total: 3 } });
+  figuresAgree(t, await storeFigures(url));
 });

@@ -72,7 +72,13 @@ const SCHEMA = `
     END IF;
   END $$;
   CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at, seq);
-  ALTER TABLE events ALTER COLUMN doc DROP NOT NULL;
+  DO $$ BEGIN
+    -- Only once: ALTER TABLE locks out every reader and writer of events while it runs.
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'events'
+               AND column_name = 'doc' AND is_nullable = 'NO') THEN
+      ALTER TABLE events ALTER COLUMN doc DROP NOT NULL;
+    END IF;
+  END $$;
   CREATE INDEX IF NOT EXISTS events_retained ON events (seq) WHERE doc IS NOT NULL;
   CREATE INDEX IF NOT EXISTS events_retained_by_topic ON events (topic, seq) WHERE doc IS NOT NULL;
   DROP INDEX IF EXISTS events_by_topic;

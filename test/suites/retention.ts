@@ -3,6 +3,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { keyOf, makeEvent, type TestEvent } from '../helpers/events.js';
 import { eventually } from '../helpers/eventually.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
+import { eventPager } from '../helpers/pager.js';
 import { readAllEvents } from '../helpers/server-process.js';
 import type { TestStore } from '../helpers/stores.js';
 
@@ -132,24 +133,18 @@ export function retentionSuite(store: TestStore): void {
       }
     })();
 
-    const seen: any[] = [];
-    let after = 0;
-    const readPage = async () => {
-      const page: any[] = await agg.get(`/events?after=${after}&limit=5`);
-      seen.push(...page);
-      if (page.length > 0) after = page.at(-1).seq;
-      return page.length;
-    };
+    const reader = eventPager((path) => agg.get(path), 5);
     const stopAt = Date.now() + 2_500;
-    while (Date.now() < stopAt) await readPage();
+    while (Date.now() < stopAt) await reader.next();
     publishing = false;
     await publisher;
     await eventually(() => topicEvents(agg, 'rolling.a'), {
       what: 'rolling.a to be cut to 40', timeout: PURGE_TIMEOUT_MS, interval: 50, until: (events) => events.length === 40,
     });
-    while ((await readPage()) > 0);
+    while ((await reader.next()) > 0);
 
     const retained = await readAllEvents((path) => agg.get(path));
+    const { seen } = reader;
     const seenKeys = new Set(seen.map(keyOf));
     const rolling = acked.filter((e) => e.topic === 'rolling.a').length;
     t.ok(rolling > 200, `purges had work while the reader read (${rolling} rolling.a events published, 40 kept)`);
