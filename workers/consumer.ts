@@ -108,7 +108,8 @@ async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<Co
 async function consume(): Promise<void> {
   const batch: QueuedEvent[] = [];
   for (;;) {
-    await ring.waitForData(IDLE_WAIT_MS);
+    // Pending upkeep goes on at once when the ring is idle, not after an idle wait.
+    await ring.waitForData(nextUpkeep === 0 ? 0 : IDLE_WAIT_MS);
     await refreshSnapshot();
     await upkeep();
     if (!ring.hasNext()) {

@@ -10,7 +10,7 @@ import type { PurgeReport, Upkeep } from './store.js';
  * calling its key a duplicate, across replicas, with no race. Moving purged keys to a table of their own
  * would race: a replica inserting the key while the purge moves it finds it in neither place.
  *
- * Per topic, a step tombstones the oldest retained rows, at most PURGE_CHUNK of them, in seq order: those
+ * Per topic, a step tombstones the oldest retained rows, a chunk of them at most, in seq order: those
  * beyond the newest maxEvents (counted from topic_counts) and the run of those received before the age
  * cutoff (stopping at the first younger one). The purged rows are always a seq-prefix of the topic's rows
  * below the commit horizon: every transaction below it has ended, so no row can later appear under
@@ -27,11 +27,16 @@ import type { PurgeReport, Upkeep } from './store.js';
  * re-read the topic), topic_purges, and the total in `purges`.
  */
 
-/** Rows one statement purges or forgets at most: short transactions, short row locks. */
-export const PURGE_CHUNK = 2_000;
+/**
+ * Rows one statement purges or forgets: at most MAX_CHUNK, for short transactions and row locks, and fewer
+ * where a step of that many would take longer than the budget, so the batches behind it wait little.
+ */
+const MAX_CHUNK = 2_000;
+const MIN_CHUNK = 100;
 /** Topics looked at per read of the topic list. */
 const TOPIC_PAGE = 200;
-const LOCK_TIMEOUT_MS = 100;
+/** About one batch statement: a step waits no longer for a batch's row lock, and gives way. */
+const LOCK_TIMEOUT_MS = 20;
 /** SQLSTATEs of a step that gave way to a batch: lock_not_available, deadlock_detected. */
 const GAVE_WAY = new Set(['55P03', '40P01']);
 
@@ -91,9 +96,9 @@ const FORGET_KEYS = `
     SELECT $3, 0, 0, count(*) FROM forgotten HAVING count(*) > 0
     ON CONFLICT (replica) DO UPDATE SET keys_forgotten = c.keys_forgotten + excluded.keys_forgotten
   )
-  SELECT (SELECT count(*) FROM doomed) AS doomed`;
+  SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT count(*) FROM doomed) AS doomed`;
 
-const LAST_PURGE = 'UPDATE purges SET at = $1, events = $2, duration_ms = $3';
+const LAST_PURGE = `UPDATE purges SET at = ${agoSql('0')}, events = $1, duration_ms = $2`;
 
 /** Keys held (every row, tombstones too) and the last purge, whichever replica made it. */
 const FIGURES = `
@@ -115,10 +120,18 @@ interface Step {
   full: boolean;
 }
 
+/** What a step's statement reports: rows it changed, and rows it took on (a full chunk means more are due). */
+interface Chunk {
+  changed: number;
+  taken: number;
+}
+
 /** The retention upkeep of one replica's writer connection pool (see the block comment above). */
 export class PostgresPurger {
   /** The sweep's place in the topic list: the last topic whose purge is done for this sweep. */
   private cursor = '';
+  /** Rows per statement, fitted to the budget by the steps so far. */
+  private chunk = MIN_CHUNK;
 
   constructor(private readonly pool: pg.Pool, private readonly replica: string, private readonly policy: RetentionPolicy) {}
 
@@ -129,10 +142,10 @@ export class PostgresPurger {
     let purged = 0;
     let pending = false;
     if (purgesAnything(this.policy)) {
-      ({ purged, pending } = await this.sweep(spent, purgedFrom));
+      ({ purged, pending } = await this.sweep(budgetMs, spent, purgedFrom));
     }
     const durationMs = performance.now() - started;
-    if (purged > 0) await this.pool.query(LAST_PURGE, [new Date().toISOString(), purged, durationMs]);
+    if (purged > 0) await this.pool.query(LAST_PURGE, [purged, durationMs]);
     const [figures, retained] = await Promise.all([
       this.pool.query<{ keys: string; at: string | null; events: string; duration_ms: number; total: string }>(FIGURES),
       purgedFrom.size > 0 ? this.pool.query<{ topic: string; events: string }>(RETAINED, [[...purgedFrom]]) : undefined,
@@ -153,13 +166,13 @@ export class PostgresPurger {
    * Goes on through the topics from the cursor until the budget is spent; at the end of the list, forgets
    * keys past the window and starts the next sweep over. Pending: work is left that is due now.
    */
-  private async sweep(spent: () => boolean, purgedFrom: Set<string>): Promise<{ purged: number; pending: boolean }> {
+  private async sweep(budgetMs: number, spent: () => boolean, purgedFrom: Set<string>): Promise<{ purged: number; pending: boolean }> {
     let purged = 0;
     for (;;) {
       const { rows } = await this.pool.query<TopicRow>(TOPICS, [this.cursor, TOPIC_PAGE]);
       for (const row of rows) {
         for (;;) {
-          const step = await this.purgeTopic(row);
+          const step = await this.purgeTopic(row, budgetMs);
           if (step === undefined) return { purged, pending: false };
           if (step === 'gave-way') return { purged, pending: true };
           purged += step.changed;
@@ -172,50 +185,58 @@ export class PostgresPurger {
       }
       if (rows.length === TOPIC_PAGE) continue;
       this.cursor = '';
-      const forgot = await this.forgetKeys(spent);
+      const forgot = await this.forgetKeys(budgetMs, spent);
       return { purged, pending: forgot === 'gave-way' || (forgot?.full ?? false) };
     }
   }
 
   /** One chunk of a topic, or nothing to do (changed 0); undefined: another replica is purging. */
-  private purgeTopic(row: TopicRow): Promise<Step | 'gave-way' | undefined> {
+  private purgeTopic(row: TopicRow, budgetMs: number): Promise<Step | 'gave-way' | undefined> {
     const limit = limitFor(this.policy, row.topic);
     const cutoff = limit?.maxAgeMs === undefined ? null : new Date(Date.parse(row.now) - limit.maxAgeMs).toISOString();
     const overCount = limit?.maxEvents !== undefined && Number(row.events) > limit.maxEvents;
     const overAge = cutoff !== null && row.oldest !== null && row.oldest < cutoff;
     if (!overCount && !overAge) return Promise.resolve({ changed: 0, full: false });
-    return this.locked(async (client) => {
+    return this.locked(budgetMs, async (client, chunk) => {
       const { rows: [result] } = await client.query<{ purged: string; victims: string }>(
-        PURGE_TOPIC, [row.topic, cutoff, limit!.maxEvents ?? null, PURGE_CHUNK, this.replica]);
-      return { changed: Number(result!.purged), full: Number(result!.victims) === PURGE_CHUNK };
+        PURGE_TOPIC, [row.topic, cutoff, limit!.maxEvents ?? null, chunk, this.replica]);
+      return { changed: Number(result!.purged), taken: Number(result!.victims) };
     });
   }
 
   /** Deletes tombstones past the window, chunk by chunk, until none is left or the budget is spent. */
-  private async forgetKeys(spent: () => boolean): Promise<Step | 'gave-way' | undefined> {
+  private async forgetKeys(budgetMs: number, spent: () => boolean): Promise<Step | 'gave-way' | undefined> {
     const window = this.policy.dedupWindowMs;
     if (window === undefined) return undefined;
     for (;;) {
-      const step = await this.locked(async (client) => {
-        const { rows: [result] } = await client.query<{ doomed: string }>(FORGET_KEYS, [window, PURGE_CHUNK, this.replica]);
-        return { changed: Number(result!.doomed), full: Number(result!.doomed) === PURGE_CHUNK };
+      const step = await this.locked(budgetMs, async (client, chunk) => {
+        const { rows: [result] } = await client.query<{ forgotten: string; doomed: string }>(FORGET_KEYS, [window, chunk, this.replica]);
+        return { changed: Number(result!.forgotten), taken: Number(result!.doomed) };
       });
       if (step === undefined || step === 'gave-way' || !step.full || spent()) return step;
     }
   }
 
   /**
-   * Runs `work` in a transaction holding PURGE_LOCK; undefined when another replica holds it, 'gave-way'
-   * when a row lock held by a batch made it give up (it is rolled back and retried later).
+   * Runs `work` on a chunk of rows in a transaction holding PURGE_LOCK, and fits the next chunk to the
+   * budget; undefined when another replica holds the lock, 'gave-way' when a row lock held by a batch made
+   * it give up (it is rolled back and retried later).
    */
-  private async locked(work: (client: pg.PoolClient) => Promise<Step>): Promise<Step | 'gave-way' | undefined> {
+  private async locked(budgetMs: number, work: (client: pg.PoolClient, chunk: number) => Promise<Chunk>): Promise<Step | 'gave-way' | undefined> {
     const client = await this.pool.connect();
     try {
+      const started = performance.now();
       await client.query(`BEGIN; SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
       const { rows: [lock] } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS got', [PURGE_LOCK]);
-      const step = lock!.got ? await work(client) : undefined;
+      const chunk = this.chunk;
+      const done = lock!.got ? await work(client, chunk) : undefined;
       await client.query('COMMIT');
-      return step;
+      if (!done) return undefined;
+      const ms = performance.now() - started;
+      const full = done.taken === chunk;
+      if (ms > budgetMs) this.chunk = Math.max(MIN_CHUNK, Math.floor(chunk / 2));
+      else if (full && ms < budgetMs / 2) this.chunk = Math.min(MAX_CHUNK, chunk * 2);
+      return { changed: done.changed, full };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (GAVE_WAY.has((error as { code?: string }).code ?? '')) return 'gave-way';
