@@ -3,6 +3,8 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
 import type { IncomingEvent } from '../src/event.js';
+import { parseRetentionRules } from '../src/retention.js';
+import { eventDoc } from '../src/store/event-doc.js';
 import { PostgresEventReader } from '../src/store/postgres-reader.js';
 import { eventKey } from '../src/store/postgres-schema.js';
 import { PostgresEventStore } from '../src/store/postgres-store.js';
@@ -224,4 +226,34 @@ t.test('a database from before retention upgrades in place: tombstones allowed, 
   t.same([...upkeep.topicEvents], [['odd', 2]], 'the purge cut odd to 2');
   t.match(upkeep, { index: { keys: 10 }, lastPurge: { events: 3, total: 3 } });
   figuresAgree(t, await storeFigures(url));
+});
+
+t.test('the reader reports purge horizons and topic figures as the purge left them', async (t) => {
+  const url = await freshDatabase();
+  const store = await PostgresEventStore.open(url, 'a', { rules: parseRetentionRules('a=2'), dedupWindowMs: undefined });
+  const reader = new PostgresEventReader(url, 'a', 1 << 20);
+  t.teardown(() => Promise.all([store.close(), reader.close()]));
+  const events = Array.from({ length: 8 }, (_, i): IncomingEvent => ({
+    topic: i < 5 ? 'a' : 'b', eventId: `e${i}`, timestamp: '2026-11-24T10:00:00Z', source: 's', payload: `{"text":"žluť ${i}"}`,
+    receivedAt: new Date().toISOString(),
+  }));
+  await store.commitBatch(events, { epoch: 'e', position: 8 });
+  const page = async () => JSON.parse(Buffer.from(await reader.page({ after: 0, limit: 100 })).toString());
+  const before: { seq: number; topic: string; received_at: string }[] = await page();
+  t.same(await reader.purgeHorizon(undefined), { max: 0, min: 0 }, 'nothing purged yet');
+
+  await store.maintain(100);
+  const [, , a2, a3, a4] = before.filter((e) => e.topic === 'a');
+  const b = before.filter((e) => e.topic === 'b');
+  t.same((await page()).map((e: { seq: number }) => e.seq), [a3!.seq, a4!.seq, ...b.map((e) => e.seq)], 'a keeps its newest 2');
+  t.same(await reader.purgeHorizon(['a']), { max: a2!.seq, min: a2!.seq }, 'a is purged through its third event');
+  t.same(await reader.purgeHorizon(['a', 'b']), { max: a2!.seq, min: 0 }, 'b purged nothing, so nothing is gone for sure below');
+  t.same(await reader.purgeHorizon(undefined), { max: a2!.seq, min: 0 }, 'every topic: the same');
+
+  const docBytes = (from: number, to: number) => events.slice(from, to).reduce((n, e) => n + Buffer.byteLength(eventDoc(e)), 0);
+  t.same(await reader.topicDetails(['b', 'a', 'unknown']), [
+    { topic: 'a', events: 2, bytes: docBytes(3, 5), first_seq: a3!.seq, last_seq: a4!.seq, oldest_received_at: a3!.received_at, purged_through: a2!.seq },
+    { topic: 'b', events: 3, bytes: docBytes(5, 8), first_seq: b[0]!.seq, last_seq: b[2]!.seq, oldest_received_at: b[0]!.received_at, purged_through: 0 },
+  ], 'retained events, their doc bytes, first and last seq, oldest received_at, purged_through; unknown topics left out');
+  t.ok((await reader.diskBytes()) > 100_000, 'disk bytes: the tables and their indexes');
 });
