@@ -1,8 +1,8 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
+import type { RetentionPolicy } from '../retention.js';
 import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { eventDoc } from './event-doc.js';
-import type { RetentionPolicy } from '../retention.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
 import { PostgresPurger } from './postgres-purge.js';
 import { agoSql, COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
@@ -59,7 +59,8 @@ export function storeError(error: unknown): StoreError {
  * paging argument of postgres-schema.ts holds). Both copies are never visible at once: one transaction
  * swaps them. A replica that waited for another's lock on a stale row finds it gone and its own copy a
  * duplicate of the other's. `forgotten` says whether each row was still retained, from the row it locked,
- * so topic totals stay exact even when the purge tombstoned it meanwhile.
+ * so topic totals stay exact even when the purge tombstoned it meanwhile. Without a window, `forgotten` is
+ * empty and the statement is the plain insert.
  */
 const commitBatchSql = (windowed: boolean) => `
   WITH batch AS (
