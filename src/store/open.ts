@@ -41,7 +41,7 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
     throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
-    return await PostgresEventStore.open(config.databaseUrl, config.replicaId);
+    return await PostgresEventStore.open(config.databaseUrl, config.replicaId, { rules: config.retention, dedupWindowMs: config.dedupWindowMs });
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
     throw new Error('cannot open PostgreSQL (the log says why)');

@@ -18,7 +18,9 @@ export const READ_STATEMENT_TIMEOUT_MS = 2_000;
  * sent to the socket as is. The byte cap is a running total of each item's exact size (its doc, its seq,
  * `{"seq":` and `,`, and the separator after it), so the page holds the same events the SQLite builder
  * would. Sizes come from octet_length, which reads the stored length without fetching a large doc; only
- * the docs kept are read. Only rows below the commit horizon are returned (see the schema).
+ * the docs kept are read. Only rows below the commit horizon are returned (see the schema), and no
+ * tombstone of a purged event: every read here says `doc IS NOT NULL`, which picks the partial indexes
+ * of retained rows, so a read never wades through what was purged.
  */
 const pageOf = (topicFilter: string) => `
   SELECT coalesce('[' || string_agg('{"seq":' || seq || ',' || substr(doc, 2), ',' ORDER BY seq) || ']', '[]') AS page,
@@ -27,7 +29,7 @@ const pageOf = (topicFilter: string) => `
     SELECT seq, doc, row_number() OVER w AS n, sum(octet_length(doc) + length(seq::text) + 8) OVER w AS bytes
     FROM (
       SELECT seq, doc FROM events
-      WHERE seq > $1 AND seq < ${SEQ_HORIZON} AND ${topicFilter}
+      WHERE seq > $1 AND seq < ${SEQ_HORIZON} AND doc IS NOT NULL AND ${topicFilter}
       ORDER BY seq LIMIT $2
     ) limited
     WINDOW w AS (ORDER BY seq)
@@ -48,11 +50,11 @@ const CONSUMER_STATUS = `
   FROM consumers c CROSS JOIN horizon h
   CROSS JOIN LATERAL (
     SELECT count(*) FROM events e
-    WHERE e.seq > c.position AND e.seq < h.seq AND (c.topics IS NULL OR e.topic = ANY(c.topics))
+    WHERE e.seq > c.position AND e.seq < h.seq AND e.doc IS NOT NULL AND (c.topics IS NULL OR e.topic = ANY(c.topics))
   ) lag
   LEFT JOIN LATERAL (
     SELECT e.doc FROM events e
-    WHERE e.seq > c.position AND e.seq < h.seq AND (c.topics IS NULL OR e.topic = ANY(c.topics))
+    WHERE e.seq > c.position AND e.seq < h.seq AND e.doc IS NOT NULL AND (c.topics IS NULL OR e.topic = ANY(c.topics))
     ORDER BY e.seq LIMIT 1
   ) first ON true
   WHERE $1::text IS NULL OR c.name = $1
@@ -69,7 +71,7 @@ const STREAM = `
     SELECT seq, topic, 'id: ' || seq || E'\nevent: event\ndata: {"seq":' || seq || ','
              || replace(replace(replace(substr(doc, 2), E'\r\n', E'\n'), E'\r', E'\n'), E'\n', E'\ndata: ') || E'\n\n' AS frame
     FROM events, horizon
-    WHERE seq > $1 AND seq < horizon.first_unreadable AND ($3::text[] IS NULL OR topic = ANY($3))
+    WHERE seq > $1 AND seq < horizon.first_unreadable AND doc IS NOT NULL AND ($3::text[] IS NULL OR topic = ANY($3))
     ORDER BY seq LIMIT $2
   ), sized AS (
     SELECT seq, topic, frame, row_number() OVER w AS n, sum(octet_length(frame)) OVER w AS bytes
@@ -89,12 +91,44 @@ const STREAM = `
 const START = `
   WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable)
   SELECT coalesce((SELECT min(seq) FROM events, horizon WHERE $1::text IS NOT NULL AND received_at >= $1
-                   AND seq < horizon.first_unreadable), horizon.first_unreadable) - 1 AS after
+                   AND seq < horizon.first_unreadable AND doc IS NOT NULL), horizon.first_unreadable) - 1 AS after
   FROM horizon`;
 
 /** Store-wide counts are the sum of every replica's rows. */
 const TOPICS = `
   SELECT topic, sum(events) AS events FROM topic_counts WHERE topic > $1 GROUP BY topic ORDER BY topic LIMIT $2`;
+
+/**
+ * The purge horizon of the topics $1 (NULL: every topic). min is 0 as soon as one of them has purged
+ * nothing; over every topic that is the first topic without a purge row, so the probe usually stops early.
+ */
+const PURGE_HORIZON = `
+  SELECT (SELECT coalesce(max(purged_through), 0) FROM topic_purges WHERE $1::text[] IS NULL OR topic = ANY($1)) AS max,
+         CASE WHEN $1::text[] IS NULL
+              THEN CASE WHEN EXISTS (SELECT 1 FROM topic_counts c WHERE NOT EXISTS (SELECT 1 FROM topic_purges p WHERE p.topic = c.topic))
+                        THEN 0 ELSE (SELECT coalesce(min(purged_through), 0) FROM topic_purges) END
+              ELSE (SELECT CASE WHEN bool_and(p.topic IS NOT NULL) THEN min(p.purged_through) ELSE 0 END
+                    FROM unnest($1::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
+         END AS min`;
+
+/**
+ * /stats figures of the topics $1 that exist: retained events and their doc bytes (summed over replicas),
+ * the first and last retained seq and the first one's received_at (ends of the partial (topic, seq) index),
+ * and how far the topic was purged.
+ */
+const TOPIC_DETAILS = `
+  SELECT c.topic, c.events, c.bytes, coalesce(f.seq, 0) AS first_seq, f.received_at AS oldest_received_at,
+         coalesce(l.seq, 0) AS last_seq, coalesce(p.purged_through, 0) AS purged_through
+  FROM (SELECT topic, sum(events) AS events, sum(bytes) AS bytes FROM topic_counts WHERE topic = ANY($1) GROUP BY topic) c
+  LEFT JOIN LATERAL (SELECT seq, received_at FROM events WHERE topic = c.topic AND doc IS NOT NULL ORDER BY seq LIMIT 1) f ON true
+  LEFT JOIN LATERAL (SELECT seq FROM events WHERE topic = c.topic AND doc IS NOT NULL ORDER BY seq DESC LIMIT 1) l ON true
+  LEFT JOIN topic_purges p ON p.topic = c.topic
+  ORDER BY c.topic`;
+
+/** The aggregator's tables with their indexes and TOAST: not the WAL, nor anything else in the database. */
+const DISK_BYTES = `
+  SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0) AS bytes
+  FROM unnest(array['events', 'replica_counters', 'topic_counts', 'ring_checkpoints', 'consumers', 'topic_purges', 'purges']) name`;
 
 /**
  * /events and /topics on PostgreSQL: store-wide, every replica's events, in commit-horizon (seq) order.
@@ -155,16 +189,22 @@ export class PostgresEventReader implements EventReader {
     return { events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last) };
   }
 
-  purgeHorizon(): Promise<PurgeHorizon> {
-    throw new Error('TODO(issue 12): purgeHorizon');
+  async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
+    const { rows: [row] } = await this.query<{ max: string; min: string }>(PURGE_HORIZON, [topics ?? null]);
+    return { max: Number(row!.max), min: Number(row!.min) };
   }
 
-  topicDetails(): Promise<TopicDetail[]> {
-    throw new Error('TODO(issue 12): topicDetails');
+  async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {
+    const { rows } = await this.query<Record<keyof TopicDetail, string>>(TOPIC_DETAILS, [topics]);
+    return rows.map((r) => ({
+      topic: r.topic, events: Number(r.events), bytes: Number(r.bytes), first_seq: Number(r.first_seq), last_seq: Number(r.last_seq),
+      oldest_received_at: r.oldest_received_at, purged_through: Number(r.purged_through),
+    }));
   }
 
-  diskBytes(): Promise<number> {
-    throw new Error('TODO(issue 12): diskBytes');
+  async diskBytes(): Promise<number> {
+    const { rows: [row] } = await this.query<{ bytes: string }>(DISK_BYTES, []);
+    return Number(row!.bytes);
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,8 @@ import type pg from 'pg';
 const MIGRATION_LOCK = 7_203_111;
 /** Advisory lock key that creating a consumer holds for its transaction, so replicas cannot pass MAX_CONSUMERS together. */
 export const CONSUMER_CREATE_LOCK = 7_203_112;
+/** Advisory lock key that a purge step holds for its transaction, so replicas purge one at a time. */
+export const PURGE_LOCK = 7_203_113;
 
 /*
  * Paging that never skips. `seq` is derived from the inserting transaction's id and the event's position in
@@ -23,6 +25,10 @@ export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigi
 export const XID = 'pg_current_xact_id()::text::bigint';
 export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
 
+/** SQL: the UTC ISO text (as received_at holds) of PostgreSQL's clock minus `ms` milliseconds: one clock for every replica. */
+export const agoSql = (ms: string): string =>
+  `to_char((statement_timestamp() - ${ms} * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
 /** NOTIFY channel raised by every commit that stored rows: a data-free wake-up for every replica's subscribers. */
 export const COMMIT_CHANNEL = 'pubsub_aggregator_commits';
 
@@ -38,6 +44,14 @@ export const COMMIT_CHANNEL = 'pubsub_aggregator_commits';
  * by every replica, so a consumer committed through one continues on another.
  * `received_at` repeats the doc's (UTC ISO text, which sorts as time) so that /events/stream?since= finds its
  * start through an index; a store from before the column gets it filled once, from the docs.
+ *
+ * Retention (see postgres-purge.ts): a purged event keeps its row, with `doc` NULL, as its key's tombstone,
+ * so the unique constraint goes on deciding duplicates; every read skips tombstones through the partial
+ * indexes on retained rows (`doc IS NOT NULL`), so reads never wade through what was purged.
+ * `topic_counts` holds retained events and their doc bytes; `replica_counters.keys_forgotten` the rows
+ * DEDUP_WINDOW deleted (keys held = unique_processed - keys_forgotten); `topic_purges.purged_through` the
+ * highest purged seq of a topic, every event of it at or below being gone; `purges` the last purge and
+ * the total ever purged. A store from before these gains them at start, its bytes counted once from the docs.
  */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
@@ -49,7 +63,6 @@ const SCHEMA = `
     received_at text NOT NULL,
     UNIQUE (topic, event_key)
   );
-  CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
   DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'received_at') THEN
@@ -59,6 +72,16 @@ const SCHEMA = `
     END IF;
   END $$;
   CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at, seq);
+  DO $$ BEGIN
+    -- Only once: ALTER TABLE locks out every reader and writer of events while it runs.
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'events'
+               AND column_name = 'doc' AND is_nullable = 'NO') THEN
+      ALTER TABLE events ALTER COLUMN doc DROP NOT NULL;
+    END IF;
+  END $$;
+  CREATE INDEX IF NOT EXISTS events_retained ON events (seq) WHERE doc IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS events_retained_by_topic ON events (topic, seq) WHERE doc IS NOT NULL;
+  DROP INDEX IF EXISTS events_by_topic;
   CREATE TABLE IF NOT EXISTS replica_counters (
     replica           text PRIMARY KEY,
     unique_processed  bigint NOT NULL,
@@ -72,6 +95,27 @@ const SCHEMA = `
   );
   ALTER TABLE topic_counts ADD COLUMN IF NOT EXISTS changed bigint NOT NULL DEFAULT 0;
   CREATE INDEX IF NOT EXISTS topic_counts_by_change ON topic_counts (changed);
+  ALTER TABLE replica_counters ADD COLUMN IF NOT EXISTS keys_forgotten bigint NOT NULL DEFAULT 0;
+  DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'topic_counts' AND column_name = 'bytes') THEN
+      ALTER TABLE topic_counts ADD COLUMN bytes bigint NOT NULL DEFAULT 0;
+      UPDATE topic_counts t SET bytes = s.bytes
+      FROM (SELECT topic, replica, sum(octet_length(doc)) AS bytes FROM events GROUP BY topic, replica) s
+      WHERE t.topic = s.topic AND t.replica = s.replica;
+    END IF;
+  END $$;
+  CREATE TABLE IF NOT EXISTS topic_purges (
+    topic          text PRIMARY KEY,
+    purged_through bigint NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS purges (
+    id          int PRIMARY KEY CHECK (id = 1),
+    at          text NOT NULL,
+    events      bigint NOT NULL,
+    duration_ms double precision NOT NULL,
+    total       bigint NOT NULL
+  );
   CREATE TABLE IF NOT EXISTS ring_checkpoints (
     replica  text PRIMARY KEY,
     epoch    text NOT NULL,

@@ -1,9 +1,11 @@
 import pg from 'pg';
 import type { IncomingEvent } from '../event.js';
+import type { RetentionPolicy } from '../retention.js';
 import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
 import { eventDoc } from './event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
-import { COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
+import { PostgresPurger } from './postgres-purge.js';
+import { agoSql, COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
 
 /**
@@ -49,25 +51,50 @@ export function storeError(error: unknown): StoreError {
  * replicas' rows plus this one's new values, as a statement does not see its own writes), and, when it
  * stored rows, a NOTIFY that wakes every replica's subscribers at commit (a SELECT in a WITH runs only
  * when referenced, hence `notified` in the result).
+ *
+ * With DEDUP_WINDOW ($9, ms), a key whose row (event or tombstone) was received longer ago than the window
+ * is forgotten at once, whether or not the purge has got to it: `stale` locks those rows, sorted by key
+ * like the insert, `forgotten` deletes them, and the insert, which a one-time filter on `forgotten` holds
+ * back until the deletes are done, stores the new copy as new, with a seq of this transaction (so the
+ * paging argument of postgres-schema.ts holds). Both copies are never visible at once: one transaction
+ * swaps them. A replica that waited for another's lock on a stale row finds it gone and its own copy a
+ * duplicate of the other's. `forgotten` says whether each row was still retained, from the row it locked,
+ * so topic totals stay exact even when the purge tombstoned it meanwhile. Without a window, `forgotten` is
+ * empty and the statement is the plain insert.
  */
-const COMMIT_BATCH = `
-  WITH inserted AS (
+const commitBatchSql = (windowed: boolean) => `
+  WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
+  ), ${windowed ? `stale AS (
+    SELECT ev.seq FROM events ev
+    WHERE (ev.topic, ev.event_key) IN (SELECT topic, event_key FROM batch) AND ev.received_at < ${agoSql('$9::bigint')}
+    ORDER BY ev.topic COLLATE "C", ev.event_key COLLATE "C"
+    FOR UPDATE
+  ), forgotten AS (
+    DELETE FROM events ev USING stale WHERE ev.seq = stale.seq
+    RETURNING ev.topic, ev.doc IS NOT NULL AS retained, coalesce(octet_length(ev.doc), 0) AS bytes
+  )` : `forgotten AS (SELECT NULL::text AS topic, false AS retained, 0 AS bytes WHERE false)`}, inserted AS (
     INSERT INTO events (seq, topic, event_key, doc, replica, received_at)
     SELECT ${SEQ_BASE} + e.n, e.topic, e.event_key, e.doc, $4, e.received_at
-    FROM unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
+    FROM batch e ${windowed ? 'WHERE (SELECT count(*) FROM forgotten) >= 0' : ''}
     ORDER BY e.topic COLLATE "C", e.event_key COLLATE "C", e.n
     ON CONFLICT (topic, event_key) DO NOTHING
-    RETURNING seq, topic
+    RETURNING seq, topic, octet_length(doc) AS bytes
   ), mine AS (
-    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped)
-    SELECT $4, count(*), $5 - count(*) FROM inserted
+    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped, keys_forgotten)
+    SELECT $4, count(*), $5 - count(*), (SELECT count(*) FROM forgotten) FROM inserted
     ON CONFLICT (replica) DO UPDATE SET unique_processed = c.unique_processed + excluded.unique_processed,
-                                        duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped
+                                        duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped,
+                                        keys_forgotten = c.keys_forgotten + excluded.keys_forgotten
     RETURNING unique_processed, duplicate_dropped
   ), topics AS (
-    INSERT INTO topic_counts AS t (topic, replica, events, changed)
-    SELECT topic, $4, count(*), ${SEQ_BASE} FROM inserted GROUP BY topic
-    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events, changed = excluded.changed
+    INSERT INTO topic_counts AS t (topic, replica, events, bytes, changed)
+    SELECT topic, $4, sum(events), sum(bytes), ${SEQ_BASE} FROM (
+      SELECT topic, 1 AS events, bytes FROM inserted
+      UNION ALL SELECT topic, -1, -bytes FROM forgotten WHERE retained
+    ) delta GROUP BY topic
+    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events, bytes = t.bytes + excluded.bytes,
+                                               changed = excluded.changed
   ), checkpoint AS (
     INSERT INTO ring_checkpoints (replica, epoch, position, xid) VALUES ($4, $6, $7, ${XID})
     ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position, xid = excluded.xid
@@ -80,6 +107,8 @@ const COMMIT_BATCH = `
   SELECT (SELECT coalesce(array_agg(seq), '{}') FROM inserted) AS seqs, (SELECT count(*) FROM notified) AS notified,
          others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates
   FROM others, mine`;
+const COMMIT_BATCH = commitBatchSql(false);
+const COMMIT_BATCH_WINDOWED = commitBatchSql(true);
 
 const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
 const TOTALS = 'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters';
@@ -110,10 +139,14 @@ export class PostgresEventStore implements EventStore {
   private inDoubt = false;
   /** The commit horizon of the last topic read: changes() reads rows changed from here on. */
   private topicsHorizon = '0';
+  private readonly purger: PostgresPurger;
 
-  private constructor(private readonly pool: pg.Pool, private readonly replica: string) {}
+  private constructor(private readonly pool: pg.Pool, private readonly replica: string, private readonly policy: RetentionPolicy) {
+    this.purger = new PostgresPurger(pool, replica, policy);
+  }
 
-  static async open(url: string, replica: string): Promise<PostgresEventStore> {
+  /** `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever). */
+  static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined }): Promise<PostgresEventStore> {
     const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1);
     try {
       await migrate(pool);
@@ -121,7 +154,7 @@ export class PostgresEventStore implements EventStore {
       await pool.end();
       throw error;
     }
-    return new PostgresEventStore(pool, replica);
+    return new PostgresEventStore(pool, replica, policy);
   }
 
   snapshot(): Promise<StoreSnapshot> {
@@ -159,11 +192,12 @@ export class PostgresEventStore implements EventStore {
       const earlier = this.inDoubt ? await this.committedBatch(events, checkpoint) : undefined;
       this.inDoubt = false;
       if (earlier) return earlier;
-      const { rows: [row] } = await this.pool.query<{ seqs: string[] } & Totals>(
-        { name: 'commit-batch', text: COMMIT_BATCH },
-        [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
-          events.length, checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt)],
-      );
+      const window = this.policy.dedupWindowMs;
+      const values = [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
+        events.length, checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt)];
+      const { rows: [row] } = await this.pool.query<{ seqs: string[] } & Totals>(window === undefined
+        ? { name: 'commit-batch', text: COMMIT_BATCH, values }
+        : { name: 'commit-batch-windowed', text: COMMIT_BATCH_WINDOWED, values: [...values, window] });
       return batchResult(events, row!.seqs, row!);
     } catch (error) {
       // An error the server reported (it has a severity) rolled the statement back; any other may not have.
@@ -195,8 +229,12 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
-  maintain(): Upkeep {
-    return { pending: false, index: { keys: 0, memoryBytes: 0, hotKeys: 0, segments: 0 }, lastPurge: undefined, topicEvents: new Map() };
+  async maintain(budgetMs: number): Promise<Upkeep> {
+    try {
+      return await this.purger.maintain(budgetMs);
+    } catch (error) {
+      throw storeError(error);
+    }
   }
 
   async close(): Promise<void> {

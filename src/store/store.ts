@@ -122,7 +122,7 @@ export interface TopicDetail {
   topic: string;
   /** Retained events. */
   events: number;
-  /** UTF-8 bytes of their ids, sources, payloads and timestamps. */
+  /** UTF-8 bytes of their ids, sources, payloads and timestamps (PostgreSQL: of their stored JSON docs). */
   bytes: number;
   /** The oldest and newest retained seq; 0 when none is retained. */
   first_seq: number;

@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { retentionSuite } from './suites/retention.js';
+
+retentionSuite(sqliteStore);
