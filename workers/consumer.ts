@@ -19,7 +19,7 @@ import { faultInjector } from './faults.js';
 const IDLE_WAIT_MS = 100;
 /** Upkeep (purging, sealing the dedup index) runs in slices of at most this much work... */
 const UPKEEP_SLICE_MS = 10;
-/** ...with at least this many times as long for batches in between, so publishes keep most of the thread... */
+/** ...with at least this many times as long for batches in between while events wait, so publishes keep most of the thread... */
 const UPKEEP_SHARE = 3;
 /** ...and, when nothing is pending, once this often (retention's next round, figures for /stats). */
 const UPKEEP_EVERY_MS = 1_000;
@@ -104,7 +104,8 @@ async function upkeep(): Promise<number> {
   try {
     const { pending, index, lastPurge, topicEvents } = await store.maintain(UPKEEP_SLICE_MS);
     const took = performance.now() - now;
-    nextUpkeep = performance.now() + (pending ? UPKEEP_SHARE * took : UPKEEP_EVERY_MS);
+    // Pending upkeep yields to waiting events; with none waiting it goes on at once.
+    nextUpkeep = performance.now() + (!pending ? UPKEEP_EVERY_MS : ring.hasNext() ? UPKEEP_SHARE * took : 0);
     post({ type: 'upkeep', index, lastPurge, topicEvents: [...topicEvents] });
   } catch (error) {
     if (!(error instanceof StoreError)) throw error;
