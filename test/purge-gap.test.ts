@@ -88,7 +88,9 @@ function sink(): StreamSink & { messages: SseMessage[] } {
   };
 }
 
-const LIMITS = { pageLimit: 1_000, pageBytes: 1 << 20, livePageBytes: 1 << 20, maxLiveBuffered: 1 << 20, stallTimeoutMs: 10_000, keepAliveMs: 60_000 };
+const LIMITS = {
+  pageLimit: 1_000, pageBytes: 1 << 20, livePageBytes: 1 << 20, maxLiveBuffered: 1 << 20, stallTimeoutMs: 10_000, keepAliveMs: 60_000,
+};
 
 function hubOver(t: Test, store: MemoryStore, options: { purging?: boolean; pageLimit?: number } = {}) {
   const commits = new CommitSignal();

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import { purgesAnything } from '../retention.js';
 import { PurgeCheck } from '../store/purge-check.js';
 import type { EventReader } from '../store/store.js';
 import type { CommitSignal } from '../subscribe/commit-signal.js';
@@ -77,8 +78,8 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
   const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
-  // Purges run in this process's consumer when retention or a dedup window is set; on a shared store, in any replica's.
-  const purging = config.store === 'postgres' || config.retention.length > 0 || config.dedupWindowMs !== undefined;
+  // Purges run in this process's consumer under its own policy; on a shared store, in any replica's under theirs.
+  const purging = config.store === 'postgres' || purgesAnything({ rules: config.retention, dedupWindowMs: config.dedupWindowMs });
   const purges = new PurgeCheck(reader, purging);
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, { ...readOptions, purges });

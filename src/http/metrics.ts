@@ -87,10 +87,15 @@ export class Metrics {
     gauge('aggregator_dedup_index_memory_bytes', 'Memory the dedup index takes.', () => stats().index?.memoryBytes ?? 0);
     gauge('aggregator_dedup_hot_keys', 'Keys in the dedup index\'s in-memory tables (the newest).', () => stats().index?.hotKeys ?? 0);
     gauge('aggregator_dedup_segments', 'Sealed on-disk segments of the dedup index.', () => stats().index?.segments ?? 0);
-    snapshotCounter('aggregator_purged_events_total', 'Events purged by retention since the store was created.', () => stats().lastPurge?.total ?? 0);
-    gauge('aggregator_last_purge_duration_seconds', 'Duration of the last purge that deleted anything.', () => (stats().lastPurge?.durationMs ?? 0) / 1000);
+    snapshotCounter('aggregator_purged_events_total', 'Events purged by retention since the store was created.',
+      () => stats().lastPurge?.total ?? 0);
+    gauge('aggregator_last_purge_duration_seconds', 'Duration of the last purge that deleted anything.',
+      () => (stats().lastPurge?.durationMs ?? 0) / 1000);
     gauge('aggregator_last_purge_timestamp_seconds', 'When the last purge that deleted anything ended (Unix time; 0: none yet).',
-      () => { const last = stats().lastPurge; return last ? Date.parse(last.at) / 1000 : 0; });
+      () => {
+        const last = stats().lastPurge;
+        return last ? Date.parse(last.at) / 1000 : 0;
+      });
 
     const batchSize = new Histogram({
       name: 'aggregator_batch_size', help: 'Events per committed transaction.', registers: [registry],

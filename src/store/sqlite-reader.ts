@@ -7,10 +7,10 @@ import { sseFrames } from './sse-frames.js';
 import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from './store.js';
 
 /**
- * /events and /topics on SQLite, run by the reader worker (workers/reader.ts) on a read-only connection of
- * its own: in WAL mode it reads committed data while the consumer writes. Pages are built here, each
- * stored payload embedded as the exact text it was stored as (never re-parsed), in the same item shape
- * as PostgreSQL's stored docs.
+ * /events, /topics, stream pages, purge horizons and /stats figures on SQLite, run by the reader worker
+ * (workers/reader.ts) on a read-only connection of its own: in WAL mode it reads committed data while the
+ * consumer writes. Pages are built here, each stored payload embedded as the exact text it was stored as
+ * (never re-parsed), in the same item shape as PostgreSQL's stored docs.
  */
 export class SqlitePageReader {
   private readonly db: Database.Database;

@@ -12,7 +12,7 @@ export interface ReadRouteOptions {
   maxPageBytes: number;
 }
 
-/** Tells a reader that retention purged events after its cursor (docs/api: "Retention"). */
+/** Tells a reader that retention purged events after its cursor (README, "API at a glance"). */
 export const PURGED_THROUGH_HEADER = 'X-Purged-Through';
 
 /** GET /events: stored unique events in commit order, paged by `after` (the last seq seen) and `limit`. */

@@ -49,7 +49,9 @@ export const StatsSchema = Type.Object({
   duplicate_dropped: count('Events dropped as duplicates'),
   topics: Type.Array(Type.String(), { description: 'At most 100 topics: those with the most retained events, most first' }),
   topic_events: Type.Record(Type.String(), count('Retained events'), { description: 'The retained events of each of `topics`' }),
-  topic_details: Type.Array(TopicDetailSchema, { description: 'The figures of each of `topics`, in the same order' }),
+  topic_details: Type.Array(TopicDetailSchema, {
+    description: 'The figures of each of `topics`, in the same order; empty when the store could not be read just now',
+  }),
   topic_count: count('How many topics there are'),
   uptime: Type.String(),
   uptime_seconds: count('Seconds since this replica started'),
@@ -72,7 +74,9 @@ export const StatsSchema = Type.Object({
   subscribers: count('Open /events/stream connections on this replica'),
   rejected: Type.Object({ invalid_requests: count(), queue_full: count() }, { additionalProperties: false }),
   store: Type.Object({
-    disk_bytes: count('Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files)'),
+    disk_bytes: Type.Union([count(), Type.Null()], {
+      description: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files); null when it could not be read just now',
+    }),
     dedup_keys: reported('Keys the dedup index holds, purged events\' keys included'),
     index_memory_bytes: reported('Memory the dedup index takes'),
     hot_keys: reported('Keys in its in-memory tables (the newest)'),
@@ -90,17 +94,21 @@ export const StatsSchema = Type.Object({
 }, { additionalProperties: false });
 
 /**
- * GET /stats: counters from the consumer's latest snapshot and the ring, and one store read for the figures
- * of the listed topics and the size on disk.
+ * GET /stats: counters from the consumer's latest snapshot and the ring, and two small store reads: the
+ * figures of the listed topics and the size on disk.
  */
 export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
   app, { pipeline, reader, rejections, startedAt, replicaId, consumers, subscribers },
 ) => {
-  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async () => {
+  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async (request) => {
     const stats = pipeline.stats();
     const top = pipeline.topTopics();
     const names = top.map(([topic]) => topic);
-    const [details, diskBytes] = await Promise.all([reader.topicDetails(names), reader.diskBytes()]);
+    // The counters answer even while the store's readers are saturated or failing; only its figures wait for them.
+    const [details, diskBytes] = await Promise.all([reader.topicDetails(names), reader.diskBytes()]).catch((error: unknown) => {
+      request.log.warn({ err: error }, '/stats could not read the store\'s figures');
+      return [[], null] as const;
+    });
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
     const durable = consumers.summary();
     const { index, lastPurge } = stats;
@@ -148,7 +156,7 @@ export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
 };
 
 /** The details of `names` in that order; a topic the store does not list (yet) is left out. */
-function inOrder(names: readonly string[], details: TopicDetail[]): TopicDetail[] {
+function inOrder(names: readonly string[], details: readonly TopicDetail[]): TopicDetail[] {
   const byTopic = new Map(details.map((detail) => [detail.topic, detail]));
   return names.flatMap((name) => byTopic.get(name) ?? []);
 }
