@@ -13,13 +13,16 @@ import { openStream } from './helpers/sse.js';
  * (what is deleted when, dedup of purged keys) has its own tests.
  */
 
-const detailOf = async (agg: TestAggregator, topic: string) =>
-  ((await agg.get('/stats')).topic_details as { topic: string }[]).find((d) => d.topic === topic) as any;
+const detailOf = (stats: any, topic: string) => (stats.topic_details as { topic: string }[]).find((d) => d.topic === topic) as any;
 
-/** Waits until the store has purged `topic` down to `events` retained events. */
-const purgedDownTo = (agg: TestAggregator, topic: string, events: number) => eventually(() => detailOf(agg, topic), {
+/**
+ * Waits until the store has purged `topic` down to `events` retained events, and the consumer has reported
+ * it (its upkeep message comes after the purge's commit).
+ */
+const purgedDownTo = (agg: TestAggregator, topic: string, events: number) => eventually(() => agg.get('/stats'), {
   what: `${topic} purged down to ${events} events`, timeout: 20_000, interval: 50,
-  until: (detail) => detail?.events === events && detail.purged_through > 0,
+  until: (stats) => detailOf(stats, topic)?.events === events && detailOf(stats, topic).purged_through > 0
+    && stats.topic_events[topic] === events && stats.store.last_purge !== null,
 });
 
 t.test('/stats: each listed topic\'s retained events, bytes, seq range and oldest received_at; the store\'s figures; its schema', async (t) => {
@@ -66,7 +69,7 @@ t.test('RETENTION by count: /events tells of the purge in X-Purged-Through, /sta
   t.equal((await events('topic=u&after=0')).header, undefined, 'a topic nothing was purged of');
 
   const stats = await agg.get('/stats');
-  t.match(stats.topic_details.find((d: { topic: string }) => d.topic === 't.a'), { events: 5, first_seq: 16, last_seq: 20, purged_through: 15 });
+  t.match(detailOf(stats, 't.a'), { events: 5, first_seq: 16, last_seq: 20, purged_through: 15 });
   t.equal(stats.topic_events['t.a'], 5, 'topic_events: retained events');
   t.equal(stats.unique_processed, 23, 'unique_processed still counts every event ever stored');
   t.equal(stats.received, stats.unique_processed + stats.duplicate_dropped);
@@ -97,7 +100,7 @@ t.test('RETENTION by age: once every event of a topic is older than its limit, r
   const res = await agg.request('GET', '/events?topic=t.old&after=0');
   t.same(res.body, [], 'nothing retained');
   t.equal(res.headers['x-purged-through'], '4');
-  t.match(await detailOf(agg, 't.old'), { events: 0, bytes: 0, first_seq: 0, last_seq: 0, oldest_received_at: null, purged_through: 4 });
+  t.match(detailOf(await agg.get('/stats'), 't.old'), { events: 0, bytes: 0, first_seq: 0, last_seq: 0, oldest_received_at: null, purged_through: 4 });
 
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
   const stream = await openStream(url, '/events/stream?topic=t.old&after=1');
