@@ -1,10 +1,12 @@
 import Fastify from 'fastify';
 import t, { type Test } from 'tap';
 import { IDENTITY_FORMAT_CHECKS } from '../src/event-rules.js';
+import { consumerRoutes } from '../src/http/routes/consumers.js';
 import { eventsRoutes, PURGED_THROUGH_HEADER } from '../src/http/routes/events.js';
 import { createLogger } from '../src/logger.js';
 import { PurgeCheck } from '../src/store/purge-check.js';
 import { sseFrames } from '../src/store/sse-frames.js';
+import type { ConsumerRecord } from '../src/store/consumers.js';
 import type { EventReader, PurgeHorizon, StreamPage, StreamPageQuery } from '../src/store/store.js';
 import { CommitSignal } from '../src/subscribe/commit-signal.js';
 import { SubscriberHub } from '../src/subscribe/hub.js';
@@ -23,6 +25,7 @@ class MemoryStore {
   events: { seq: number; topic: string }[] = [];
   purgedThrough = new Map<string, number>();
   horizonReads = 0;
+  consumers = new Map<string, ConsumerRecord>();
   /** Runs before each stream read: lets a test purge between a subscriber's reads. */
   beforeStreamRead: () => void = () => {};
 
@@ -54,7 +57,12 @@ class MemoryStore {
       },
       page: async () => Buffer.from('[]'),
       startAfter: async () => this.end(),
-      topics: unused, consumer: unused, consumerStatus: unused, consumerPage: unused, topicDetails: unused, diskBytes: unused,
+      consumer: async (name) => this.consumers.get(name),
+      consumerPage: async (name) => {
+        const consumer = this.consumers.get(name);
+        return consumer && { events: Buffer.from('[]'), count: 0, next: consumer.position };
+      },
+      topics: unused, consumerStatus: unused, topicDetails: unused, diskBytes: unused,
       close: async () => {},
     };
   }
@@ -243,4 +251,35 @@ t.test(`/events carries ${PURGED_THROUGH_HEADER} exactly when events of the quer
   t.equal(await header('topic=a&after=0'), '3', 'the purged topic');
   t.equal(await header('topic=b&after=0'), undefined, 'a topic nothing was purged of');
   t.equal(await header('topic=nope&after=0'), undefined, 'an unknown topic');
+});
+
+t.test(`a durable consumer's page carries ${PURGED_THROUGH_HEADER} when events of its topics after its position were purged`, async (t) => {
+  const store = new MemoryStore();
+  store.append('a', 'b', 'a', 'b', 'a', 'b');
+  store.purge('a', 3);
+  const consumer = (name: string, topics: string[] | null, position: number): ConsumerRecord =>
+    ({ name, topics, start: 'earliest', position, createdAt: '2026-11-24T10:00:00.000Z', lastCommitAt: null });
+  for (const record of [consumer('behind', ['a'], 1), consumer('all', null, 2), consumer('at', ['a'], 3), consumer('other', ['b'], 0)]) {
+    store.consumers.set(record.name, record);
+  }
+  for (const purging of [true, false]) {
+    const app = Fastify({ ajv: { customOptions: { formats: IDENTITY_FORMAT_CHECKS } } });
+    const reader = store.reader();
+    // The routes that write (create, commit, delete) are not called here.
+    const unused = {} as never;
+    await app.register(consumerRoutes, {
+      pipeline: unused, lags: unused, reader, commits: new CommitSignal(), purges: new PurgeCheck(reader, purging),
+      maxConsumers: 10, stallTimeoutMs: 10_000,
+    });
+    const header = async (name: string) => {
+      const res = await app.inject({ method: 'GET', url: `/consumers/${name}/events` });
+      t.equal(res.statusCode, 200);
+      return res.headers[PURGED_THROUGH_HEADER.toLowerCase()];
+    };
+    t.equal(await header('behind'), '3', `behind the purge of its topic (purging: ${purging})`);
+    t.equal(await header('all'), '3', 'every topic');
+    t.equal(await header('at'), undefined, 'at the horizon');
+    t.equal(await header('other'), undefined, 'its topic lost nothing');
+    await app.close();
+  }
 });

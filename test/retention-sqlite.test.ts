@@ -68,6 +68,16 @@ t.test('RETENTION by count: /events tells of the purge in X-Purged-Through, /sta
   t.equal((await events('after=0')).header, '15', 'every topic');
   t.equal((await events('topic=u&after=0')).header, undefined, 'a topic nothing was purged of');
 
+  t.equal((await agg.request('PUT', '/consumers/behind', { topics: ['t.a'], start: 'earliest' })).status, 201);
+  t.equal((await agg.request('PUT', '/consumers/others', { topics: ['u'], start: 'earliest' })).status, 201);
+  const consumerPage = async (name: string) => {
+    const res = await agg.request('GET', `/consumers/${name}/events?wait_ms=0`);
+    t.equal(res.status, 200);
+    return { header: res.headers['x-purged-through'], ids: (res.body.events as { event_id: string }[]).map((e) => e.event_id) };
+  };
+  t.same(await consumerPage('behind'), { header: '15', ids: retained }, 'a durable consumer behind the purge is told too');
+  t.equal((await consumerPage('others')).header, undefined, 'one whose topics lost nothing is not');
+
   const stats = await agg.get('/stats');
   t.match(detailOf(stats, 't.a'), { events: 5, first_seq: 16, last_seq: 20, purged_through: 15 });
   t.equal(stats.topic_events['t.a'], 5, 'topic_events: retained events');
@@ -100,7 +110,8 @@ t.test('RETENTION by age: once every event of a topic is older than its limit, r
   const res = await agg.request('GET', '/events?topic=t.old&after=0');
   t.same(res.body, [], 'nothing retained');
   t.equal(res.headers['x-purged-through'], '4');
-  t.match(detailOf(await agg.get('/stats'), 't.old'), { events: 0, bytes: 0, first_seq: 0, last_seq: 0, oldest_received_at: null, purged_through: 4 });
+  t.match(detailOf(await agg.get('/stats'), 't.old'),
+    { events: 0, bytes: 0, first_seq: 0, last_seq: 0, oldest_received_at: null, purged_through: 4 });
 
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
   const stream = await openStream(url, '/events/stream?topic=t.old&after=1');

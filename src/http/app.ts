@@ -90,7 +90,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const lags = new ConsumerLagCache(reader, commits, log);
   app.addHook('onClose', async () => lags.close());
   app.register(consumerRoutes, {
-    pipeline, reader, commits, lags, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
+    pipeline, reader, commits, lags, purges, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
   });
   const subscribers = () => hub.size;
   app.register(statsRoutes, { pipeline, reader, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });

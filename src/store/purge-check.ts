@@ -23,6 +23,11 @@ export class PurgeCheck {
     return after < horizon.max ? horizon : undefined;
   }
 
+  /** False when no event can have been purged: nothing was before this process started, and nothing is now. */
+  async mayHavePurged(): Promise<boolean> {
+    return this.purging || (await this.storeMax()) > 0;
+  }
+
   private storeMax(): Promise<number> {
     this.fixedMax ??= this.reader.purgeHorizon(undefined).then(({ max }) => max, (error: unknown) => {
       this.fixedMax = undefined;
