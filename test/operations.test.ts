@@ -32,7 +32,7 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
   t.equal(value('aggregator_topics'), 1);
   t.ok(value('aggregator_batch_size_count') >= 1, 'batch sizes observed');
   t.ok(value('aggregator_commit_duration_seconds_count') >= 1, 'commit latency observed');
-  t.ok(value('aggregator_store_size_bytes') > 0, 'store size');
+  t.ok(value('aggregator_store_disk_bytes') > 0, 'store size on disk');
   t.equal(value('aggregator_http_request_duration_seconds_count', 'method="POST",route="/publish",status_code="200"'), 1);
   t.match(text, /aggregator_process_resident_memory_bytes/, 'process metrics');
   t.notMatch(text, /secret\.topic\.name/, 'topics are never labels');
@@ -71,6 +71,8 @@ t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, an
   t.same(body.schema.anyOf[0].required, ['topic', 'event_id', 'timestamp', 'source', 'payload']);
   t.equal(body.schema.anyOf[0].additionalProperties, false, 'unknown fields are documented as refused');
   t.ok(doc.paths['/events'].get.parameters.some((p: { name: string }) => p.name === 'after'));
+  t.ok(doc.paths['/events'].get.responses['200'].headers['X-Purged-Through'].description, 'the purge header is documented');
+  t.ok(doc.paths['/stats'].get.responses['200'].content['application/json'].schema.properties.topic_details, '/stats has its schema');
   const ui = await agg.app.inject({ method: 'GET', url: '/docs/' });
   t.equal(ui.statusCode, 200);
   t.match(ui.body, /swagger/i);

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort } from '../scripts/free-port.js';
@@ -46,4 +49,29 @@ t.test('subscribe stops at a refusal that waiting cannot fix', async (t) => {
   t.teardown(() => server.kill());
   await t.rejects(runSubscriber({ url: server.url, topics: [], from: 'earliest', consumer: 'nobody' }, { event: () => {} }),
     /HTTP 404: .*UNKNOWN_CONSUMER/);
+});
+
+t.test('subscribe hands on a gap and, reconnecting after it, resumes after the gap\'s id', async (t) => {
+  // A server that sends a gap, then ends the stream; it records the Last-Event-ID of each connection.
+  const resumedFrom: (string | undefined)[] = [];
+  const server = createServer((req, res) => {
+    resumedFrom.push(req.headers['last-event-id'] as string | undefined);
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(resumedFrom.length === 1 ? 'retry: 10\n\nid: 15\nevent: gap\ndata: {"after":0,"resumed_after":15}\n\n' : 'retry: 10\n\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const gaps: string[] = [];
+  const stop = new AbortController();
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const following = runSubscriber({ url, topics: [], from: 'earliest', signal: stop.signal }, {
+    event: () => {},
+    gap: (json) => gaps.push(json),
+  });
+  await eventually(() => resumedFrom.length, { what: 'a reconnect', timeout: 10_000, until: (n) => n >= 2 });
+  stop.abort();
+  await following;
+  t.same(gaps, ['{"after":0,"resumed_after":15}']);
+  t.same(resumedFrom.slice(0, 2), [undefined, '15'], 'the reconnect resumes after the gap, not before it');
 });

@@ -3,9 +3,9 @@ import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '.
 import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 
 /*
- * The SQLite reader: builds /events, /topics and stream pages and answers consumer reads off the HTTP
- * thread, so a big read never stalls publishers. One request at a time (the HTTP side queues them,
- * bounded); each page leaves as bytes in transferred buffers.
+ * The SQLite reader: builds /events, /topics and stream pages and answers consumer, purge-horizon and
+ * /stats reads off the HTTP thread, so a big read never stalls publishers. One request at a time (the
+ * HTTP side queues them, bounded); each page leaves as bytes in transferred buffers.
  */
 
 const config = workerData as ReaderWorkerData;
@@ -35,6 +35,12 @@ function answer(request: ReadRequest): ReadAnswer {
       return { type: 'stream', id, page: reader.streamPage(request.query) };
     case 'start':
       return { type: 'start', id, after: reader.startAfter(request.since) };
+    case 'purge-horizon':
+      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics) };
+    case 'topic-details':
+      return { type: 'topic-details', id, topics: reader.topicDetails(request.topics) };
+    case 'disk-bytes':
+      return { type: 'disk-bytes', id, bytes: reader.diskBytes() };
   }
 }
 

@@ -2,6 +2,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import { purgesAnything } from '../retention.js';
+import { PurgeCheck } from '../store/purge-check.js';
 import type { EventReader } from '../store/store.js';
 import type { CommitSignal } from '../subscribe/commit-signal.js';
 import { accessControl } from './auth.js';
@@ -76,21 +78,25 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
   const readOptions = { reader, stallTimeoutMs: config.requestTimeoutMs, maxPageBytes: config.maxPageBytes };
+  // Purges run in this process's consumer under its own policy; on a shared store, in any replica's under theirs.
+  const purging = config.store === 'postgres' || purgesAnything({ rules: config.retention, dedupWindowMs: config.dedupWindowMs });
+  const purges = new PurgeCheck(reader, purging);
   app.register(publishRoutes, { pipeline, limits: config, rejections });
-  app.register(eventsRoutes, readOptions);
-  const hub = new SubscriberHub(reader, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, maxSubscribers: config.maxSubscribers }, log);
+  app.register(eventsRoutes, { ...readOptions, purges });
+  const hub = new SubscriberHub(
+    reader, purges, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, maxSubscribers: config.maxSubscribers }, log);
   app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
   const lags = new ConsumerLagCache(reader, commits, log);
   app.addHook('onClose', async () => lags.close());
   app.register(consumerRoutes, {
-    pipeline, reader, commits, lags, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
+    pipeline, reader, commits, lags, purges, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
   });
   const subscribers = () => hub.size;
-  app.register(statsRoutes, { pipeline, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
+  app.register(statsRoutes, { pipeline, reader, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, rejections, config, lags, subscribers);
+  const metrics = new Metrics(pipeline, reader, rejections, config, lags, subscribers);
   app.addHook('onResponse', metrics.observeRequest);
   app.register(metricsRoutes, { metrics });
   return app;

@@ -1,8 +1,8 @@
-import { statSync } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import type { EventReader } from '../store/store.js';
 import type { ConsumerLagCache } from '../subscribe/consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
 
@@ -17,7 +17,9 @@ export class Metrics {
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
 
-  constructor(pipeline: Pipeline, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number) {
+  constructor(
+    pipeline: Pipeline, reader: EventReader, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number,
+  ) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
     registry.setDefaultLabels({ replica: config.replicaId });
@@ -71,10 +73,29 @@ export class Metrics {
       },
     });
     gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', subscribers);
-    if (config.store === 'sqlite') {
-      gauge('aggregator_store_size_bytes', 'Size of the SQLite database and its WAL.', () =>
-        ['', '-wal'].reduce((sum, suffix) => sum + (statSync(config.dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0));
-    }
+    new Gauge({
+      name: 'aggregator_store_disk_bytes', help: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files).',
+      registers: [registry],
+      // A store read: while the readers are busy, a scrape keeps the last value rather than failing whole.
+      async collect() {
+        const bytes = await reader.diskBytes().catch(() => undefined);
+        if (bytes !== undefined) this.set(bytes);
+      },
+    });
+    // The dedup index and retention, from the consumer's last upkeep report (0 until its first).
+    gauge('aggregator_dedup_keys', 'Keys the dedup index holds, purged events\' keys included.', () => stats().index?.keys ?? 0);
+    gauge('aggregator_dedup_index_memory_bytes', 'Memory the dedup index takes.', () => stats().index?.memoryBytes ?? 0);
+    gauge('aggregator_dedup_hot_keys', 'Keys in the dedup index\'s in-memory tables (the newest).', () => stats().index?.hotKeys ?? 0);
+    gauge('aggregator_dedup_segments', 'Sealed on-disk segments of the dedup index.', () => stats().index?.segments ?? 0);
+    snapshotCounter('aggregator_purged_events_total', 'Events purged by retention since the store was created.',
+      () => stats().lastPurge?.total ?? 0);
+    gauge('aggregator_last_purge_duration_seconds', 'Duration of the last purge that deleted anything.',
+      () => (stats().lastPurge?.durationMs ?? 0) / 1000);
+    gauge('aggregator_last_purge_timestamp_seconds', 'When the last purge that deleted anything ended (Unix time; 0: none yet).',
+      () => {
+        const last = stats().lastPurge;
+        return last ? Date.parse(last.at) / 1000 : 0;
+      });
 
     const batchSize = new Histogram({
       name: 'aggregator_batch_size', help: 'Events per committed transaction.', registers: [registry],

@@ -6,14 +6,16 @@ export const TOP_TOPICS = 100;
  * kept up to date as counts change, so /stats never sorts every topic.
  *
  * Invariant (unless `stale`): no topic outside `leaders` has more events than any leader, and `leaders` is
- * full whenever there are topics outside it. Counts only grow between resets, so an update touches at most
- * the one topic that passes the least leader. `floor` is a lower bound of the leaders' least count: an
- * outsider at or below it cannot pass, which keeps the common update O(1).
+ * full whenever there are topics outside it. `floor` is a lower bound of the leaders' least count: an
+ * outsider at or below it cannot pass, which keeps the common update O(1). Counts mostly grow, but a purge
+ * sets lower ones: `ceiling`, an upper bound of the outsiders' counts, lets a leader fall that far and stay;
+ * only one that falls below it makes the next top() choose again from every topic.
  */
 export class TopicCounts {
   private readonly counts = new Map<string, number>();
   private readonly leaders = new Set<string>();
   private floor = 0;
+  private ceiling = 0;
   private stale = false;
 
   constructor(private readonly limit = TOP_TOPICS) {}
@@ -37,13 +39,14 @@ export class TopicCounts {
     this.set(topic, (this.counts.get(topic) ?? 0) + events);
   }
 
-  /** Sets a topic's store-wide total. */
+  /** Sets a topic's store-wide total (lower after a purge). */
   set(topic: string, events: number): void {
-    const before = this.counts.get(topic) ?? 0;
     this.counts.set(topic, events);
-    if (this.stale || this.leaders.has(topic)) {
-      // A leader that fell may now be passed by an outsider: choose again.
-      if (events < before) this.stale = true;
+    if (this.stale) return;
+    if (this.leaders.has(topic)) {
+      // Below an outsider that may hold more: choose again.
+      if (events < this.ceiling) this.stale = true;
+      else this.floor = Math.min(this.floor, events);
       return;
     }
     if (this.leaders.size < this.limit) {
@@ -51,13 +54,18 @@ export class TopicCounts {
       this.floor = Math.min(this.floor, events);
       return;
     }
-    if (events <= this.floor) return;
-    const [least, leastEvents] = this.least();
-    this.floor = leastEvents;
-    if (events <= leastEvents) return;
-    this.leaders.delete(least);
-    this.leaders.add(topic);
-    this.floor = this.least()[1];
+    if (events > this.floor) {
+      const [least, leastEvents] = this.least();
+      this.floor = leastEvents;
+      if (events > leastEvents) {
+        this.leaders.delete(least);
+        this.leaders.add(topic);
+        this.floor = this.least()[1];
+        this.ceiling = Math.max(this.ceiling, leastEvents);
+        return;
+      }
+    }
+    this.ceiling = Math.max(this.ceiling, events);
   }
 
   /** The topics with the most events (at most `limit`; ties at the edge fall either way), most first. */
@@ -68,12 +76,13 @@ export class TopicCounts {
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   }
 
-  /** The full choice, after a reset: one sort of every topic, not once per request. */
+  /** The full choice, after a reset or a leader's fall: one sort of every topic, not once per request. */
   private chooseLeaders(): void {
-    const ranked = [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, this.limit);
+    const ranked = [...this.counts].sort((a, b) => b[1] - a[1]);
     this.leaders.clear();
-    for (const [topic] of ranked) this.leaders.add(topic);
-    this.floor = ranked.at(-1)?.[1] ?? 0;
+    for (const [topic] of ranked.slice(0, this.limit)) this.leaders.add(topic);
+    this.floor = ranked[Math.min(this.limit, ranked.length) - 1]?.[1] ?? 0;
+    this.ceiling = ranked[this.limit]?.[1] ?? 0;
     this.stale = false;
   }
 

@@ -1,5 +1,5 @@
 import type { ConsumerRecord, ConsumerStatus } from './consumers.js';
-import type { EventPageQuery, StreamPage, StreamPageQuery, TopicPageQuery } from './store.js';
+import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from './store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -25,7 +25,11 @@ export type Read =
   | { kind: 'consumer-page'; name: string; limit: number }
   | { kind: 'stream'; query: StreamPageQuery }
   /** The seq a stream starts after: the last one received before `since` (undefined: the last one stored). */
-  | { kind: 'start'; since: string | undefined };
+  | { kind: 'start'; since: string | undefined }
+  /** Every topic when `topics` is undefined. */
+  | { kind: 'purge-horizon'; topics: readonly string[] | undefined }
+  | { kind: 'topic-details'; topics: readonly string[] }
+  | { kind: 'disk-bytes' };
 
 export type ReadRequest = Read & { id: number };
 
@@ -38,7 +42,10 @@ export type ReadAnswer =
   | { type: 'consumer-page'; id: number; page: { events: ArrayBuffer; count: number; next: number } | undefined }
   /** A stream page; its typed arrays' buffers are transferred. */
   | { type: 'stream'; id: number; page: StreamPage }
-  | { type: 'start'; id: number; after: number };
+  | { type: 'start'; id: number; after: number }
+  | { type: 'purge-horizon'; id: number; horizon: PurgeHorizon }
+  | { type: 'topic-details'; id: number; topics: TopicDetail[] }
+  | { type: 'disk-bytes'; id: number; bytes: number };
 
 export type ReaderMessage =
   | { type: 'ready' }

@@ -67,16 +67,16 @@ export class SqliteWorkerReader implements EventReader {
     return (await this.read<'start'>({ kind: 'start', since })).after;
   }
 
-  purgeHorizon(): Promise<PurgeHorizon> {
-    throw new Error('TODO(issue 12): purgeHorizon');
+  async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
+    return (await this.read<'purge-horizon'>({ kind: 'purge-horizon', topics })).horizon;
   }
 
-  topicDetails(): Promise<TopicDetail[]> {
-    throw new Error('TODO(issue 12): topicDetails');
+  async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {
+    return (await this.read<'topic-details'>({ kind: 'topic-details', topics })).topics;
   }
 
-  diskBytes(): Promise<number> {
-    throw new Error('TODO(issue 12): diskBytes');
+  async diskBytes(): Promise<number> {
+    return (await this.read<'disk-bytes'>({ kind: 'disk-bytes' })).bytes;
   }
 
   async close(): Promise<void> {

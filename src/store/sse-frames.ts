@@ -42,6 +42,14 @@ export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEn
 }
 const FRAME_END = Buffer.from('\n\n');
 
+/**
+ * The frame that tells a subscriber events after its cursor `after` were purged and the stream goes on after
+ * `resumedAfter`. Its id is that seq, so a client reconnecting right after it resumes there, not before the gap.
+ */
+export function gapFrame(after: number, resumedAfter: number): Uint8Array {
+  return Buffer.from(`id: ${resumedAfter}\nevent: gap\ndata: ${JSON.stringify({ after, resumed_after: resumedAfter })}\n\n`);
+}
+
 /** `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
 function oneLine(part: Uint8Array): Uint8Array[] {
   if (!part.includes(0x0a) && !part.includes(0x0d)) return [part];

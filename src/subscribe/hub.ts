@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import type { PurgeCheck } from '../store/purge-check.js';
 import { ReadGate } from '../store/read-gate.js';
 import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
@@ -34,6 +35,7 @@ export class SubscriberHub implements LiveFeed {
 
   constructor(
     private readonly reader: EventReader,
+    private readonly purges: PurgeCheck,
     commits: CommitSignal,
     private readonly limits: SubscriptionLimits & { maxSubscribers: number },
     private readonly log: Logger,
@@ -50,7 +52,9 @@ export class SubscriberHub implements LiveFeed {
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
   subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
     const read = (query: StreamPageQuery) => this.catchUpGate.run(() => this.reader.streamPage(query));
-    const subscription = new Subscription(sink, start.after, start.topics, this, read, this.limits, this.log);
+    const purgedAfter = (topics: readonly string[] | undefined, after: number) =>
+      this.catchUpGate.run(() => this.purges.behind(topics, after));
+    const subscription = new Subscription(sink, start.after, start.topics, this, read, purgedAfter, this.limits, this.log);
     this.subscriptions.add(subscription);
     onClosed(() => {
       subscription.close();
@@ -103,7 +107,11 @@ export class SubscriberHub implements LiveFeed {
     }
   }
 
-  /** Reads pages after the cursor until one is empty, handing each to the members. */
+  /**
+   * Reads pages after the cursor until one is empty, handing each to the members. When a purge took events
+   * after the cursor before this read (retention by count can overtake the feed), the members do not know
+   * which of their topics lost what: each leaves and reads by itself, which tells it of its gap.
+   */
   private async readToEnd(): Promise<void> {
     while (this.members.size > 0) {
       let page: StreamPage;
@@ -111,6 +119,13 @@ export class SubscriberHub implements LiveFeed {
         page = await this.reader.streamPage({
           topics: undefined, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.livePageBytes,
         });
+        if (await this.purges.behind(undefined, this.cursor)) {
+          // Past this page, so that the purge sends no member that rejoins meanwhile away again.
+          this.cursor = Math.max(this.cursor, page.end);
+          for (const member of this.members) member.overtaken();
+          this.members.clear();
+          return;
+        }
       } catch (error) {
         this.log.warn({ err: error }, 'the subscribers\' read failed; retrying');
         this.retryIn(READ_RETRY_MS);

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
-import type { StreamPage, StreamPageQuery } from '../store/store.js';
+import { gapFrame } from '../store/sse-frames.js';
+import type { PurgeHorizon, StreamPage, StreamPageQuery } from '../store/store.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -56,10 +57,17 @@ const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
  * events of each commit. When it falls behind there, it leaves and catches up by itself again. The cursor
  * only moves over events written to the socket (or not matching its topics), so nothing is skipped or
  * repeated; what it holds is its socket's buffer plus one page.
+ *
+ * Retention may purge events after the cursor, before the stream wrote them (a cursor from long ago, or a
+ * slow subscriber overtaken): each catch-up read is followed by a purge check, and a purge it has not told
+ * of yet gets `event: gap`, after which the cursor moves to where every purged event of its topics lies
+ * behind (never past a retained one).
  */
 export class Subscription {
   private closed = false;
   private wrote = false;
+  /** The highest purged seq it has told of in a gap: a purge is told once. */
+  private toldPurgedThrough = 0;
   private readonly keepAlive: NodeJS.Timeout;
   private readonly topicSet: ReadonlySet<string> | undefined;
 
@@ -70,6 +78,8 @@ export class Subscription {
     private readonly feed: LiveFeed,
     /** A store read of its own (catch-up). */
     private readonly read: (query: StreamPageQuery) => Promise<StreamPage>,
+    /** A purge check of its own (PurgeCheck.behind). */
+    private readonly purgedAfter: (topics: readonly string[] | undefined, after: number) => Promise<PurgeHorizon | undefined>,
     private readonly limits: SubscriptionLimits,
     private readonly log: Logger,
   ) {
@@ -96,6 +106,11 @@ export class Subscription {
     return false;
   }
 
+  /** From the shared feed: a purge may have taken events it has not read yet; it reads by itself, which tells of it. */
+  overtaken(): void {
+    void this.catchUp();
+  }
+
   /** Ends the stream (the server is stopping); a client that has not taken all of it is cut off. */
   stop(): void {
     this.close();
@@ -111,24 +126,25 @@ export class Subscription {
   }
 
   private async catchUp(): Promise<void> {
-    // Here a cursor older than the oldest retained event would get `event: gap` and move to that event;
-    // nothing is purged yet (retention does not exist), so no cursor can point at a purged event.
     while (!this.closed) {
       if (this.sink.needsDrain && !(await this.sink.drained(this.limits.stallTimeoutMs))) {
         this.sink.destroy();
         return;
       }
       let page: StreamPage;
+      let purged: PurgeHorizon | undefined;
       try {
         page = await this.read({
           topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
         });
+        purged = await this.purgedAfter(this.topics, Math.max(this.cursor, this.toldPurgedThrough));
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS));
         continue;
       }
       if (this.closed) return;
+      if (purged) this.gap(purged);
       if (page.seqs.length > 0) {
         this.sendWhileTaken(page);
         continue;
@@ -139,13 +155,26 @@ export class Subscription {
   }
 
   /**
-   * Writes the page's frames in chunks until the bytes the socket has not taken pass the live bound, moving
-   * the cursor over what was written: the rest is read again once the client has taken them, so a stalled
-   * subscriber holds no page.
+   * Tells of events purged after the cursor and moves it past every purged event of its topics: to the
+   * lowest of their horizons, or where it is when that lies behind it.
+   */
+  private gap({ max, min }: PurgeHorizon): void {
+    const resumedAfter = Math.max(this.cursor, min);
+    this.send(gapFrame(this.cursor, resumedAfter));
+    this.cursor = resumedAfter;
+    this.toldPurgedThrough = max;
+  }
+
+  /**
+   * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass the
+   * live bound, moving the cursor over what was written: the rest is read again once the client has taken
+   * them, so a stalled subscriber holds no page. (A gap may have moved the cursor into the page: the events
+   * it passed over were purged since the read.)
    */
   private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
-    let from = 0;
-    for (let i = 0; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
+    const first = this.firstAfterCursor(seqs);
+    let from = first === 0 ? 0 : ends[first - 1]!;
+    for (let i = first; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
@@ -161,8 +190,7 @@ export class Subscription {
   /** The frames of `page` after the cursor and of its topics, as one buffer: the page itself when all are. */
   private framesOf(page: StreamPage): Uint8Array {
     const { seqs, ends, topics, frames } = page;
-    let first = 0;
-    while (first < seqs.length && seqs[first]! <= this.cursor) first++;
+    const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     if (this.topicSet === undefined) return frames.subarray(start);
     const slices: Uint8Array[] = [];
@@ -170,5 +198,12 @@ export class Subscription {
       if (this.topicSet.has(topics[i]!)) slices.push(frames.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!));
     }
     return slices.length === 1 ? slices[0]! : Buffer.concat(slices);
+  }
+
+  /** The index of the first of a page's seqs past the cursor. */
+  private firstAfterCursor(seqs: Float64Array): number {
+    let first = 0;
+    while (first < seqs.length && seqs[first]! <= this.cursor) first++;
+    return first;
   }
 }

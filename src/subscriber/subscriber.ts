@@ -76,7 +76,11 @@ export async function runSubscriber(options: SubscriberOptions, handlers: Subscr
               // Only what was delivered counts: an id line whose message the connection cut is not resumed after.
               lastEventId = message.id;
               attempt = 0; // it delivered: the next disconnect starts the backoff afresh
-            } else if (message.event === 'gap') handlers.gap?.(message.data);
+            } else if (message.event === 'gap') {
+              handlers.gap?.(message.data);
+              // Its id is where the stream resumed: a reconnect from there is not told of the same purge again.
+              lastEventId = message.id;
+            }
           }
         }
         reason = 'the server ended the stream';

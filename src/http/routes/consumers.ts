@@ -6,17 +6,21 @@ import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
   normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRecord, type ConsumerRefusal, type ConsumerStatus,
 } from '../../store/consumers.js';
+import type { PurgeCheck } from '../../store/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../subscribe/commit-signal.js';
 import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
+import { StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';
+import { PURGED_THROUGH_HEADER } from './events.js';
 
 export interface ConsumerRouteOptions {
   pipeline: Pipeline;
   reader: EventReader;
   commits: CommitSignal;
   lags: ConsumerLagCache;
+  purges: PurgeCheck;
   maxConsumers: number;
   stallTimeoutMs: number;
 }
@@ -97,7 +101,7 @@ function pageJson({ events, next }: ConsumerPage): Uint8Array {
  * is a reader's own cursor, and managing one reveals nothing a reader could not read already.
  */
 export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {
-  const { pipeline, reader, commits, lags, maxConsumers, stallTimeoutMs } = options;
+  const { pipeline, reader, commits, lags, purges, maxConsumers, stallTimeoutMs } = options;
   // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
@@ -168,12 +172,24 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   app.get('/consumers/:name/events', {
     schema: {
       summary: "The events after a consumer's committed position",
-      description: '`next` is the position to commit to acknowledge them all. Until committed, the same events come again.',
+      description: '`next` is the position to commit to acknowledge them all. Until committed, the same events come again. '
+        + `When retention purged events of the consumer's topics after its position, the page starts from the oldest retained `
+        + `one and carries ${PURGED_THROUGH_HEADER} (as /events).`,
       params: ParamsSchema, querystring: PollQuerySchema,
+      // Documentation only: the body is JSON text built by the store, sent as it is.
+      response: {
+        200: Type.Object({ events: Type.Array(StoredEventSchema), next: Type.Integer() }, {
+          headers: { [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
+        }),
+      },
     },
   }, async (request, reply) => {
     const name = checkName(request.params.name);
+    // The position the page starts from, read before it; a rewind committed during the poll is not told of.
+    const from = (await purges.mayHavePurged()) ? await reader.consumer(name) : undefined;
     const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
+    const purged = from && await purges.behind(from.topics ?? undefined, from.position);
+    if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
     // Answered because the server stops: the client should not keep the connection for another request.
     if (closing.signal.aborted) reply.header('connection', 'close');
     return sendPage(reply, pageJson(page), stallTimeoutMs);

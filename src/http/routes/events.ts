@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { PurgeCheck } from '../../store/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import { Type } from '@sinclair/typebox';
 import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
@@ -11,8 +12,13 @@ export interface ReadRouteOptions {
   maxPageBytes: number;
 }
 
+/** Tells a reader that retention purged events after its cursor (README, "API at a glance"). */
+export const PURGED_THROUGH_HEADER = 'X-Purged-Through';
+
 /** GET /events: stored unique events in commit order, paged by `after` (the last seq seen) and `limit`. */
-export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (app, { reader, stallTimeoutMs, maxPageBytes }) => {
+export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges: PurgeCheck }> = async (
+  app, { reader, purges, stallTimeoutMs, maxPageBytes },
+) => {
   app.get(
     '/events',
     {
@@ -20,12 +26,29 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (
         summary: 'Stored unique events, oldest first',
         description: `Commit order. Page with after=<last seq seen>; an empty array is the end. An unknown topic is an empty array. `
           + `A page holds at most \`limit\` events and at most MAX_PAGE_BYTES (here ${maxPageBytes}) bytes: it stops before the event `
-          + 'that would pass that, but always holds at least one.',
+          + `that would pass that, but always holds at least one. Retention may purge old events: a page whose \`after\` is behind `
+          + `a purge carries ${PURGED_THROUGH_HEADER}.`,
         querystring: EventsQuerySchema,
         // Documentation only: the body is JSON text built by the store, sent as it is.
-        response: { 200: Type.Array(StoredEventSchema) },
+        response: {
+          200: Type.Array(StoredEventSchema, {
+            headers: {
+              [PURGED_THROUGH_HEADER]: Type.Integer({
+                description: 'Present only when events of this query\'s topics after `after` were purged by retention: every '
+                  + 'purged seq is at or below this one. The page starts from the oldest event retained after `after`.',
+              }),
+            },
+          }),
+        },
       },
     },
-    async (request, reply) => sendPage(reply, await reader.page(request.query), stallTimeoutMs),
+    async (request, reply) => {
+      const { topic, after } = request.query;
+      const page = await reader.page(request.query);
+      // After the page, so that no purge the page missed goes untold.
+      const purged = await purges.behind(topic === undefined ? undefined : [topic], after);
+      if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
+      return sendPage(reply, page, stallTimeoutMs);
+    },
   );
 };

@@ -73,7 +73,9 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       schema: {
         summary: 'A live stream of stored events (Server-Sent Events), resumable by seq',
         description: 'Each event: `id: <seq>`, `event: event`, `data: <the /events item>`. Catch-up from the store, then live; '
-          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle.',
+          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle. '
+          + 'Events retention purged after the cursor are announced by `event: gap` with `data: {"after", "resumed_after"}` '
+          + '(its id: resumed_after) before the stream goes on after resumed_after.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
       },
