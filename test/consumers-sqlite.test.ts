@@ -12,13 +12,19 @@ t.test('a database from before consumers is migrated at start-up and keeps its e
   const before = await startAggregator(t, settings);
   t.equal((await before.publish(makeEvent({ topic: 'old' }))).status, 200);
   await before.close();
-  // Back to the schema of the last release: no consumers table, no received_at index, user_version 1.
+  // Back to the schema of an old release: no consumers table, no received_at index, none of retention's
+  // tables and columns, user_version 1.
   const db = new Database(settings.dbPath);
-  db.exec('DROP TABLE consumers; DROP INDEX events_by_received_at; PRAGMA user_version = 1');
+  db.exec(`DROP TABLE consumers; DROP INDEX events_by_received_at; DROP TABLE purged_keys; DROP TABLE key_segments;
+           DROP TABLE purges; ALTER TABLE topics DROP COLUMN bytes; ALTER TABLE topics DROP COLUMN first_seq;
+           ALTER TABLE topics DROP COLUMN last_seq; ALTER TABLE topics DROP COLUMN purged_through; PRAGMA user_version = 1`);
   db.close();
 
   const after = await startAggregator(t, settings);
   t.equal((await after.request('PUT', '/consumers/late', { start: 'earliest' })).status, 201);
   const page = await after.request('GET', '/consumers/late/events');
   t.same(page.body.events.map((e: any) => e.topic), ['old'], 'the events stored before the migration are there');
+  const [detail] = (await after.get('/stats')).topic_details;
+  t.match(detail, { topic: 'old', events: 1, first_seq: 1, last_seq: 1, purged_through: 0 }, 'and their figures are filled in');
+  t.ok(detail.bytes > 0, 'bytes included');
 });

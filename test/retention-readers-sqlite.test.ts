@@ -1,4 +1,4 @@
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
@@ -96,9 +96,12 @@ t.test('diskBytes: the database, its WAL and the files of the sealed key directo
   const dbPath = storeWith(t, ['a'], 3);
   const reader = await readerOf(t, dbPath);
   const files = () => ['', '-wal'].reduce((sum, suffix) => sum + (statSync(dbPath + suffix, { throwIfNoEntry: false })?.size ?? 0), 0);
+  rmSync(`${dbPath}.keys`, { recursive: true, force: true });
   const without = await reader.diskBytes();
   t.ok(without > 0, `${without} bytes`);
-  t.equal(without, files(), 'no key directory yet: the database and its WAL');
+  t.equal(without, files(), 'no key directory: the database and its WAL');
+  mkdirSync(`${dbPath}.keys`);
+  t.equal(await reader.diskBytes(), files(), 'an empty key directory adds nothing');
   mkdirSync(`${dbPath}.keys/nested`, { recursive: true });
   writeFileSync(`${dbPath}.keys/segment-1.keys`, Buffer.alloc(10_000));
   writeFileSync(`${dbPath}.keys/segment-2.keys`, Buffer.alloc(2_345));

@@ -40,7 +40,7 @@ export class SqlitePageReader {
       'SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM purged_keys), 0))').pluck();
     // Served by the (received_at, seq) index: the cost grows with the events received since then, not the store.
     this.firstSince = this.db.prepare<[string], number | null>('SELECT min(seq) FROM events WHERE received_at >= ?').pluck();
-    // Two subqueries rather than max() and min() side by side, so that an index on purged_through would serve each.
+    // Two subqueries rather than max() and min() side by side, so that topics_by_purged serves each.
     this.horizonOfAll = this.db.prepare<[], PurgeHorizon>(
       `SELECT coalesce((SELECT max(purged_through) FROM topics), 0) AS max,
               coalesce((SELECT min(purged_through) FROM topics), 0) AS min`);
