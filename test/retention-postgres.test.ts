@@ -12,9 +12,9 @@ import { keyOf, makeEvent, prng, type TestEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { eventPager } from './helpers/pager.js';
 import { startPublishers } from './helpers/publishers.js';
-import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
+import { spawnServer, type ServerProcess } from './helpers/server-process.js';
 import { postgresStore } from './helpers/stores.js';
-import { retentionSuite } from './suites/retention.js';
+import { everythingReadable, READ_TIMEOUT_MS, retentionSuite } from './suites/retention.js';
 
 retentionSuite(postgresStore);
 
@@ -91,7 +91,9 @@ t.test('a key past DEDUP_WINDOW is stored again at once, before any purge, by ex
   const newOnBoth = keys.map((_, i) => x.isNew[i]! + y.isNew[keys.length - 1 - i]!);
   t.ok(newOnBoth.every((n) => n === 1), 'each stale key is new for exactly one replica');
 
-  const stored = JSON.parse(Buffer.from(await reader.page({ after: 0, limit: 100 })).toString());
+  const stored = await eventually(async () => JSON.parse(Buffer.from(await reader.page({ after: 0, limit: 100 })).toString()), {
+    what: 'the new copies to be readable', timeout: READ_TIMEOUT_MS, until: (events) => events.length >= 20,
+  });
   t.equal(stored.length, 20, 'one copy of each key is visible');
   t.ok(stored.every((e: { payload: { by?: string } }) => e.payload.by !== undefined), 'the new copies, not the old ones');
   const snapshot = await a.snapshot();
@@ -117,15 +119,14 @@ t.test('two replicas publishing while both purge: nothing twice, counters agree 
     what: 't0 cut to 100 and t1 purged', timeout: 15_000, interval: 200,
     until: (f) => f.retained?.t0 === 100 && f.retained?.t1 === 0,
   });
-  while ((await reader.next()) > 0);
-
-  const retained = await readAllEvents(replicas[1]!.get);
+  const t2 = acked.filter((e) => e.topic === 't2');
+  const retained = await everythingReadable(replicas[1]!, t2);
+  while (reader.position < retained.at(-1).seq) await reader.next();
   const { seen } = reader;
   const seenKeys = new Set(seen.map(keyOf));
   t.ok(seen.every((e, i) => i === 0 || e.seq > seen[i - 1].seq), 'the reader saw strictly increasing seqs');
   t.equal(seenKeys.size, seen.length, 'and no event twice');
   t.equal(retained.filter((e) => !seenKeys.has(keyOf(e))).length, 0, `it saw every one of the ${retained.length} retained events`);
-  const t2 = acked.filter((e) => e.topic === 't2');
   t.equal(t2.filter((e) => !seenKeys.has(keyOf(e))).length, 0, `and every one of the ${t2.length} events of t2 (no rule)`);
   t.same(retained.filter((e) => e.topic === 't2').length, t2.length, 't2 keeps everything');
   t.equal(new Set(retained.map(keyOf)).size, retained.length, 'nothing is stored twice');
@@ -175,10 +176,10 @@ t.test('kill -9 of a replica while purges run: nothing acknowledged lost, nothin
   await eventually(() => storeFigures(url), {
     what: 'roll cut to 50', timeout: 15_000, interval: 200, until: (f) => f.retained?.roll === 50,
   });
-  const retained = await readAllEvents(b.get);
+  const keep = acked.filter((e) => e.topic === 'keep');
+  const retained = await everythingReadable(b, keep);
   t.equal(new Set(retained.map(keyOf)).size, retained.length, 'nothing is stored twice');
   const retainedKeys = new Set(retained.map(keyOf));
-  const keep = acked.filter((e) => e.topic === 'keep');
   t.equal(keep.filter((e) => !retainedKeys.has(keyOf(e))).length, 0, `every one of the ${keep.length} acknowledged events of keep (no rule) is retained`);
   t.equal(retained.filter((e) => e.topic === 'roll').length, 50, 'roll holds exactly its newest 50');
   t.equal((await storedKeys(url, acked)).size, acked.length, `every one of the ${acked.length} acknowledged keys is held, retained or purged`);
@@ -239,7 +240,9 @@ t.test('the reader reports purge horizons and topic figures as the purge left th
   }));
   await store.commitBatch(events, { epoch: 'e', position: 8 });
   const page = async () => JSON.parse(Buffer.from(await reader.page({ after: 0, limit: 100 })).toString());
-  const before: { seq: number; topic: string; received_at: string }[] = await page();
+  const before: { seq: number; topic: string; received_at: string }[] = await eventually(page, {
+    what: 'the events to be readable', timeout: READ_TIMEOUT_MS, until: (events) => events.length === 8,
+  });
   t.same(await reader.purgeHorizon(undefined), { max: 0, min: 0 }, 'nothing purged yet');
 
   await store.maintain(100);
