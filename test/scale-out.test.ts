@@ -42,7 +42,12 @@ t.test('two replicas commit concurrently while a reader follows after=: it sees 
   let pages = 0;
   while (Date.now() < stopAt) pages += (await readPage()) > 0 ? 1 : 0;
   await publishers.stop();
-  while ((await readPage()) > 0);
+  // Rows become readable once no older transaction is in flight anywhere on the server (the commit
+  // horizon), which a loaded server may hold back for a moment: read on until the reader is level.
+  await eventually(async () => {
+    while ((await readPage()) > 0);
+    return seen.length;
+  }, { what: 'the reader to reach the last acknowledged event', timeout: 10_000, interval: 100, until: (n) => n >= acked.length });
 
   const seenKeys = new Set(seen.map(keyOf));
   t.ok(pages > 5, `the reader read while publishers wrote (${pages} non-empty pages)`);
@@ -152,7 +157,10 @@ t.test('PostgreSQL down: 503 with Retry-After within seconds, /readyz says why, 
   const { host, port } = new URL(cluster.url);
   const shown = JSON.stringify([refused.body, readiness.body, await server.get('/stats')]);
   t.notOk(shown.includes(port) || shown.includes(host), `no host or port in 503 bodies, /readyz or /stats: ${shown.slice(0, 300)}`);
-  t.ok(server.logs.some((line) => JSON.stringify(line).includes(port)), 'the log has the details');
+  // The details reach the log through the worker's pino stream: give it a moment to arrive.
+  t.ok(await eventually(async () => server.logs.some((line) => JSON.stringify(line).includes(port)), {
+    what: 'a log line naming the server', timeout: 5_000, interval: 50, until: (found) => found,
+  }), 'the log has the details');
 
   await cluster.resume();
   const retried = await eventually(() => server.publish(outage), {
