@@ -60,22 +60,25 @@ const statsCounters = async (url: string) => {
   return { unique: stats.unique_processed, duplicates: stats.duplicate_dropped };
 };
 
-/** The in-memory ceiling (perf/ceiling-server.ts), deployed like a one-replica aggregator. */
-export async function deployCeiling(): Promise<Deployment> {
-  const server = await startServer({}, CEILING);
-  return { urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop };
-}
+/** One server as a deployment. */
+export const serverDeployment = (server: PerfServer): Deployment => ({ urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop });
 
-export function sqliteTarget(dir: string): Target {
+/** The in-memory ceiling (perf/ceiling-server.ts), deployed like a one-replica aggregator. */
+export const deployCeiling = async () => serverDeployment(await startServer({}, { entry: CEILING }));
+
+/** The SQLite target also names where each deployment's database file is. */
+export type SqliteTarget = Target & { path(name: string): string };
+
+export function sqliteTarget(dir: string): SqliteTarget {
   const path = (name: string) => join(dir, `${name}.db`);
   return {
     store: 'sqlite',
+    path,
     fill: (name, count, idKind, onProgress) =>
       fillStores([new SqliteEventStore(path(name), { synchronous: 'normal', maxBytes: 0 })], count, idKind, onProgress),
     async deploy(name, replicas) {
       if (replicas !== 1) throw new Error('the SQLite store is embedded: one server per database (--replicas 1)');
-      const server = await startServer({ STORE: 'sqlite', DB_PATH: path(name) });
-      return { urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop };
+      return serverDeployment(await startServer({ STORE: 'sqlite', DB_PATH: path(name) }));
     },
   };
 }
