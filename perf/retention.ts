@@ -54,18 +54,21 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Publishes batches of 100 at `eventsPerSecond` for `seconds` to `server`, sampling as it goes. */
 async function publishSteadily(server: PerfServer, path: string, eventsPerSecond: number, seconds: number) {
   const requestsPerSecond = Math.max(1, Math.round(eventsPerSecond / BATCH));
-  const { bodies } = makeBodies({ requests: requestsPerSecond * seconds, eventsPerRequest: BATCH, idKind: 'v4' });
+  // For a duration, not an amount: an amount is split evenly over the connections, whose rates are not
+  // even, so the rate would sag at the end. A tenth more bodies than the rate needs, so none is sent twice.
+  const { bodies } = makeBodies({ requests: Math.ceil(requestsPerSecond * seconds * 1.1), eventsPerRequest: BATCH, idKind: 'v4' });
   const statusCodes: Record<string, number> = {};
   let window: number[] = [];
   let walPeak = 0;
   const walPoll = setInterval(() => (walPeak = Math.max(walPeak, storeFiles(path).walBytes)), WAL_POLL_MS);
   const samples: Sample[] = [];
   let lastPurgeAt = (await storeStats(server.url))?.last_purge?.at;
+  const publish = publishRequest({}, bodies, statusCodes);
   const started = performance.now();
   const load = new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
-      url: `${server.url}/publish`, connections: CONNECTIONS, overallRate: requestsPerSecond, amount: bodies.length, timeout: 60,
-      requests: [publishRequest({}, bodies, statusCodes).request],
+      url: `${server.url}/publish`, connections: CONNECTIONS, overallRate: requestsPerSecond, duration: seconds, timeout: 60,
+      requests: [publish.request],
     }, (error, done) => (error ? reject(error) : resolve(done)));
     instance.on('response', (_client, _status, _bytes, responseTime) => window.push(responseTime));
   });
@@ -78,6 +81,7 @@ async function publishSteadily(server: PerfServer, path: string, eventsPerSecond
   for (let next = SAMPLE_MS, more = true; more; next += SAMPLE_MS) {
     await Promise.race([sleep(Math.max(0, started + next - performance.now())), finished]);
     more = running;
+    if (!more && window.length === 0) break;
     const latenciesMs = window.sort((a, b) => a - b);
     window = [];
     const store = await storeStats(server.url);
@@ -93,7 +97,7 @@ async function publishSteadily(server: PerfServer, path: string, eventsPerSecond
   clearInterval(walPoll);
   const result = await load;
   const elapsed = ((await finished) - started) / 1000;
-  return { samples, statusCodes, errors: result.errors + result.timeouts, eventsPerSecond: round((bodies.length * BATCH) / elapsed, 0) };
+  return { samples, statusCodes, errors: result.errors + result.timeouts, eventsPerSecond: round((publish.sent() * BATCH) / elapsed, 0) };
 }
 type Run = Awaited<ReturnType<typeof publishSteadily>>;
 
