@@ -1,18 +1,20 @@
 import autocannon from 'autocannon';
 import { serverDeployment, type SqliteTarget } from './deployments.js';
 import { makeBodies, measureLoad, publishRequest, round } from './load.js';
-import type { Scenario } from './scenarios.js';
+import { DUPLICATE_RATIO, type Scenario } from './scenarios.js';
 import { startServer, type PerfServer } from './server.js';
 import {
   commitHistogram, commitsBetween, indexLogLines, listeningAtMs, mib, printTargets, storeFiles, storeStats, type StoreFiles, type TargetRow,
 } from './store-probe.js';
 
 /*
- * `grown`: how the SQLite store behaves once it holds `events` events (issue 12). The same publish
- * scenario runs first on an empty store, then the store is pre-filled straight through SqliteEventStore
+ * `grown`: how the SQLite store behaves once it holds `events` events (issue 12). The publish scenario,
+ * then a growth run (enough new keys that the dedup index seals or grows at least once: its longest
+ * commits), run first on an empty store. Then the store is pre-filled straight through SqliteEventStore
  * (no HTTP) and the real server is started on it: once and stopped with SIGTERM, so that any shutdown
- * work is done; again, timed from spawn to /readyz, with the scenario published; then once more, killed
- * with SIGKILL while publishing, and restarted, timed. Every ratio is to the empty store of the same run.
+ * work is done; again, timed from spawn to /readyz, with the scenario and the growth run published; then
+ * once more, killed with SIGKILL while publishing, and restarted, timed. Every ratio is to the empty
+ * store of the same run.
  */
 
 /** Start-up may read the whole store; 20M events took 40 s before issue 12. */
@@ -23,6 +25,15 @@ const PREFILL_BATCH = 10_000;
 const CRASH_AFTER_MS = 3_000;
 /** The issue's longest-commit target; a bucket bound of the histogram, so the count over it is exact. */
 const COMMIT_LIMIT_MS = 50;
+
+/** DEDUP_HOT_KEYS's default (src/config.ts). */
+const DEFAULT_HOT_KEYS = 1_000_000;
+
+/** Batches of 1,000 (a fifth of them re-sent) carrying about `keys` new keys. */
+const growthScenario = (keys: number): Scenario => ({
+  name: 'growth', description: `${keys.toLocaleString('en')} new keys in batches of 1,000, 4 connections, random ids`,
+  requests: Math.ceil(keys / ((1 - DUPLICATE_RATIO) * 1_000)), eventsPerRequest: 1_000, connections: 4, idKind: 'v4',
+});
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -39,20 +50,28 @@ export async function runGrown(target: SqliteTarget, name: string, events: numbe
   const start = (db: string) =>
     startServer({ STORE: 'sqlite', DB_PATH: target.path(db), ...settings }, { readyTimeoutMs: READY_TIMEOUT_MS, keepLog: true });
 
-  /** Starts the server on `db`, publishes the scenario, SIGTERMs it; what it took and held. */
+  // Enough new keys that the index seals (DEDUP_HOT_KEYS) or grows at least once during the growth run.
+  const growth = growthScenario(Math.ceil(Number(settings.DEDUP_HOT_KEYS ?? DEFAULT_HOT_KEYS) * 1.1));
+
+  /** Starts the server on `db`, publishes the scenario, then the growth run, SIGTERMs it; what it took and held. */
   async function publishRun(db: string) {
     const bodies = makeBodies(scenario);
     const server = await start(db);
     const rssReadyBytes = server.rssBytes();
+    const deployment = serverDeployment(server);
     const before = await commitHistogram(server.url);
-    const load = await measureLoad(scenario, db, 1, serverDeployment(server), bodies);
-    const after = await commitHistogram(server.url);
+    const load = await measureLoad(scenario, db, 1, deployment, bodies);
+    const afterLoad = await commitHistogram(server.url);
+    const rssAfterPublishBytes = server.rssBytes();
+    const growthLoad = await measureLoad(growth, db, 1, deployment, makeBodies(growth));
+    const afterGrowth = await commitHistogram(server.url);
     const figures = {
       startupMs: round(server.startupMs, 0),
       rssReadyBytes,
-      rssAfterPublishBytes: server.rssBytes(),
+      rssAfterPublishBytes,
       load,
-      commits: commitsBetween(before, after, COMMIT_LIMIT_MS),
+      commits: commitsBetween(before, afterLoad, COMMIT_LIMIT_MS),
+      growth: { load: growthLoad, commits: commitsBetween(afterLoad, afterGrowth, COMMIT_LIMIT_MS), rssAfterBytes: server.rssBytes() },
       store: await storeStats(server.url),
       stopMs: await timed(server.stop()),
     };
@@ -116,6 +135,7 @@ async function crashAndRestart(start: (db: string) => Promise<PerfServer>, path:
 
 type GrownResult = Awaited<ReturnType<typeof runGrown>>;
 
+const commits = (c: { commits: number; overLimit: number; longest: string }) => `${c.overLimit} of ${c.commits} commits > ${COMMIT_LIMIT_MS} ms, longest ${c.longest}`;
 const seconds = (ms: number) => `${round(ms / 1000, 2)} s`;
 const files = (f: StoreFiles) => `db ${mib(f.dbBytes)} MiB, wal ${mib(f.walBytes)} MiB, keys ${mib(f.keysBytes)} MiB`;
 
@@ -132,14 +152,15 @@ function printGrown(r: GrownResult): void {
     { measure: 'RSS after ready', measured: `${mib(grown.rssReadyBytes)} MiB (empty ${mib(empty.rssReadyBytes)} MiB, ×${r.ratios.rssReady})`, target: '—', met: '—' },
     { measure: 'RSS above the empty store per stored key (index + SQLite page cache ≤ 64 MiB)', measured: `${r.rssPerStoredKeyBytes} B/key`, target: '≤ 4 B/key at 100M beyond the newest few million', met: r.rssPerStoredKeyBytes <= 4 },
     { measure: 'dedup index memory', measured: indexBytesPerKey, target: '≤ 4 B/key at 100M beyond the newest few million', met: '—' },
-    { measure: 'RSS after publishing', measured: `${mib(grown.rssAfterPublishBytes)} MiB (empty ${mib(empty.rssAfterPublishBytes)} MiB)`, target: '—', met: '—' },
+    { measure: 'RSS after publishing, after the growth run', measured: `${mib(grown.rssAfterPublishBytes)}, ${mib(grown.growth.rssAfterBytes)} MiB (empty ${mib(empty.rssAfterPublishBytes)}, ${mib(empty.growth.rssAfterBytes)} MiB)`, target: '—', met: '—' },
     { measure: `publish rate, ${r.scenario}`, measured: `${grown.load.eventsPerSecond.toLocaleString('en')} events/s vs ${empty.load.eventsPerSecond.toLocaleString('en')} empty (×${r.ratios.eventsPerSecond})`, target: '≥ 0.7 × empty store', met: r.ratios.eventsPerSecond >= 0.7 },
     { measure: 'publish p99', measured: `${grown.load.latencyMs.p99} ms vs ${empty.load.latencyMs.p99} ms empty (×${r.ratios.p99})`, target: '—', met: '—' },
-    { measure: 'longest commit (grown run)', measured: `${grown.commits.overLimit} of ${grown.commits.commits} commits > ${COMMIT_LIMIT_MS} ms; longest ${grown.commits.longest} (histogram), ${grown.load.maxCommitMsSampled} ms sampled; empty store: longest ${empty.commits.longest}`, target: `≤ ${COMMIT_LIMIT_MS} ms`, met: grown.commits.overLimit === 0 },
+    { measure: `longest commit, ${r.scenario}`, measured: `${commits(grown.commits)}, ${grown.load.maxCommitMsSampled} ms sampled; empty store: ${commits(empty.commits)}`, target: '—', met: '—' },
+    { measure: `longest commit while the index grows: ${grown.growth.load.expected.unique.toLocaleString('en')} new keys`, measured: `${commits(grown.growth.commits)}, ${grown.growth.load.maxCommitMsSampled} ms sampled; publish max ${grown.growth.load.latencyMs.max} ms; empty store: ${commits(empty.growth.commits)}`, target: `≤ ${COMMIT_LIMIT_MS} ms`, met: grown.growth.commits.overLimit === 0 },
     { measure: 'first start after the pre-fill', measured: `${seconds(r.firstStart.startupMs)}, SIGTERM took ${seconds(r.firstStart.stopMs)}`, target: '—', met: '—' },
     { measure: 'files after pre-fill', measured: files(r.prefill.files), target: '—', met: '—' },
     { measure: 'files after the grown run', measured: files(grown.files), target: '—', met: '—' },
-    { measure: 'correct (counters = sent)', measured: `grown ${grown.load.correct}, empty ${empty.load.correct}`, target: 'true', met: grown.load.correct && empty.load.correct },
+    { measure: 'correct (counters = sent)', measured: `grown ${grown.load.correct && grown.growth.load.correct}, empty ${empty.load.correct && empty.growth.load.correct}`, target: 'true', met: [grown, empty].every((run) => run.load.correct && run.growth.load.correct) },
   ];
   printTargets(`${r.name}: ${r.events.toLocaleString('en')} events pre-filled at ${r.prefill.eventsPerSecond.toLocaleString('en')} events/s (${r.prefill.seconds} s)`, rows);
   for (const [when, lines] of [['first start', r.firstStart.indexLog], ['after SIGTERM', grown.indexLog], ['after kill -9', crash.indexLog]] as const) {

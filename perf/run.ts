@@ -43,11 +43,12 @@ const { values: options, positionals: named } = parseArgs({
     'mixed-seconds': { type: 'string', default: '60' },
   },
 });
-const grownNames = named.filter((n) => n in GROWN_EVENTS);
+const grownNames = named.filter((n) => Object.hasOwn(GROWN_EVENTS, n));
 const lifetime = grownNames.length > 0 || named.includes(RETENTION_SCENARIO);
 const grownScenario = SCENARIOS.find((s) => s.name === options['grown-scenario']);
-const unknown = named.filter((n) => !SCENARIOS.some((s) => s.name === n) && !(n in GROWN_EVENTS) && n !== RETENTION_SCENARIO);
-if (unknown.length || !['sqlite', 'postgres'].includes(options.store) || (lifetime && options.store !== 'sqlite') || !grownScenario) {
+const unknown = named.filter((n) => !SCENARIOS.some((s) => s.name === n) && !Object.hasOwn(GROWN_EVENTS, n) && n !== RETENTION_SCENARIO);
+const counts = [options['grown-events'], options['hot-keys'] ?? '1', options['retention-rate'], options['retention-seconds'], options['mixed-seconds']];
+if (unknown.length || !['sqlite', 'postgres'].includes(options.store) || (lifetime && options.store !== 'sqlite') || !grownScenario || !counts.every((c) => Number(c) >= 1)) {
   console.error(`usage: npm run perf -- [--store sqlite|postgres] [--replicas 1,2] [--all] [--docs] [scenario …]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}
 store-lifetime scenarios (SQLite only, by name): ${[...Object.keys(GROWN_EVENTS), RETENTION_SCENARIO].join(', ')} (options in perf/run.ts's header)`);
@@ -124,7 +125,7 @@ try {
     copyFileSync(`${base}.svg`, join(ROOT, 'docs', `perf-chart${suffix}.svg`));
     console.log(`copied to docs/perf-results${suffix}.json and docs/perf-chart${suffix}.svg`);
   }
-  const loads = [...results, ...grown.flatMap((g) => [g.empty.load, g.grown.load])];
+  const loads = [...results, ...grown.flatMap((g) => [g.empty.load, g.empty.growth.load, g.grown.load, g.grown.growth.load])];
   const steady = retention ? [retention.control, retention.retained, retention.withReaders] : [];
   if (loads.some((r) => !r.correct || r.errors > 0) || steady.some((r) => r.errors > 0)) process.exitCode = 1;
 } finally {
