@@ -36,6 +36,12 @@ export function publishRequest(scenario: Pick<Scenario, 'gzip'>, bodies: (string
   };
 }
 
+/** Events the replicas have taken since they started (a deployment may serve more than one load). */
+async function received(urls: string[]): Promise<number> {
+  const answers = await Promise.all(urls.map(async (url) => (await (await fetch(`${url}/stats`)).json()) as { replica: { received: number } }));
+  return answers.reduce((sum, stats) => sum + stats.replica.received, 0);
+}
+
 function probeStats(urls: string[], events: number): Promise<ProbeResult> {
   const worker = new Worker(new URL('./stats-probe.js', import.meta.url), { workerData: { urls, events } });
   return new Promise((resolve, reject) => {
@@ -64,8 +70,9 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   const events = scenario.requests * scenario.eventsPerRequest;
   const statusCodes: Record<string, number> = {};
   const publish = publishRequest(scenario, bodies, statusCodes);
+  const receivedBefore = await received(deployment.urls);
   const started = performance.timeOrigin + performance.now();
-  const settled = probeStats(deployment.urls, events);
+  const settled = probeStats(deployment.urls, receivedBefore + events);
   const readers = scenario.readers
     ? autocannon({
         url: deployment.urls[0]!, connections: 2, duration: 600,

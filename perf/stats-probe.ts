@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 /*
  * Runs in its own thread so the load generator's busy event loop does not inflate what it measures:
  * polls /stats of every replica every 20 ms, records how long each answer took, and reports when the
- * replicas together have taken every event of the scenario and committed all they queued. It also
+ * replicas together have taken `events` events since they started and committed all they queued. It also
  * notes the longest last_commit_ms it saw: a sample (a commit between two polls goes unseen).
  */
 export interface ProbeResult {
