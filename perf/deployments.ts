@@ -23,27 +23,27 @@ export interface Deployment {
 /** Where a run's deployments and baseline live: a temp dir for SQLite, a PostgreSQL server for postgres. */
 export interface Target {
   store: 'sqlite' | 'postgres';
-  /** A store of this kind with `count` events committed directly (no HTTP, no ring); returns events/s. */
-  fill(name: string, count: number, idKind: IdKind, onProgress?: (done: number) => void): Promise<number>;
+  /** A store of this kind with `count` events committed directly (no HTTP, no ring), `batch` a transaction; returns events/s. */
+  fill(name: string, count: number, idKind: IdKind, onProgress?: (done: number) => void, batch?: number): Promise<number>;
   deploy(name: string, replicas: number): Promise<Deployment>;
 }
 
-function storeEvents(count: number, idKind: IdKind): IncomingEvent[][] {
+function storeEvents(count: number, idKind: IdKind, batch: number): IncomingEvent[][] {
   const source = new EventSource({ duplicateRatio: 0, topics: 16, idKind, source: 'perf' });
   const receivedAt = new Date().toISOString();
-  return Array.from({ length: count / BATCH }, () =>
-    source.batch(BATCH).map((e) => ({
+  return Array.from({ length: Math.ceil(count / batch) }, (_, i) =>
+    source.batch(Math.min(batch, count - i * batch)).map((e) => ({
       topic: e.topic, eventId: e.event_id, timestamp: e.timestamp, source: e.source, payload: JSON.stringify(e.payload), receivedAt,
     })),
   );
 }
 
 /** Commits `count` events through `stores` in parallel (one sequential committer each); returns events/s. */
-async function fillStores(stores: EventStore[], count: number, idKind: IdKind, onProgress?: (done: number) => void): Promise<number> {
+async function fillStores(stores: EventStore[], count: number, idKind: IdKind, onProgress?: (done: number) => void, batch = BATCH): Promise<number> {
   let elapsed = 0;
   // Generate in slices so memory stays flat while prefilling millions.
   for (let done = 0; done < count; done += 100_000) {
-    const batches = storeEvents(Math.min(100_000, count - done), idKind);
+    const batches = storeEvents(Math.min(100_000, count - done), idKind, batch);
     const started = performance.now();
     await Promise.all(stores.map(async (store, s) => {
       for (let i = s; i < batches.length; i += stores.length) await store.commitBatch(batches[i]!, { epoch: 'perf', position: done + i });
@@ -60,22 +60,25 @@ const statsCounters = async (url: string) => {
   return { unique: stats.unique_processed, duplicates: stats.duplicate_dropped };
 };
 
-/** The in-memory ceiling (perf/ceiling-server.ts), deployed like a one-replica aggregator. */
-export async function deployCeiling(): Promise<Deployment> {
-  const server = await startServer({}, CEILING);
-  return { urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop };
-}
+/** One server as a deployment. */
+export const serverDeployment = (server: PerfServer): Deployment => ({ urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop });
 
-export function sqliteTarget(dir: string): Target {
+/** The in-memory ceiling (perf/ceiling-server.ts), deployed like a one-replica aggregator. */
+export const deployCeiling = async () => serverDeployment(await startServer({}, { entry: CEILING }));
+
+/** The SQLite target also names where each deployment's database file is. */
+export type SqliteTarget = Target & { path(name: string): string };
+
+export function sqliteTarget(dir: string): SqliteTarget {
   const path = (name: string) => join(dir, `${name}.db`);
   return {
     store: 'sqlite',
-    fill: (name, count, idKind, onProgress) =>
-      fillStores([new SqliteEventStore(path(name), { synchronous: 'normal', maxBytes: 0 })], count, idKind, onProgress),
+    path,
+    fill: (name, count, idKind, onProgress, batch) =>
+      fillStores([new SqliteEventStore(path(name), { synchronous: 'normal', maxBytes: 0 })], count, idKind, onProgress, batch),
     async deploy(name, replicas) {
       if (replicas !== 1) throw new Error('the SQLite store is embedded: one server per database (--replicas 1)');
-      const server = await startServer({ STORE: 'sqlite', DB_PATH: path(name) });
-      return { urls: [server.url], counters: () => statsCounters(server.url), stop: server.stop };
+      return serverDeployment(await startServer({ STORE: 'sqlite', DB_PATH: path(name) }));
     },
   };
 }
@@ -88,10 +91,10 @@ export function postgresTarget(serverUrl: string): Target {
   };
   return {
     store: 'postgres',
-    async fill(name, count, idKind, onProgress) {
+    async fill(name, count, idKind, onProgress, batch) {
       const url = await database(name);
       const stores = await Promise.all(Array.from({ length: PG_BASELINE_CONNECTIONS }, (_, i) => PostgresEventStore.open(url, `fill-${i}`)));
-      return fillStores(stores, count, idKind, onProgress);
+      return fillStores(stores, count, idKind, onProgress, batch);
     },
     async deploy(name, replicas) {
       const url = await database(name);

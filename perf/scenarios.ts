@@ -37,3 +37,12 @@ export const SCENARIOS: Scenario[] = [
 
 /** Share of re-sent events in every scenario. */
 export const DUPLICATE_RATIO = 0.2;
+
+/**
+ * The store-lifetime scenarios (issue 12), SQLite only and never part of --all: `grown-*` pre-fill the
+ * store with that many events (`grown` with --grown-events), `retention` publishes under a short RETENTION.
+ */
+export const GROWN_EVENTS: Record<string, number | undefined> = {
+  grown: undefined, 'grown-1m': 1_000_000, 'grown-5m': 5_000_000, 'grown-20m': 20_000_000, 'grown-100m': 100_000_000,
+};
+export const RETENTION_SCENARIO = 'retention';

@@ -1,0 +1,123 @@
+import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
+import autocannon from 'autocannon';
+import { EventSource } from '../src/publisher/event-source.js';
+import type { Deployment } from './deployments.js';
+import { DUPLICATE_RATIO, type Scenario } from './scenarios.js';
+import type { ProbeResult } from './stats-probe.js';
+
+export const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
+export const percentile = (sorted: number[], q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0, 2);
+
+/** Request bodies, generated before the clock starts, and the exact unique/duplicate split they carry. */
+export function makeBodies(scenario: Pick<Scenario, 'requests' | 'eventsPerRequest' | 'idKind' | 'gzip'>) {
+  const source = new EventSource({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
+  const bodies = Array.from({ length: scenario.requests }, (): string | Buffer => {
+    const json = JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest));
+    return scenario.gzip ? gzipSync(json) : json;
+  });
+  return { bodies, unique: source.uniqueCount, duplicates: source.duplicateCount };
+}
+export type Bodies = ReturnType<typeof makeBodies>;
+
+/** An autocannon request that POSTs the bodies in turn and counts the answers' status codes. */
+export function publishRequest(scenario: Pick<Scenario, 'gzip'>, bodies: (string | Buffer)[], statusCodes: Record<string, number>) {
+  let next = 0;
+  return {
+    sent: () => next,
+    request: {
+      method: 'POST' as const,
+      headers: { 'content-type': 'application/json', ...(scenario.gzip ? { 'content-encoding': 'gzip' } : {}) },
+      setupRequest: (request: autocannon.Request) => ({ ...request, body: bodies[next++ % bodies.length] }),
+      onResponse: (status: number) => {
+        statusCodes[status] = (statusCodes[status] ?? 0) + 1;
+      },
+    },
+  };
+}
+
+/** Events the replicas have taken since they started (a deployment may serve more than one load). */
+async function received(urls: string[]): Promise<number> {
+  const answers = await Promise.all(urls.map(async (url) => (await (await fetch(`${url}/stats`)).json()) as { replica: { received: number } }));
+  return answers.reduce((sum, stats) => sum + stats.replica.received, 0);
+}
+
+function probeStats(urls: string[], events: number): Promise<ProbeResult> {
+  const worker = new Worker(new URL('./stats-probe.js', import.meta.url), { workerData: { urls, events } });
+  return new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+}
+
+/** Splits n into `parts` near-equal whole shares. */
+const shares = (n: number, parts: number) => Array.from({ length: parts }, (_, i) => Math.floor(n / parts) + (i < n % parts ? 1 : 0));
+
+/** Runs `scenario` against what `deploy` starts (the aggregator, or the in-memory ceiling), then stops it. */
+export async function runScenario(scenario: Scenario, name: string, replicas: number, deploy: () => Promise<Deployment>) {
+  const bodies = makeBodies(scenario);
+  const deployment = await deploy();
+  try {
+    return await measureLoad(scenario, name, replicas, deployment, bodies);
+  } finally {
+    await deployment.stop();
+  }
+}
+
+/** Sends `bodies` to a running deployment as `scenario` says; leaves it running. */
+export async function measureLoad(scenario: Scenario, name: string, replicas: number, deployment: Deployment, { bodies, unique, duplicates }: Bodies) {
+  const base = await deployment.counters();
+  const events = scenario.requests * scenario.eventsPerRequest;
+  const statusCodes: Record<string, number> = {};
+  const publish = publishRequest(scenario, bodies, statusCodes);
+  const receivedBefore = await received(deployment.urls);
+  const started = performance.timeOrigin + performance.now();
+  const settled = probeStats(deployment.urls, receivedBefore + events);
+  const readers = scenario.readers
+    ? autocannon({
+        url: deployment.urls[0]!, connections: 2, duration: 600,
+        requests: [{ method: 'GET', path: '/events?limit=100' }, { method: 'GET', path: '/stats' }],
+      })
+    : undefined;
+  const progress = setInterval(() => {
+    if (process.stdout.isTTY) process.stdout.write(`\r  ${name}: ${publish.sent()} / ${bodies.length} requests`);
+  }, 250);
+  // One load generator per replica, as a load balancer would spread the same connections and requests.
+  const connections = shares(scenario.connections, replicas);
+  const loads = await Promise.all(shares(bodies.length, replicas).map((amount, i) => autocannon({
+    url: `${deployment.urls[i]}/publish${scenario.query ?? ''}`,
+    connections: Math.max(1, connections[i]!),
+    amount,
+    timeout: 60,
+    requests: [publish.request],
+  })));
+  clearInterval(progress);
+  const probe = await settled;
+  if (readers) (readers as unknown as { stop: () => void }).stop();
+  const reads = readers && (await readers);
+  const seconds = (probe.settledAt - started) / 1000;
+  const stats = probe.latenciesMs.sort((a, b) => a - b);
+  const final = await deployment.counters();
+  const observed = { unique: final.unique - base.unique, duplicates: final.duplicates - base.duplicates };
+  // With several load generators, each percentile is the worst replica's: an upper bound, not a merge.
+  const worst = (pick: (latency: autocannon.Histogram) => number) => Math.max(...loads.map((l) => pick(l.latency)));
+  return {
+    scenario: replicas > 1 ? `${scenario.name} x${replicas}` : scenario.name,
+    description: scenario.description,
+    replicas,
+    events,
+    seconds: round(seconds),
+    eventsPerSecond: Math.round(events / seconds),
+    uniquePerSecond: Math.round(unique / seconds),
+    requestsPerSecond: Math.round(scenario.requests / seconds),
+    latencyMs: { p50: worst((l) => l.p50), p90: worst((l) => l.p90), p99: worst((l) => l.p99), max: worst((l) => l.max) },
+    statsLatencyMs: { p50: percentile(stats, 0.5), p99: percentile(stats, 0.99), samples: stats.length },
+    maxCommitMsSampled: round(probe.maxCommitMs, 1),
+    ...(reads && { readLatencyMs: { p50: reads.latency.p50, p99: reads.latency.p99, requests: reads.requests.total } }),
+    statusCodes,
+    errors: loads.reduce((sum, l) => sum + l.errors + l.timeouts, 0),
+    expected: { unique, duplicates },
+    observed,
+    correct: observed.unique === unique && observed.duplicates === duplicates,
+  };
+}
