@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { parseRetentionRules } from '../src/retention.js';
+import { parseDedupWindow, parseRetentionRules } from '../src/retention.js';
 import type { SqliteTarget } from './deployments.js';
 import { makeBodies, percentile, publishRequest, round } from './load.js';
 import { startPageReaders, type PagesRead } from './page-readers.js';
@@ -16,6 +16,11 @@ import { mib, printTargets, storeFiles, storeStats, type StoreStats, type Target
 export interface RetentionOptions {
   /** RETENTION, e.g. '*=20s'. */
   rule: string;
+  /**
+   * DEDUP_WINDOW of the retention run: `forever` keeps every purged key (~76 bytes an event), so the files
+   * grow by the keys; an age bounds them too, and only then can they be flat.
+   */
+  dedupWindow: string;
   eventsPerSecond: number;
   seconds: number;
   mixedSeconds: number;
@@ -110,11 +115,13 @@ function band(samples: Sample[], pick: (s: Sample) => number) {
   return { minBytes: min, maxBytes: max, plusMinus: round((max - min) / Math.max(1, max + min), 3) };
 }
 
-export async function runRetention(target: SqliteTarget, { rule, eventsPerSecond, seconds, mixedSeconds, settings }: RetentionOptions) {
+export async function runRetention(target: SqliteTarget, { rule, dedupWindow, eventsPerSecond, seconds, mixedSeconds, settings }: RetentionOptions) {
   const [first] = parseRetentionRules(rule);
-  // The first period is over once the oldest events may go; a count-only rule has no age: use a third of the run.
-  const periodSeconds = first?.maxAgeMs !== undefined ? first.maxAgeMs / 1000 : seconds / 3;
-  console.log(`\nretention: ${eventsPerSecond.toLocaleString('en')} events/s for ${seconds} s without RETENTION, then with RETENTION='${rule}', then ${mixedSeconds} s more with 3 readers`);
+  // The first period is over once the oldest events may go and, with a window, their keys too; a count-only
+  // rule has no age: use a third of the run.
+  const windowMs = parseDedupWindow(dedupWindow) ?? 0;
+  const periodSeconds = first?.maxAgeMs !== undefined ? Math.max(first.maxAgeMs, windowMs) / 1000 : seconds / 3;
+  console.log(`\nretention: ${eventsPerSecond.toLocaleString('en')} events/s for ${seconds} s without RETENTION, then with RETENTION='${rule}' DEDUP_WINDOW=${dedupWindow}, then ${mixedSeconds} s more with 3 readers`);
 
   /** `work` on a server of its own, on a fresh store `name` with `extra` settings. */
   const serve = async <T>(name: string, extra: Record<string, string>, work: (server: PerfServer, path: string) => Promise<T>) => {
@@ -126,7 +133,7 @@ export async function runRetention(target: SqliteTarget, { rule, eventsPerSecond
     }
   };
   const control = await serve('retention-control', {}, (server, path) => publishSteadily(server, path, eventsPerSecond, seconds));
-  const { retained, withReaders } = await serve('retention', { RETENTION: rule }, async (server, path) => {
+  const { retained, withReaders } = await serve('retention', { RETENTION: rule, DEDUP_WINDOW: dedupWindow }, async (server, path) => {
     const retained = await publishSteadily(server, path, eventsPerSecond, seconds);
     const stored = ((await (await fetch(`${server.url}/stats`)).json()) as { unique_processed: number }).unique_processed;
     const readers = startPageReaders(server.url, 3, stored);
@@ -139,7 +146,7 @@ export async function runRetention(target: SqliteTarget, { rule, eventsPerSecond
   // Without /stats.store the harness cannot see when a purge ran: every window after the first period may hold one.
   const duringPurges = purgeWindows.length > 0 ? purgeWindows : afterFirstPeriod(retained);
   const result = {
-    rule, eventsPerSecond, seconds, mixedSeconds, settings, periodSeconds,
+    rule, dedupWindow, eventsPerSecond, seconds, mixedSeconds, settings, periodSeconds,
     control, retained, withReaders,
     purgeWindowsSeenInStats: purgeWindows.length,
     p99Ms: {
@@ -176,7 +183,7 @@ function printRetention(r: Awaited<ReturnType<typeof runRetention>>): void {
     { measure: 'rate reached', measured: `${r.retained.eventsPerSecond.toLocaleString('en')} events/s (asked ${r.eventsPerSecond.toLocaleString('en')}), without RETENTION ${r.control.eventsPerSecond.toLocaleString('en')}`, target: '—', met: '—' },
     { measure: 'answers', measured: `${JSON.stringify(r.retained.statusCodes)}, errors ${r.retained.errors}; without RETENTION ${JSON.stringify(r.control.statusCodes)}, errors ${r.control.errors}`, target: 'all 200', met: r.retained.errors + r.control.errors === 0 && Object.keys({ ...r.retained.statusCodes, ...r.control.statusCodes }).every((c) => c === '200') },
   ];
-  printTargets(`retention: RETENTION='${r.rule}', ${r.eventsPerSecond.toLocaleString('en')} events/s, ${r.seconds} s, ${JSON.stringify(r.settings)}`, rows);
+  printTargets(`retention: RETENTION='${r.rule}' DEDUP_WINDOW=${r.dedupWindow}, ${r.eventsPerSecond.toLocaleString('en')} events/s, ${r.seconds} s, ${JSON.stringify(r.settings)}`, rows);
   const last = r.retained.samples.at(-1)?.store;
   if (last) console.log(`  /stats.store at the end: ${JSON.stringify(last)}`);
 }

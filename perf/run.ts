@@ -9,7 +9,7 @@
  *
  * Store-lifetime scenarios (SQLite, only by name; perf/grown.ts, perf/retention.ts):
  *   grown-1m | grown-5m | grown-20m | grown-100m | grown --grown-events N  [--grown-scenario batch1000] [--hot-keys N]
- *   retention [--retention-rule '*=20s'] [--retention-rate 5000] [--retention-seconds 90] [--mixed-seconds 60] [--hot-keys 50000]
+ *   retention [--retention-rule '*=20s'] [--dedup-window 40s] [--retention-rate 5000] [--retention-seconds 90] [--mixed-seconds 60] [--hot-keys 50000]
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -38,6 +38,7 @@ const { values: options, positionals: named } = parseArgs({
     'grown-scenario': { type: 'string', default: 'batch1000' },
     'hot-keys': { type: 'string' },
     'retention-rule': { type: 'string', default: '*=20s' },
+    'dedup-window': { type: 'string', default: '40s' },
     'retention-rate': { type: 'string', default: '5000' },
     'retention-seconds': { type: 'string', default: '90' },
     'mixed-seconds': { type: 'string', default: '60' },
@@ -97,7 +98,7 @@ try {
   }
   const retention = named.includes(RETENTION_SCENARIO)
     ? await runRetention(sqlite!, {
-        rule: options['retention-rule'], eventsPerSecond: Number(options['retention-rate']), seconds: Number(options['retention-seconds']),
+        rule: options['retention-rule'], dedupWindow: options['dedup-window'], eventsPerSecond: Number(options['retention-rate']), seconds: Number(options['retention-seconds']),
         mixedSeconds: Number(options['mixed-seconds']), settings: { DEDUP_HOT_KEYS: '50000', ...hotKeys },
       })
     : undefined;

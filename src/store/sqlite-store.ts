@@ -27,6 +27,10 @@ export interface SqliteStoreOptions {
 
 /** Most WAL the writer lets stand before it asks for a checkpoint between batches (and the size it truncates to). */
 const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+/** How long that checkpoint may wait for readers of older snapshots (a busy one is tried again at the next upkeep). */
+const WAL_RESTART_WAIT_MS = 20;
+/** better-sqlite3's default: how long a statement of the writer waits for a lock. */
+const WRITER_BUSY_TIMEOUT_MS = 5_000;
 /** UTF-8 bytes of what a topic's `bytes` counts: the same sum the purge subtracts (sqlite-retention.ts). */
 const eventBytes = (e: IncomingEvent) =>
   Buffer.byteLength(e.eventId) + Buffer.byteLength(e.source) + Buffer.byteLength(e.payload) + e.timestamp.length;
@@ -153,15 +157,29 @@ export class SqliteEventStore implements EventStore {
     const deadline = performance.now() + budgetMs;
     asStoreError(() => this.dedup.work(deadline, this.nextSeq - 1));
     const purge = this.retention && asStoreError(() => this.retention!.step(deadline, Date.now()));
-    // Readers' snapshots can keep the automatic checkpoint from ever resetting the WAL; between batches
-    // is the moment to catch up (PASSIVE never waits for a reader).
-    if ((statSync(`${this.path}-wal`, { throwIfNoEntry: false })?.size ?? 0) > WAL_LIMIT_BYTES) this.db.pragma('wal_checkpoint(PASSIVE)');
+    this.boundWal();
     return {
       pending: this.dedup.pending || purge?.pending === true,
       index: this.dedup.figures(),
       lastPurge: this.retention?.lastPurge,
       topicEvents: purge?.topicEvents ?? new Map(),
     };
+  }
+
+  /**
+   * The automatic checkpoint copies the WAL back but can restart it only when no reader holds an older
+   * snapshot, which back-to-back /events reads may never allow: the WAL then grows without bound. Past
+   * WAL_LIMIT_BYTES a RESTART checkpoint waits (briefly) for the readers of older snapshots to finish, so
+   * the next commit writes from the WAL's start again (and journal_size_limit truncates the file).
+   */
+  private boundWal(): void {
+    if ((statSync(`${this.path}-wal`, { throwIfNoEntry: false })?.size ?? 0) <= WAL_LIMIT_BYTES) return;
+    this.db.pragma(`busy_timeout = ${WAL_RESTART_WAIT_MS}`);
+    try {
+      this.db.pragma('wal_checkpoint(RESTART)');
+    } finally {
+      this.db.pragma(`busy_timeout = ${WRITER_BUSY_TIMEOUT_MS}`);
+    }
   }
 
   /**
