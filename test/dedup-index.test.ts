@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
 import { cyrb53Key } from '../src/store/dedup/key-hash.js';
+import { SqlitePageReader } from '../src/store/sqlite-reader.js';
 import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 
 /*
@@ -160,4 +161,15 @@ t.test('a purged key is still a duplicate; a forgotten one (DEDUP_WINDOW) is new
   const replay = store.commitBatch([event('p', 'new-3'), event('p', 'old-3')], checkpoint);
   t.same([...replay.isNew], [0, 1], 'inside the window: a duplicate; outside it: stored again');
   t.same([...store.commitBatch([event('p', 'old-3')], checkpoint).isNew], [0], 'and then a duplicate of its new copy');
+
+  // A key forgotten while its event is still stored (the purge has not come by): the old copy goes with the re-send.
+  store.commitBatch([event('p', 'late', long)], checkpoint);
+  const again = store.commitBatch([event('p', 'late')], checkpoint);
+  t.same([...again.isNew], [1], 'forgotten before its purge: stored again');
+  t.equal(again.topicEvents.get('p'), 0, 'and the old copy went in the same transaction (one in, one out)');
+  const reader = new SqlitePageReader(path, 1 << 20);
+  t.teardown(() => reader.close());
+  const copies = (JSON.parse(Buffer.from(reader.page({ topic: 'p', after: 0, limit: 1000 })).toString()) as { event_id: string }[])
+    .filter((e) => e.event_id === 'late');
+  t.equal(copies.length, 1, 'one copy is listed');
 });

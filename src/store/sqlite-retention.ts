@@ -13,6 +13,8 @@ import type { PurgeReport } from './store.js';
  */
 
 const CHUNK = 1_000;
+/** An event's bytes as `topics.bytes` counts them: UTF-8 of id, source, payload and timestamp. */
+const EVENT_BYTES = 'length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp)';
 const TOPICS_PER_READ = 256;
 
 interface OldRow {
@@ -45,9 +47,7 @@ export class SqliteRetention {
       topics: db.prepare<[string, number], [string, number]>(
         'SELECT topic, events FROM topics WHERE topic > ? ORDER BY topic LIMIT ?').raw(),
       oldest: db.prepare<[string, number], OldRow>(
-        `SELECT seq, key_hash, event_id, received_at,
-                length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp) AS bytes
-         FROM events WHERE topic = ? ORDER BY seq LIMIT ?`),
+        `SELECT seq, key_hash, event_id, received_at, ${EVENT_BYTES} AS bytes FROM events WHERE topic = ? ORDER BY seq LIMIT ?`),
       keepKey: db.prepare<[number, number, string, string, string]>(
         'INSERT INTO purged_keys (seq, key_hash, topic, event_id, received_at) VALUES (?, ?, ?, ?, ?)'),
       deleteThrough: db.prepare<[string, number]>('DELETE FROM events WHERE topic = ? AND seq <= ?'),
@@ -55,6 +55,14 @@ export class SqliteRetention {
       updateTopic: db.prepare<[number, number, number, number, string]>(
         `UPDATE topics SET events = events - ?, bytes = bytes - ?, first_seq = ?, purged_through = ? WHERE topic = ?`),
       retained: db.prepare<[string], number>('SELECT events FROM topics WHERE topic = ?').pluck(),
+      eventAt: db.prepare<[number], { topic: string; bytes: number }>(
+        `SELECT topic, ${EVENT_BYTES} AS bytes FROM events WHERE seq = ?`),
+      deleteEvent: db.prepare<[number]>('DELETE FROM events WHERE seq = ?'),
+      forgetKey: db.prepare<[number]>('DELETE FROM purged_keys WHERE seq = ?'),
+      purgeOne: db.prepare<[number, number, string, string]>(
+        `UPDATE topics SET events = events - 1, bytes = bytes - ?, purged_through = max(purged_through, ?),
+           first_seq = coalesce((SELECT min(seq) FROM events WHERE topic = ?), 0)
+         WHERE topic = ?`),
       purgedKeysHead: db.prepare<[number], [number, string]>('SELECT seq, received_at FROM purged_keys ORDER BY seq LIMIT ?').raw(),
       forgetPurgedKeys: db.prepare<[number]>('DELETE FROM purged_keys WHERE seq <= ?'),
       savePurge: db.prepare<[string, number, number, number]>(
@@ -134,6 +142,23 @@ export class SqliteRetention {
     this.roundPurged += count;
     this.statements.savePurge.run(new Date(nowMs).toISOString(), this.roundPurged, this.roundMs, count);
     return count;
+  }
+
+  /**
+   * Purges the events at `seqs` (and forgets their keys), inside the caller's transaction: copies of keys
+   * that DEDUP_WINDOW forgot, stored again just now. Returns the topic of each event deleted.
+   */
+  purgeForgotten(seqs: readonly number[]): string[] {
+    const topics: string[] = [];
+    for (const seq of seqs) {
+      this.statements.forgetKey.run(seq);
+      const row = this.statements.eventAt.get(seq);
+      if (!row) continue;
+      this.statements.deleteEvent.run(seq);
+      this.statements.purgeOne.run(row.bytes, seq, row.topic, row.topic);
+      topics.push(row.topic);
+    }
+    return topics;
   }
 
   /** Deletes purged keys that DEDUP_WINDOW has forgotten, oldest first, up to CHUNK. */

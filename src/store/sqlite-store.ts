@@ -203,7 +203,7 @@ export class SqliteEventStore implements EventStore {
     const isNew = new Uint8Array(events.length);
     const topics = new Map<string, { events: number; bytes: number; first: number; last: number }>();
     // Keys first stored in this batch; they reach the in-memory index only if the transaction commits.
-    const claims: BatchClaims = { owners: new Map(), colliding: [] };
+    const claims: BatchClaims = { owners: new Map(), colliding: [], forgotten: [] };
     let seq = this.nextSeq;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
@@ -227,6 +227,8 @@ export class SqliteEventStore implements EventStore {
       countTopic.run(name, topic.events, topic.bytes, topic.first, topic.last);
       topicEvents.set(name, topic.events);
     }
+    // A key stored again after DEDUP_WINDOW forgot it: its old copy goes now, as a purge, so that one copy is listed.
+    for (const topic of this.retention?.purgeForgotten(claims.forgotten) ?? []) topicEvents.set(topic, (topicEvents.get(topic) ?? 0) - 1);
     addCounters.run(unique, events.length - unique);
     saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
     return { isNew, topicEvents, nextSeq: seq, claims };

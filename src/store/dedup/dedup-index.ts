@@ -30,6 +30,8 @@ export interface BatchClaims {
   owners: Map<number, number>;
   /** Hashes of keys this batch recorded in colliding_keys. */
   colliding: number[];
+  /** Seqs of earlier copies of keys this batch stored again because DEDUP_WINDOW had forgotten them. */
+  forgotten: number[];
 }
 
 interface KeyRow {
@@ -118,15 +120,17 @@ export class DedupIndex {
   isNew(event: IncomingEvent, hash: number, seq: number, claims: BatchClaims): boolean {
     const owner = claims.owners.get(hash) ?? (this.active.get(hash) || (this.frozen?.get(hash) ?? 0));
     let seen = owner !== 0 || this.collidingHashes.has(hash) || claims.colliding.includes(hash);
-    if (owner !== 0 && this.holds(owner, event)) return false;
+    const forgotten: number[] = [];
+    if (owner !== 0 && this.holds(owner, event, forgotten)) return false;
     if (seen) {
       const colliding = this.statements.collidingSeq.get(event.topic, event.eventId);
-      if (colliding !== undefined && this.holds(colliding, event)) return false;
+      if (colliding !== undefined && this.holds(colliding, event, forgotten)) return false;
     }
     for (const sealedSeq of this.sealed.seqsOf(hash)) {
       seen = true;
-      if (this.holds(sealedSeq, event)) return false;
+      if (this.holds(sealedSeq, event, forgotten)) return false;
     }
+    claims.forgotten.push(...forgotten);
     if (seen) {
       this.statements.recordColliding.run(event.topic, event.eventId, seq);
       claims.colliding.push(hash);
@@ -249,9 +253,15 @@ export class DedupIndex {
     }
   }
 
-  /** Whether the row stored at `seq` is `event`'s key and still remembered (inside DEDUP_WINDOW). */
-  private holds(seq: number, event: IncomingEvent): boolean {
+  /**
+   * Whether the row stored at `seq` is `event`'s key and still remembered (inside DEDUP_WINDOW); a copy of
+   * the key the window has forgotten goes to `forgotten`.
+   */
+  private holds(seq: number, event: IncomingEvent, forgotten: number[]): boolean {
     const row = this.statements.eventKey.get(seq) ?? this.statements.purgedKey.get(seq);
-    return row !== undefined && row.topic === event.topic && row.event_id === event.eventId && row.received_at >= this.windowCutoff;
+    if (row === undefined || row.topic !== event.topic || row.event_id !== event.eventId) return false;
+    if (row.received_at >= this.windowCutoff) return true;
+    forgotten.push(seq);
+    return false;
   }
 }
