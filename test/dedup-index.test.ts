@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
@@ -172,4 +172,25 @@ t.test('a purged key is still a duplicate; a forgotten one (DEDUP_WINDOW) is new
   const copies = (JSON.parse(Buffer.from(reader.page({ topic: 'p', after: 0, limit: 1000 })).toString()) as { event_id: string }[])
     .filter((e) => e.event_id === 'late');
   t.equal(copies.length, 1, 'one copy is listed');
+});
+
+t.test('a seal the disk refuses is a StoreError the consumer retries; keys stay exact meanwhile and after', async (t) => {
+  const path = join(t.testdir(), 'refused.db');
+  const options: SqliteStoreOptions = { synchronous: 'normal', maxBytes: 0, hotKeys: 16 };
+  let store = new SqliteEventStore(path, options);
+  const batch = (from: number) => Array.from({ length: 20 }, (_, i) => event('r', String(from + i)));
+  store.commitBatch(batch(0), checkpoint);
+  // The key directory replaced by a file: every segment write fails as a full or broken disk would.
+  rmSync(`${path}.keys`, { recursive: true });
+  writeFileSync(`${path}.keys`, '');
+  t.throws(() => store.maintain(50), { name: 'StoreError', code: 'ENOTDIR' });
+  t.same([...store.commitBatch([...batch(10), ...batch(40)], checkpoint).isNew], [...Array(10).fill(0), ...Array(30).fill(1)]);
+  rmSync(`${path}.keys`);
+  mkdirSync(`${path}.keys`);
+  settle(store);
+  t.ok(store.maintain(0).index.segments >= 1, 'the seal went through once the disk took it');
+  store.close();
+  store = new SqliteEventStore(path, options);
+  t.teardown(() => store.close());
+  t.same([...store.commitBatch([...batch(0), ...batch(40), event('r', 'new')], checkpoint).isNew], [...Array(40).fill(0), 1]);
 });

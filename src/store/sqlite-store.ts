@@ -235,13 +235,15 @@ export class SqliteEventStore implements EventStore {
   }
 }
 
-/** Runs a transaction; SQLite's own failures (disk full, I/O) become StoreErrors, anything else is a bug and stays as is. */
+/** Runs a transaction; SQLite's and the file system's failures (disk full, I/O) become StoreErrors, anything else is a bug and stays as is. */
 function asStoreError<T>(transaction: () => T): T {
   try {
     return transaction();
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (error instanceof Database.SqliteError && typeof code === 'string') throw new StoreError(error.message, code, { cause: error });
+    // The dedup index's segment files fail like the database does (ENOSPC, EIO): the upkeep is retried later.
+    const fromDisk = error instanceof Database.SqliteError || (error instanceof Error && 'syscall' in error);
+    if (fromDisk && typeof code === 'string') throw new StoreError((error as Error).message, code, { cause: error });
     throw error;
   }
 }
