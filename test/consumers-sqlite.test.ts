@@ -16,7 +16,7 @@ t.test('a database from before consumers is migrated at start-up and keeps its e
   // tables and columns, user_version 1.
   const db = new Database(settings.dbPath);
   db.exec(`DROP TABLE consumers; DROP INDEX events_by_received_at; DROP TABLE purged_keys; DROP TABLE key_segments;
-           DROP TABLE purges; DROP INDEX topics_by_purged; ALTER TABLE topics DROP COLUMN bytes; ALTER TABLE topics DROP COLUMN first_seq;
+           DROP TABLE purges; DROP INDEX topics_by_purged; ALTER TABLE topics DROP COLUMN bytes;
            ALTER TABLE topics DROP COLUMN last_seq; ALTER TABLE topics DROP COLUMN purged_through; PRAGMA user_version = 1`);
   db.close();
 

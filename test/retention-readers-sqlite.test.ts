@@ -35,10 +35,9 @@ function purge(dbPath: string, topic: string, through: number): void {
     db.prepare(`INSERT INTO purged_keys (seq, key_hash, topic, event_id, received_at)
                 SELECT seq, key_hash, topic, event_id, received_at FROM events WHERE topic = ? AND seq <= ?`).run(topic, through);
     db.prepare('DELETE FROM events WHERE topic = ? AND seq <= ?').run(topic, through);
-    db.prepare(`UPDATE topics SET (events, bytes, first_seq, last_seq, purged_through) = (
+    db.prepare(`UPDATE topics SET (events, bytes, purged_through) = (
                   SELECT count(*), coalesce(sum(length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB))
-                                                + length(CAST(payload AS BLOB)) + length(timestamp)), 0),
-                         coalesce(min(seq), 0), coalesce(max(seq), 0), ?
+                                                + length(CAST(payload AS BLOB)) + length(timestamp)), 0), ?
                   FROM events WHERE events.topic = topics.topic)
                 WHERE topic = ?`).run(through, topic);
   })();

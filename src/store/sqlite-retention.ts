@@ -51,18 +51,14 @@ export class SqliteRetention {
       keepKey: db.prepare<[number, number, string, string, string]>(
         'INSERT INTO purged_keys (seq, key_hash, topic, event_id, received_at) VALUES (?, ?, ?, ?, ?)'),
       deleteThrough: db.prepare<[string, number]>('DELETE FROM events WHERE topic = ? AND seq <= ?'),
-      firstRetained: db.prepare<[string], number | null>('SELECT min(seq) FROM events WHERE topic = ?').pluck(),
-      updateTopic: db.prepare<[number, number, number, number, string]>(
-        `UPDATE topics SET events = events - ?, bytes = bytes - ?, first_seq = ?, purged_through = ? WHERE topic = ?`),
-      retained: db.prepare<[string], number>('SELECT events FROM topics WHERE topic = ?').pluck(),
+      updateTopic: db.prepare<[number, number, number, string]>(
+        'UPDATE topics SET events = events - ?, bytes = bytes - ?, purged_through = ? WHERE topic = ?'),
       eventAt: db.prepare<[number], { topic: string; bytes: number }>(
         `SELECT topic, ${EVENT_BYTES} AS bytes FROM events WHERE seq = ?`),
       deleteEvent: db.prepare<[number]>('DELETE FROM events WHERE seq = ?'),
       forgetKey: db.prepare<[number]>('DELETE FROM purged_keys WHERE seq = ?'),
-      purgeOne: db.prepare<[number, number, string, string]>(
-        `UPDATE topics SET events = events - 1, bytes = bytes - ?, purged_through = max(purged_through, ?),
-           first_seq = coalesce((SELECT min(seq) FROM events WHERE topic = ?), 0)
-         WHERE topic = ?`),
+      purgeOne: db.prepare<[number, number, string]>(
+        'UPDATE topics SET events = events - 1, bytes = bytes - ?, purged_through = max(purged_through, ?) WHERE topic = ?'),
       purgedKeysHead: db.prepare<[number], [number, string]>('SELECT seq, received_at FROM purged_keys ORDER BY seq LIMIT ?').raw(),
       forgetPurgedKeys: db.prepare<[number]>('DELETE FROM purged_keys WHERE seq <= ?'),
       savePurge: db.prepare<[string, number, number, number]>(
@@ -101,9 +97,7 @@ export class SqliteRetention {
       for (const [topic, events] of topics) {
         const limit = this.limitOf(topic);
         const count = limit ? this.purgeTransaction(topic, events, limit, nowMs, windowCutoff) : 0;
-        if (count > 0) {
-          topicEvents.set(topic, this.statements.retained.get(topic)!);
-        }
+        if (count > 0) topicEvents.set(topic, events - count);
         // A full chunk leaves more of this topic for the next pass.
         if (count < CHUNK) this.cursor = topic;
         if (count === CHUNK || performance.now() >= deadline) break;
@@ -138,7 +132,7 @@ export class SqliteRetention {
     if (count === 0) return 0;
     const through = rows[count - 1]!.seq;
     this.statements.deleteThrough.run(topic, through);
-    this.statements.updateTopic.run(count, bytes, this.statements.firstRetained.get(topic) ?? 0, through, topic);
+    this.statements.updateTopic.run(count, bytes, through, topic);
     this.roundPurged += count;
     this.statements.savePurge.run(new Date(nowMs).toISOString(), this.roundPurged, this.roundMs, count);
     return count;
@@ -155,7 +149,7 @@ export class SqliteRetention {
       const row = this.statements.eventAt.get(seq);
       if (!row) continue;
       this.statements.deleteEvent.run(seq);
-      this.statements.purgeOne.run(row.bytes, seq, row.topic, row.topic);
+      this.statements.purgeOne.run(row.bytes, seq, row.topic);
       topics.push(row.topic);
     }
     return topics;

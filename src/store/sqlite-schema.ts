@@ -20,8 +20,10 @@ import type { Database } from 'better-sqlite3';
  * until DEDUP_WINDOW deletes both. The in-memory index covers only the newest keys; older ones are sealed
  * into immutable files of sorted (hash, seq) pairs with a Bloom filter each, listed in `key_segments` with
  * the seq range they cover (any file can be rebuilt from the rows of its range). Per topic, `topics` keeps
- * the retained events, their bytes (UTF-8 of id, source, payload and timestamp), the first and last retained
- * seq, and `purged_through`, the highest seq purged (readers behind it are told). `purges` is the last purge.
+ * the retained events, their bytes (UTF-8 of id, source, payload and timestamp), the last seq stored (which
+ * outlives its event, so seqs are never reused after a purge emptied the table), and `purged_through`, the
+ * highest seq purged (readers behind it are told). `purges` is the last purge. The retained seq range is
+ * read from events_by_topic, not kept.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -66,12 +68,11 @@ const MIGRATIONS: readonly string[] = [
   'CREATE INDEX events_by_received_at ON events (received_at, seq);',
   // Retention and the sealed dedup index (src/store/dedup/): see the block comment above.
   `ALTER TABLE topics ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-   ALTER TABLE topics ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE topics ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE topics ADD COLUMN purged_through INTEGER NOT NULL DEFAULT 0;
-   UPDATE topics SET (bytes, first_seq, last_seq) = (
+   UPDATE topics SET (bytes, last_seq) = (
      SELECT coalesce(sum(length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp)), 0),
-            coalesce(min(seq), 0), coalesce(max(seq), 0)
+            coalesce(max(seq), 0)
      FROM events WHERE events.topic = topics.topic);
    CREATE TABLE purged_keys (
      seq         INTEGER PRIMARY KEY,

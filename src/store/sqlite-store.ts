@@ -78,10 +78,9 @@ export class SqliteEventStore implements EventStore {
         `INSERT INTO events (seq, key_hash, topic, event_id, timestamp, source, payload, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      countTopic: this.db.prepare<[string, number, number, number, number]>(
-        `INSERT INTO topics (topic, events, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events, bytes = bytes + excluded.bytes,
-           first_seq = CASE first_seq WHEN 0 THEN excluded.first_seq ELSE first_seq END, last_seq = excluded.last_seq`,
+      countTopic: this.db.prepare<[string, number, number, number]>(
+        `INSERT INTO topics (topic, events, bytes, last_seq) VALUES (?, ?, ?, ?)
+         ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events, bytes = bytes + excluded.bytes, last_seq = excluded.last_seq`,
       ),
       addCounters: this.db.prepare<[number, number]>(
         `UPDATE counters SET unique_processed = unique_processed + ?, duplicate_dropped = duplicate_dropped + ?`,
@@ -201,7 +200,7 @@ export class SqliteEventStore implements EventStore {
   private insertBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint) {
     const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
     const isNew = new Uint8Array(events.length);
-    const topics = new Map<string, { events: number; bytes: number; first: number; last: number }>();
+    const topics = new Map<string, { events: number; bytes: number; last: number }>();
     // Keys first stored in this batch; they reach the in-memory index only if the transaction commits.
     const claims: BatchClaims = { owners: new Map(), colliding: [], forgotten: [] };
     let seq = this.nextSeq;
@@ -217,14 +216,14 @@ export class SqliteEventStore implements EventStore {
         topic.bytes += eventBytes(e);
         topic.last = seq;
       } else {
-        topics.set(e.topic, { events: 1, bytes: eventBytes(e), first: seq, last: seq });
+        topics.set(e.topic, { events: 1, bytes: eventBytes(e), last: seq });
       }
       seq++;
     }
     const unique = seq - this.nextSeq;
     const topicEvents = new Map<string, number>();
     for (const [name, topic] of topics) {
-      countTopic.run(name, topic.events, topic.bytes, topic.first, topic.last);
+      countTopic.run(name, topic.events, topic.bytes, topic.last);
       topicEvents.set(name, topic.events);
     }
     // A key stored again after DEDUP_WINDOW forgot it: its old copy goes now, as a purge, so that one copy is listed.

@@ -67,6 +67,8 @@ const capacityFor = (keys: number) => 2 ** Math.ceil(Math.log2(Math.max(16, keys
 export class DedupIndex {
   private active: KeyIndex;
   private frozen: KeyIndex | undefined;
+  /** The newest seq the frozen table covers: the end of the segment its seal writes. */
+  private frozenThrough = 0;
   /** The last sealed table, cleared: the next active one (no 32 MB allocation in the middle of a batch stream). */
   private spare: KeyIndex | undefined;
   private readonly sealed: SealedSegments;
@@ -224,8 +226,6 @@ export class DedupIndex {
     }
     this.spare = sealed;
   }
-
-  private frozenThrough = 0;
 
   /** Rebuilds the active table from the rows above the sealed range, in seq order: the first row of a hash owns it. */
   private loadHot(through: number): number {
