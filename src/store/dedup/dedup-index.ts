@@ -72,8 +72,8 @@ export class DedupIndex {
   /** The last sealed table, cleared: the next active one (no 32 MB allocation in the middle of a batch stream). */
   private spare: KeyIndex | undefined;
   private readonly sealed: SealedSegments;
-  /** Hash → how many colliding_keys rows have it: which hashes have more than one key above the sealed range. */
-  private collidingHashes = new Map<number, number>();
+  /** The hashes of colliding_keys' rows: which hashes have more than one key above the sealed range. */
+  private collidingHashes = new Set<number>();
   private readonly statements;
   /** received_at below this is outside DEDUP_WINDOW (set per batch); '' when there is no window. */
   private windowCutoff = '';
@@ -120,20 +120,14 @@ export class DedupIndex {
    * new one is recorded for `seq` (in `claims`, or in colliding_keys). Runs inside the batch transaction.
    */
   isNew(event: IncomingEvent, hash: number, seq: number, claims: BatchClaims): boolean {
-    const owner = claims.owners.get(hash) ?? (this.active.get(hash) || (this.frozen?.get(hash) ?? 0));
-    let seen = owner !== 0 || this.collidingHashes.has(hash) || claims.colliding.includes(hash);
-    const forgotten: number[] = [];
-    if (owner !== 0 && this.holds(owner, event, forgotten)) return false;
-    if (seen) {
-      const colliding = this.statements.collidingSeq.get(event.topic, event.eventId);
-      if (colliding !== undefined && this.holds(colliding, event, forgotten)) return false;
+    // Forgotten copies met on the way count only if the event turns out new.
+    const mark = claims.forgotten.length;
+    const found = this.lookUp(event, hash, claims);
+    if (found === 'stored') {
+      claims.forgotten.length = mark;
+      return false;
     }
-    for (const sealedSeq of this.sealed.seqsOf(hash)) {
-      seen = true;
-      if (this.holds(sealedSeq, event, forgotten)) return false;
-    }
-    claims.forgotten.push(...forgotten);
-    if (seen) {
+    if (found === 'hash seen') {
       this.statements.recordColliding.run(event.topic, event.eventId, seq);
       claims.colliding.push(hash);
     } else {
@@ -142,10 +136,26 @@ export class DedupIndex {
     return true;
   }
 
+  /** Where `event`'s key stands: stored (and remembered), not stored but its hash is, or neither. */
+  private lookUp(event: IncomingEvent, hash: number, claims: BatchClaims): 'stored' | 'hash seen' | 'unseen' {
+    const owner = claims.owners.get(hash) ?? (this.active.get(hash) || (this.frozen?.get(hash) ?? 0));
+    let seen = owner !== 0 || this.collidingHashes.has(hash) || claims.colliding.includes(hash);
+    if (owner !== 0 && this.holds(owner, event, claims.forgotten)) return 'stored';
+    if (seen) {
+      const colliding = this.statements.collidingSeq.get(event.topic, event.eventId);
+      if (colliding !== undefined && this.holds(colliding, event, claims.forgotten)) return 'stored';
+    }
+    for (const sealedSeq of this.sealed.seqsOf(hash)) {
+      seen = true;
+      if (this.holds(sealedSeq, event, claims.forgotten)) return 'stored';
+    }
+    return seen ? 'hash seen' : 'unseen';
+  }
+
   /** The batch committed: its claims join the in-memory tables. */
   committed(claims: BatchClaims): void {
     for (const [hash, seq] of claims.owners) this.active.add(hash, seq);
-    for (const hash of claims.colliding) this.collidingHashes.set(hash, (this.collidingHashes.get(hash) ?? 0) + 1);
+    for (const hash of claims.colliding) this.collidingHashes.add(hash);
   }
 
   /** Whether sealing or merging has work to do. */
@@ -246,11 +256,8 @@ export class DedupIndex {
   }
 
   private loadColliding(): void {
-    this.collidingHashes = new Map();
-    for (const [topic, eventId] of this.statements.collidingKeys.iterate()) {
-      const hash = this.options.keyHash(topic, eventId);
-      this.collidingHashes.set(hash, (this.collidingHashes.get(hash) ?? 0) + 1);
-    }
+    this.collidingHashes = new Set();
+    for (const [topic, eventId] of this.statements.collidingKeys.iterate()) this.collidingHashes.add(this.options.keyHash(topic, eventId));
   }
 
   /**
