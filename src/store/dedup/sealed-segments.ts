@@ -145,21 +145,14 @@ export class SealedSegments {
       yield;
     }
     for (const [hash, seq] of extra) place(hash, seq);
-    const name = this.newFileName();
-    const writer = new SegmentWriter(join(this.dir, name), total);
-    try {
+    yield* this.write(total, first, through, [], function* (writer) {
       for (let b = 0; b < BUCKETS; b++) {
         const order = Array.from({ length: starts[b + 1]! - starts[b]! }, (_, i) => starts[b]! + i);
         order.sort((x, y) => hashes[x]! - hashes[y]! || seqs[x]! - seqs[y]!);
         for (const i of order) writer.add(hashes[i]!, seqs[i]!);
         yield;
       }
-    } catch (error) {
-      writer.abandon();
-      throw error;
-    }
-    writer.finish(first, through);
-    this.replace([], SegmentReader.open(join(this.dir, name)), name, onRegister);
+    }, onRegister);
   }
 
   /** The adjacent segments to merge next, or undefined when the tiers are in shape. */
@@ -179,9 +172,8 @@ export class SealedSegments {
 
   /** Merges adjacent `inputs` into one segment, dropping keys below `floorSeq` (forgotten: their rows are gone). */
   *merge(inputs: SegmentReader[], floorSeq: number): Generator<void> {
-    const name = this.newFileName();
-    const writer = new SegmentWriter(join(this.dir, name), inputs.reduce((sum, s) => sum + s.header.keys, 0));
-    try {
+    const keys = inputs.reduce((sum, s) => sum + s.header.keys, 0);
+    yield* this.write(keys, inputs[0]!.header.firstSeq, inputs.at(-1)!.header.lastSeq, inputs, function* (writer) {
       const heads = inputs.map((segment) => ({ segment, pairs: segment.readPairs(0, PAIRS_PER_SLICE), at: 0, read: 0 }));
       for (let done = 0; ; done++) {
         let min: (typeof heads)[number] | undefined;
@@ -201,19 +193,13 @@ export class SealedSegments {
         min.at += 2;
         if (done % PAIRS_PER_SLICE === PAIRS_PER_SLICE - 1) yield;
       }
-    } catch (error) {
-      writer.abandon();
-      throw error;
-    }
-    writer.finish(inputs[0]!.header.firstSeq, inputs.at(-1)!.header.lastSeq);
-    this.replace(inputs, SegmentReader.open(join(this.dir, name)), name);
+    });
   }
 
   /** Drops the segments whose every key is below `floorSeq` (forgotten by DEDUP_WINDOW). */
-  dropBelow(floorSeq: number): number {
+  dropBelow(floorSeq: number): void {
     const gone = this.segments.filter((s) => s.header.lastSeq < floorSeq && s !== this.segments.at(-1));
     for (const segment of gone) this.replace([segment], undefined);
-    return gone.length;
   }
 
   close(): void {
@@ -221,31 +207,50 @@ export class SealedSegments {
     this.segments = [];
   }
 
+  /**
+   * Writes a new segment of at most `maxKeys` keys covering [first, last] from the pairs `fill` adds, a
+   * slice at a time, and registers it in place of `removed`. A failure leaves only the temporary file,
+   * which the next start deletes.
+   */
+  private *write(maxKeys: number, first: number, last: number, removed: SegmentReader[],
+    fill: (writer: SegmentWriter) => Generator<void>, onRegister?: () => void): Generator<void> {
+    const id = this.nextId++;
+    const file = `segment-${id}.keys`;
+    const writer = new SegmentWriter(join(this.dir, file), maxKeys);
+    try {
+      yield* fill(writer);
+    } catch (error) {
+      writer.abandon();
+      throw error;
+    }
+    writer.finish(first, last);
+    this.replace(removed, { reader: SegmentReader.open(join(this.dir, file)), id, file }, onRegister);
+  }
+
   /** Registers `added` in place of `removed` in one transaction, then lets the old files go. */
-  private replace(removed: SegmentReader[], added: SegmentReader | undefined, file?: string, onRegister?: () => void): void {
-    const id = added ? this.nextId++ : 0;
+  private replace(removed: SegmentReader[], added: { reader: SegmentReader; id: number; file: string } | undefined,
+    onRegister?: () => void): void {
     this.db.transaction(() => {
       for (const segment of removed) this.statements.unregister.run(this.ids.get(segment)!);
-      if (added) this.statements.register.run(id, added.header.firstSeq, added.header.lastSeq, added.header.keys, file!);
+      if (added) {
+        const { header } = added.reader;
+        this.statements.register.run(added.id, header.firstSeq, header.lastSeq, header.keys, added.file);
+      }
       onRegister?.();
     })();
     const at = removed.length > 0 ? this.segments.indexOf(removed[0]!) : this.segments.length;
-    this.segments.splice(at, removed.length, ...(added ? [added] : []));
+    this.segments.splice(at, removed.length, ...(added ? [added.reader] : []));
     for (const segment of removed) {
       this.ids.delete(segment);
       segment.close();
       rmSync(segment.path, { force: true });
     }
-    if (added) this.ids.set(added, id);
+    if (added) this.ids.set(added.reader, added.id);
   }
 
   private add(reader: SegmentReader, id: number): void {
     this.segments.push(reader);
     this.ids.set(reader, id);
-  }
-
-  private newFileName(): string {
-    return `segment-${this.nextId}-${process.hrtime.bigint()}.keys`;
   }
 
   /** Every (hash, seq) stored in [first, last], from the events and the purged keys: what a segment of that range holds. */
