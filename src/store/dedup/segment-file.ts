@@ -22,6 +22,7 @@ const HEADER_BYTES = 64;
 const PAIR_BYTES = 16;
 /** Pairs per fence: 256 × 16 B = one 4 KiB read per lookup. */
 const FENCE_EVERY = 256;
+const NONE: readonly number[] = [];
 /** Written bytes flushed to disk as the file grows, so that no single fsync holds the consumer for long. */
 const SYNC_EVERY_BYTES = 4 * 1024 * 1024;
 
@@ -172,9 +173,9 @@ export class SegmentReader {
     return this.filter.bytes.byteLength + this.fences.byteLength;
   }
 
-  /** The seqs stored with `hash`, ascending; [] when none (usually without touching the disk). */
-  seqsOf(hash: number): number[] {
-    if (!this.filter.mayContain(hash)) return [];
+  /** The seqs stored with `hash`, ascending; none (usually without touching the disk, or allocating) when absent. */
+  seqsOf(hash: number): readonly number[] {
+    if (!this.filter.mayContain(hash)) return NONE;
     // The last fence at or below the hash starts the run; equal hashes may spill into the runs before it.
     let lo = 0;
     let hi = this.fences.length - 1;
