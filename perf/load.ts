@@ -42,6 +42,23 @@ async function received(urls: string[]): Promise<number> {
   return answers.reduce((sum, stats) => sum + stats.replica.received, 0);
 }
 
+/**
+ * The HTTP thread's event-loop delay (ms) since the previous call, worst replica per figure, from /metrics
+ * (each scrape starts a new period); undefined for a server without it (the ceiling).
+ */
+async function loopDelay(urls: string[]): Promise<{ p50: number; p99: number; max: number } | undefined> {
+  const texts = await Promise.all(urls.map(async (url) => {
+    const res = await fetch(`${url}/metrics`);
+    return res.ok ? res.text() : undefined;
+  }));
+  if (texts.some((text) => text === undefined)) return undefined;
+  const worst = (name: string) => Math.max(...texts.map((text) => {
+    const line = text!.split('\n').find((l) => l.startsWith(`aggregator_event_loop_delay_${name}_seconds{`));
+    return round(Number(line?.slice(line.lastIndexOf(' ') + 1)) * 1000, 2);
+  }));
+  return { p50: worst('p50'), p99: worst('p99'), max: worst('max') };
+}
+
 function probeStats(urls: string[], events: number): Promise<ProbeResult> {
   const worker = new Worker(new URL('./stats-probe.js', import.meta.url), { workerData: { urls, events } });
   return new Promise((resolve, reject) => {
@@ -71,6 +88,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   const statusCodes: Record<string, number> = {};
   const publish = publishRequest(scenario, bodies, statusCodes);
   const receivedBefore = await received(deployment.urls);
+  await loopDelay(deployment.urls);
   const started = performance.timeOrigin + performance.now();
   const settled = probeStats(deployment.urls, receivedBefore + events);
   const readers = scenario.readers
@@ -93,6 +111,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   })));
   clearInterval(progress);
   const probe = await settled;
+  const eventLoopDelayMs = await loopDelay(deployment.urls);
   if (readers) (readers as unknown as { stop: () => void }).stop();
   const reads = readers && (await readers);
   const seconds = (probe.settledAt - started) / 1000;
@@ -112,6 +131,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
     requestsPerSecond: Math.round(scenario.requests / seconds),
     latencyMs: { p50: worst((l) => l.p50), p90: worst((l) => l.p90), p99: worst((l) => l.p99), max: worst((l) => l.max) },
     statsLatencyMs: { p50: percentile(stats, 0.5), p99: percentile(stats, 0.99), samples: stats.length },
+    ...(eventLoopDelayMs && { eventLoopDelayMs }),
     maxCommitMsSampled: round(probe.maxCommitMs, 1),
     ...(reads && { readLatencyMs: { p50: reads.latency.p50, p99: reads.latency.p99, requests: reads.requests.total } }),
     statusCodes,

@@ -86,7 +86,7 @@ try {
       results.push({
         ...result,
         ratioToStore: round(result.uniquePerSecond / baseline.eventsPerSecond, 2),
-        ceiling: { eventsPerSecond: ceiling.eventsPerSecond, seconds: ceiling.seconds, latencyMs: ceiling.latencyMs },
+        ceiling: { eventsPerSecond: ceiling.eventsPerSecond, seconds: ceiling.seconds, latencyMs: ceiling.latencyMs, statsLatencyMs: ceiling.statsLatencyMs },
         ratioToCeiling: round(result.eventsPerSecond / ceiling.eventsPerSecond, 2),
         p99ToCeiling: round(result.latencyMs.p99 / Math.max(1, ceiling.latencyMs.p99), 2),
       });
@@ -104,7 +104,8 @@ try {
     : undefined;
   if (results.length) console.table(results.map((r) => ({
     scenario: r.scenario, s: r.seconds, 'events/s': r.eventsPerSecond, 'unique/s': r.uniquePerSecond, 'req/s': r.requestsPerSecond,
-    'p50 ms': r.latencyMs.p50, 'p99 ms': r.latencyMs.p99, 'max ms': r.latencyMs.max, '/stats p99': r.statsLatencyMs.p99,
+    'p50 ms': r.latencyMs.p50, 'p99 ms': r.latencyMs.p99, 'max ms': r.latencyMs.max,
+    '/stats p99': r.statsLatencyMs.p99, '(ceiling)': r.ceiling.statsLatencyMs.p99, 'loop p99': r.eventLoopDelayMs?.p99,
     [`× ${target.store}`]: r.ratioToStore, '× ceiling': r.ratioToCeiling, 'p99 × ceiling': r.p99ToCeiling,
     correct: r.correct, codes: JSON.stringify(r.statusCodes),
   })));

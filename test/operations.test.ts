@@ -38,6 +38,25 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
   t.notMatch(text, /secret\.topic\.name/, 'topics are never labels');
 });
 
+t.test('/metrics: the HTTP thread\'s event-loop delay since the previous scrape, p50, p99 and max', async (t) => {
+  const agg = await startAggregator(t);
+  const scrape = async () => (await agg.app.inject({ method: 'GET', url: '/metrics' })).body;
+  const delay = (text: string, which: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`aggregator_event_loop_delay_${which}_seconds{`));
+    return Number(line?.slice(line.lastIndexOf(' ') + 1));
+  };
+  await scrape();
+  // Hold the event loop for 60 ms: the sample after it is that late.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  for (const until = performance.now() + 60; performance.now() < until; );
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const blocked = await scrape();
+  t.ok(delay(blocked, 'max') >= 0.04, `the stall shows as the maximum (${delay(blocked, 'max')} s)`);
+  t.ok(delay(blocked, 'p50') < 0.04, `and not as the median (${delay(blocked, 'p50')} s)`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(delay(await scrape(), 'max') < 0.04, 'each scrape starts afresh');
+});
+
 const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
 
 t.test('/metrics passes promtool check metrics (Debian prometheus package; .ci/run installs it)', async (t) => {

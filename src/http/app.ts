@@ -98,6 +98,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   app.register(dashboardRoutes);
   const metrics = new Metrics(pipeline, reader, rejections, config, lags, subscribers);
   app.addHook('onResponse', metrics.observeRequest);
+  app.addHook('onClose', async () => metrics.close());
   app.register(metricsRoutes, { metrics });
   return app;
 }

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
@@ -5,6 +6,11 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { EventReader } from '../store/store.js';
 import type { ConsumerLagCache } from '../subscribe/consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
+
+/** How often the event-loop delay is sampled; a finer grain than prom-client's 10 ms, for a 5 ms target. */
+const LOOP_DELAY_RESOLUTION_MS = 2;
+const LOOP_DELAY_QUANTILES = [['p50', 50], ['p99', 99], ['max', 100]] as const;
+type LoopDelay = Record<(typeof LOOP_DELAY_QUANTILES)[number][0], number>;
 
 /*
  * Prometheus metrics. Labels stay bounded: route (the route pattern, not the raw URL), method and status
@@ -16,6 +22,7 @@ export class Metrics {
   /** The Prometheus text of every series, from one snapshot of the pipeline. */
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  private readonly loopDelaySampler = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
 
   constructor(
     pipeline: Pipeline, reader: EventReader, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number,
@@ -32,8 +39,11 @@ export class Metrics {
     // One view of the pipeline per scrape, taken by scrape(), so every series of a scrape agrees.
     let scraped = pipeline.stats();
     const stats = () => scraped;
+    this.loopDelaySampler.enable();
+    let loopDelay = this.takeLoopDelay();
     this.scrape = () => {
       scraped = pipeline.stats();
+      loopDelay = this.takeLoopDelay();
       return registry.metrics();
     };
     /** A counter whose value comes from the pipeline's durable snapshot at scrape time. */
@@ -97,6 +107,13 @@ export class Metrics {
         return last ? Date.parse(last.at) / 1000 : 0;
       });
 
+    // The HTTP thread's event-loop delay since the previous scrape: how long a ready request could wait
+    // before the thread got to it.
+    for (const [name] of LOOP_DELAY_QUANTILES) {
+      gauge(`aggregator_event_loop_delay_${name}_seconds`, `HTTP thread event-loop delay since the previous scrape: ${name}.`,
+        () => loopDelay[name]);
+    }
+
     const batchSize = new Histogram({
       name: 'aggregator_batch_size', help: 'Events per committed transaction.', registers: [registry],
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
@@ -114,6 +131,21 @@ export class Metrics {
       labelNames: ['method', 'route', 'status_code'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
     });
+  }
+
+  close(): void {
+    this.loopDelaySampler.disable();
+  }
+
+  /** The event-loop delay percentiles (seconds) since the last call, which starts the next period. */
+  private takeLoopDelay(): LoopDelay {
+    const sampler = this.loopDelaySampler;
+    // Node records the whole sampling interval, not just how late it ended: that interval is taken off.
+    const late = (percentile: number) =>
+      sampler.count === 0 ? 0 : Math.max(0, sampler.percentile(percentile) / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000;
+    const taken = Object.fromEntries(LOOP_DELAY_QUANTILES.map(([name, percentile]) => [name, late(percentile)])) as LoopDelay;
+    sampler.reset();
+    return taken;
   }
 
   /** An onResponse hook. */
