@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import t from 'tap';
+import { eventually } from './helpers/eventually.js';
 import { makeEvent } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 import { sqliteStore } from './helpers/stores.js';
@@ -24,7 +25,9 @@ t.test('a database from before consumers is migrated at start-up and keeps its e
   t.equal((await after.request('PUT', '/consumers/late', { start: 'earliest' })).status, 201);
   const page = await after.request('GET', '/consumers/late/events');
   t.same(page.body.events.map((e: any) => e.topic), ['old'], 'the events stored before the migration are there');
-  const [detail] = (await after.get('/stats')).topic_details;
+  const [detail] = (await eventually(() => after.get('/stats'), {
+    what: 'the store\'s figures read', timeout: 10_000, interval: 50, until: (stats) => stats.topic_details.length === 1,
+  })).topic_details;
   t.match(detail, { topic: 'old', events: 1, first_seq: 1, last_seq: 1, purged_through: 0 }, 'and their figures are filled in');
   t.ok(detail.bytes > 0, 'bytes included');
 });

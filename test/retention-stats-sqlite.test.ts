@@ -31,7 +31,12 @@ t.test('/stats: each listed topic\'s retained events, bytes, seq range and oldes
   // Same-sized events: a topic's bytes are proportional to its events.
   const sent = [...Array.from({ length: 3 }, () => makeEvent({ topic: 'a' })), makeEvent({ topic: 'b' }), makeEvent({ topic: 'b' })];
   t.equal((await agg.publish(sent)).status, 200);
-  const stats = await agg.get('/stats');
+  const published = Date.now();
+  // The store's figures are read in the background: /stats never waits for the store.
+  const stats = await eventually(() => agg.get('/stats'), {
+    what: 'figures read after the publish', timeout: 10_000, interval: 50,
+    until: (s) => s.store.as_of !== null && Date.parse(s.store.as_of) >= published && s.topic_details.length === 2,
+  });
   t.same([...TypeCompiler.Compile(StatsSchema).Errors(stats)].map((e) => `${e.path}: ${e.message}`), [], 'the documented schema, exactly');
   t.same(stats.topics, ['a', 'b']);
   const [a, b] = stats.topic_details;

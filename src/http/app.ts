@@ -22,6 +22,7 @@ import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
 import { statsRoutes } from './routes/stats.js';
+import { readStoreFigures } from './store-figures.js';
 import { streamRoutes } from './routes/stream.js';
 import { SubscriberHub } from '../subscribe/hub.js';
 import { topicsRoutes } from './routes/topics.js';
@@ -93,10 +94,12 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
     pipeline, reader, commits, lags, purges, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
   });
   const subscribers = () => hub.size;
-  app.register(statsRoutes, { pipeline, reader, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
+  const storeFigures = readStoreFigures(pipeline, reader, commits, log);
+  app.addHook('onClose', async () => storeFigures.close());
+  app.register(statsRoutes, { pipeline, storeFigures, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, reader, rejections, config, lags, subscribers);
+  const metrics = new Metrics(pipeline, storeFigures, rejections, config, lags, subscribers);
   app.addHook('onResponse', metrics.observeRequest);
   app.addHook('onClose', async () => metrics.close());
   app.register(metricsRoutes, { metrics });

@@ -3,9 +3,10 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
-import type { EventReader } from '../store/store.js';
+import type { BackgroundRead } from '../store/background-read.js';
 import type { ConsumerLagCache } from '../subscribe/consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
+import type { StoreFigures } from './store-figures.js';
 
 /** How often the event-loop delay is sampled; a finer grain than prom-client's 10 ms, for a 5 ms target. */
 const LOOP_DELAY_RESOLUTION_MS = 2;
@@ -25,7 +26,7 @@ export class Metrics {
   private readonly loopDelaySampler = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
 
   constructor(
-    pipeline: Pipeline, reader: EventReader, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number,
+    pipeline: Pipeline, storeFigures: BackgroundRead<StoreFigures>, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number,
   ) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
@@ -86,10 +87,10 @@ export class Metrics {
     new Gauge({
       name: 'aggregator_store_disk_bytes', help: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files).',
       registers: [registry],
-      // A store read: while the readers are busy, a scrape keeps the last value rather than failing whole.
-      async collect() {
-        const bytes = await reader.diskBytes().catch(() => undefined);
-        if (bytes !== undefined) this.set(bytes);
+      // Read in the background, as for /stats: a scrape never waits for the store.
+      collect() {
+        const bytes = storeFigures.value.diskBytes;
+        if (bytes !== null) this.set(bytes);
       },
     });
     // The dedup index and retention, from the consumer's last upkeep report (0 until its first).

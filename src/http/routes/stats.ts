@@ -1,13 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { EventReader, TopicDetail } from '../../store/store.js';
+import type { BackgroundRead } from '../../store/background-read.js';
+import type { TopicDetail } from '../../store/store.js';
 import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
+import type { StoreFigures } from '../store-figures.js';
 import type { RejectionCounters } from '../rejections.js';
 
 interface StatsOptions {
   pipeline: Pipeline;
-  reader: EventReader;
+  /** The store's figures, refreshed in the background. */
+  storeFigures: BackgroundRead<StoreFigures>;
   rejections: RejectionCounters;
   startedAt: number;
   replicaId: string;
@@ -50,7 +53,7 @@ export const StatsSchema = Type.Object({
   topics: Type.Array(Type.String(), { description: 'At most 100 topics: those with the most retained events, most first' }),
   topic_events: Type.Record(Type.String(), count('Retained events'), { description: 'The retained events of each of `topics`' }),
   topic_details: Type.Array(TopicDetailSchema, {
-    description: 'The figures of each of `topics`, in the same order; empty when the store could not be read just now',
+    description: 'The figures of each of `topics`, in the same order, as read at `store.as_of` (re-read in the background, at most ~2 s old); a topic not listed then is left out',
   }),
   topic_count: count('How many topics there are'),
   uptime: Type.String(),
@@ -75,8 +78,9 @@ export const StatsSchema = Type.Object({
   rejected: Type.Object({ invalid_requests: count(), queue_full: count() }, { additionalProperties: false }),
   store: Type.Object({
     disk_bytes: Type.Union([count(), Type.Null()], {
-      description: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files); null when it could not be read just now',
+      description: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files), as read at `as_of`; null before the first read',
     }),
+    as_of: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'When disk_bytes and topic_details were read' }),
     dedup_keys: reported('Keys the dedup index holds, purged events\' keys included'),
     index_memory_bytes: reported('Memory the dedup index takes'),
     hot_keys: reported('Keys in its in-memory tables (the newest)'),
@@ -94,21 +98,17 @@ export const StatsSchema = Type.Object({
 }, { additionalProperties: false });
 
 /**
- * GET /stats: counters from the consumer's latest snapshot and the ring, and two small store reads: the
- * figures of the listed topics and the size on disk.
+ * GET /stats, from memory only: counters from the consumer's latest report and the ring, and the store's
+ * figures as last read in the background.
  */
 export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
-  app, { pipeline, reader, rejections, startedAt, replicaId, consumers, subscribers },
+  app, { pipeline, storeFigures, rejections, startedAt, replicaId, consumers, subscribers },
 ) => {
-  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async (request) => {
+  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async () => {
     const stats = pipeline.stats();
     const top = pipeline.topTopics();
     const names = top.map(([topic]) => topic);
-    // The counters answer even while the store's readers are saturated or failing; only its figures wait for them.
-    const [details, diskBytes] = await Promise.all([reader.topicDetails(names), reader.diskBytes()]).catch((error: unknown) => {
-      request.log.warn({ err: error }, '/stats could not read the store\'s figures');
-      return [[], null] as const;
-    });
+    const { details, diskBytes } = storeFigures.value;
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
     const durable = consumers.summary();
     const { index, lastPurge } = stats;
@@ -143,6 +143,7 @@ export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
       rejected: { invalid_requests: rejections.invalid, queue_full: stats.rejectedQueueFull },
       store: {
         disk_bytes: diskBytes,
+        as_of: storeFigures.asOf,
         dedup_keys: index?.keys ?? null,
         index_memory_bytes: index?.memoryBytes ?? null,
         hot_keys: index?.hotKeys ?? null,
