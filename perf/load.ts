@@ -42,21 +42,52 @@ async function received(urls: string[]): Promise<number> {
   return answers.reduce((sum, stats) => sum + stats.replica.received, 0);
 }
 
-/**
- * The HTTP thread's event-loop delay (ms) since the previous call, worst replica per figure, from /metrics
- * (each scrape starts a new period); undefined for a server without it (the ceiling).
- */
-async function loopDelay(urls: string[]): Promise<{ p50: number; p99: number; max: number } | undefined> {
+/** What a server's /metrics says: its event-loop delay since the previous scrape, and the /stats durations so far. */
+interface ServerScrape {
+  loopDelayMs: { p50: number; p99: number; max: number };
+  /** Cumulative count of /stats requests answered within each bucket bound (ms), as Prometheus keeps it. */
+  statsWithin: Map<number, number>;
+}
+
+/** Scrapes each server's /metrics (which starts a new event-loop-delay period); undefined for the ceiling, which has none. */
+async function scrapeServers(urls: string[]): Promise<ServerScrape[] | undefined> {
   const texts = await Promise.all(urls.map(async (url) => {
     const res = await fetch(`${url}/metrics`);
     return res.ok ? res.text() : undefined;
   }));
   if (texts.some((text) => text === undefined)) return undefined;
-  const worst = (name: string) => Math.max(...texts.map((text) => {
-    const line = text!.split('\n').find((l) => l.startsWith(`aggregator_event_loop_delay_${name}_seconds{`));
-    return round(Number(line?.slice(line.lastIndexOf(' ') + 1)) * 1000, 2);
-  }));
-  return { p50: worst('p50'), p99: worst('p99'), max: worst('max') };
+  return texts.map((text) => {
+    const lines = text!.split('\n');
+    const gauge = (name: string) => {
+      const line = lines.find((l) => l.startsWith(`aggregator_event_loop_delay_${name}_seconds{`));
+      return round(Number(line?.slice(line.lastIndexOf(' ') + 1)) * 1000, 2);
+    };
+    const statsWithin = new Map<number, number>();
+    for (const line of lines) {
+      if (!line.startsWith('aggregator_http_request_duration_seconds_bucket{') || !line.includes('route="/stats"')) continue;
+      const le = /le="([^"]+)"/.exec(line)![1]!;
+      const bound = le === '+Inf' ? Infinity : Number(le) * 1000;
+      statsWithin.set(bound, (statsWithin.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+    }
+    return { loopDelayMs: { p50: gauge('p50'), p99: gauge('p99'), max: gauge('max') }, statsWithin };
+  });
+}
+
+/**
+ * Between two scrapes, per figure the worst replica's: the event-loop delay, and the bucket bound (ms) within
+ * which the server itself answered 99 % of /stats requests (from receiving the request to sending the answer).
+ */
+function serverSide(before: ServerScrape[], after: ServerScrape[]) {
+  const statsP99 = after.map(({ statsWithin }, i) => {
+    const delta = [...statsWithin].map(([bound, count]) => [bound, count - (before[i]!.statsWithin.get(bound) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
+    const total = delta.at(-1)?.[1] ?? 0;
+    return delta.find(([, count]) => count >= 0.99 * total)?.[0] ?? 0;
+  });
+  const worst = (pick: (s: ServerScrape) => number) => Math.max(...after.map(pick));
+  return {
+    eventLoopDelayMs: { p50: worst((s) => s.loopDelayMs.p50), p99: worst((s) => s.loopDelayMs.p99), max: worst((s) => s.loopDelayMs.max) },
+    statsServerP99WithinMs: Math.max(...statsP99),
+  };
 }
 
 function probeStats(urls: string[], events: number): Promise<ProbeResult> {
@@ -88,7 +119,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   const statusCodes: Record<string, number> = {};
   const publish = publishRequest(scenario, bodies, statusCodes);
   const receivedBefore = await received(deployment.urls);
-  await loopDelay(deployment.urls);
+  const scrapedBefore = await scrapeServers(deployment.urls);
   const started = performance.timeOrigin + performance.now();
   const settled = probeStats(deployment.urls, receivedBefore + events);
   const readers = scenario.readers
@@ -111,7 +142,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   })));
   clearInterval(progress);
   const probe = await settled;
-  const eventLoopDelayMs = await loopDelay(deployment.urls);
+  const scrapedAfter = await scrapeServers(deployment.urls);
   if (readers) (readers as unknown as { stop: () => void }).stop();
   const reads = readers && (await readers);
   const seconds = (probe.settledAt - started) / 1000;
@@ -131,7 +162,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
     requestsPerSecond: Math.round(scenario.requests / seconds),
     latencyMs: { p50: worst((l) => l.p50), p90: worst((l) => l.p90), p99: worst((l) => l.p99), max: worst((l) => l.max) },
     statsLatencyMs: { p50: percentile(stats, 0.5), p99: percentile(stats, 0.99), samples: stats.length },
-    ...(eventLoopDelayMs && { eventLoopDelayMs }),
+    ...(scrapedBefore && scrapedAfter && serverSide(scrapedBefore, scrapedAfter)),
     maxCommitMsSampled: round(probe.maxCommitMs, 1),
     ...(reads && { readLatencyMs: { p50: reads.latency.p50, p99: reads.latency.p99, requests: reads.requests.total } }),
     statusCodes,
