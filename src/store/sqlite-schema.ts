@@ -12,8 +12,9 @@ import type { Database } from 'better-sqlite3';
  * by its full text.
  *
  * Counters and per-topic totals live in their own rows, updated in the same transaction as the events,
- * so they survive restarts and always equal the store. `ring_checkpoint` records how far into the ring
- * the last commit reached. `consumers` holds the durable consumers' committed positions.
+ * so they survive restarts and always equal the store. The counters' row also records how far into the
+ * ring the last commit reached (`ring_epoch`, `ring_position`). `consumers` holds the durable consumers'
+ * committed positions.
  *
  * Retention deletes events rows (bodies) but never forgets a key: the key of a purged event moves to
  * `purged_keys` (seq → key), also append-only, so "the key stored at seq s" is always events ∪ purged_keys,
@@ -97,6 +98,12 @@ const MIGRATIONS: readonly string[] = [
      duration_ms REAL NOT NULL,
      total      INTEGER NOT NULL
    );`,
+  // The ring checkpoint joins the counters' row, which every commit updates anyway: one page fewer for
+  // each commit to write to the WAL (of ~6 for a one-event batch).
+  `ALTER TABLE counters ADD COLUMN ring_epoch TEXT;
+   ALTER TABLE counters ADD COLUMN ring_position INTEGER;
+   UPDATE counters SET ring_epoch = (SELECT epoch FROM ring_checkpoint), ring_position = (SELECT position FROM ring_checkpoint);
+   DROP TABLE ring_checkpoint;`,
 ];
 
 /** Brings the schema up to date; `user_version` counts the migrations applied. */

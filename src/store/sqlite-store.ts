@@ -82,12 +82,10 @@ export class SqliteEventStore implements EventStore {
         `INSERT INTO topics (topic, events, bytes, last_seq) VALUES (?, ?, ?, ?)
          ON CONFLICT (topic) DO UPDATE SET events = events + excluded.events, bytes = bytes + excluded.bytes, last_seq = excluded.last_seq`,
       ),
-      addCounters: this.db.prepare<[number, number]>(
-        `UPDATE counters SET unique_processed = unique_processed + ?, duplicate_dropped = duplicate_dropped + ?`,
-      ),
-      saveCheckpoint: this.db.prepare<[string, number]>(
-        `INSERT INTO ring_checkpoint (id, epoch, position) VALUES (1, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, position = excluded.position`,
+      // The counters and the ring checkpoint share one row: a commit writes one page for both.
+      recordCommit: this.db.prepare<[number, number, string, number]>(
+        `UPDATE counters SET unique_processed = unique_processed + ?, duplicate_dropped = duplicate_dropped + ?,
+                             ring_epoch = ?, ring_position = ?`,
       ),
     };
     this.commitTransaction = this.db.transaction(this.insertBatch.bind(this));
@@ -123,7 +121,8 @@ export class SqliteEventStore implements EventStore {
   }
 
   checkpoint(): RingCheckpoint | undefined {
-    return this.db.prepare('SELECT epoch, position FROM ring_checkpoint').get() as RingCheckpoint | undefined;
+    return this.db.prepare('SELECT ring_epoch AS epoch, ring_position AS position FROM counters WHERE ring_epoch IS NOT NULL')
+      .get() as RingCheckpoint | undefined;
   }
 
   commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): BatchResult {
@@ -198,7 +197,7 @@ export class SqliteEventStore implements EventStore {
 
   /** The body of the batch transaction; better-sqlite3 rolls it back whole if anything throws. */
   private insertBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint) {
-    const { insert, countTopic, addCounters, saveCheckpoint } = this.statements;
+    const { insert, countTopic, recordCommit } = this.statements;
     const isNew = new Uint8Array(events.length);
     const topics = new Map<string, { events: number; bytes: number; last: number }>();
     // Keys first stored in this batch; they reach the in-memory index only if the transaction commits.
@@ -228,8 +227,7 @@ export class SqliteEventStore implements EventStore {
     }
     // A key stored again after DEDUP_WINDOW forgot it: its old copy goes now, as a purge, so that one copy is listed.
     for (const topic of this.retention?.purgeForgotten(claims.forgotten) ?? []) topicEvents.set(topic, (topicEvents.get(topic) ?? 0) - 1);
-    addCounters.run(unique, events.length - unique);
-    saveCheckpoint.run(checkpoint.epoch, checkpoint.position);
+    recordCommit.run(unique, events.length - unique, checkpoint.epoch, checkpoint.position);
     return { isNew, topicEvents, nextSeq: seq, claims };
   }
 }
