@@ -32,6 +32,8 @@ t.test('/metrics: Prometheus text with counters, queue, batches, commit latency,
   t.equal(value('aggregator_topics'), 1);
   t.ok(value('aggregator_batch_size_count') >= 1, 'batch sizes observed');
   t.ok(value('aggregator_commit_duration_seconds_count') >= 1, 'commit latency observed');
+  t.equal(value('aggregator_commit_report_delay_seconds_count'), value('aggregator_commit_duration_seconds_count'), 'each commit\'s report delay too');
+  t.ok(value('aggregator_commit_report_delay_seconds_sum') < value('aggregator_commit_report_delay_seconds_count'), 'under a second each');
   t.ok(value('aggregator_store_disk_bytes') > 0, 'store size on disk');
   t.equal(value('aggregator_http_request_duration_seconds_count', 'method="POST",route="/publish",status_code="200"'), 1);
   t.match(text, /aggregator_process_resident_memory_bytes/, 'process metrics');

@@ -159,7 +159,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       ring.release();
       post(summarize(batch, result.isNew, {
         type: 'committed', acks: [], records: batch.length, counters: result.counters,
-        topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs,
+        topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs, reportedAt: performance.timeOrigin + performance.now(),
       }));
       return;
     } catch (error) {

@@ -123,9 +123,16 @@ export class Metrics {
       name: 'aggregator_commit_duration_seconds', help: 'Time of one batch transaction in the consumer.', registers: [registry],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     });
-    pipeline.on('commit', ({ records, commitMs }) => {
+    // From the worker's report of a commit to the HTTP thread acting on it (acknowledging its publishes):
+    // the hop back, which waits for this thread's event loop.
+    const reportDelay = new Histogram({
+      name: 'aggregator_commit_report_delay_seconds', help: 'From a commit\'s report by the consumer to the HTTP thread settling its publishes.',
+      registers: [registry], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    });
+    pipeline.on('commit', ({ records, commitMs, reportedAt }) => {
       batchSize.observe(records);
       commitDuration.observe(commitMs / 1000);
+      reportDelay.observe(Math.max(0, performance.timeOrigin + performance.now() - reportedAt) / 1000);
     });
     this.requestDuration = new Histogram({
       name: 'aggregator_http_request_duration_seconds', help: 'HTTP request durations.', registers: [registry],

@@ -48,6 +48,8 @@ export interface CommittedMessage {
   /** The seqs this commit stored; undefined when every event was a duplicate. */
   seqRange: SeqRange | undefined;
   commitMs: number;
+  /** When the worker sent this report (performance.timeOrigin + performance.now(): one clock for both threads). */
+  reportedAt: number;
 }
 
 export interface StoreErrorMessage {
