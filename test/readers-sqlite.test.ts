@@ -93,18 +93,25 @@ t.test('a reader worker that dies fails its read with a StoreError and is restar
   const dbPath = join(t.testdir(), 'aggregator.db');
   const store = new SqliteEventStore(dbPath, { synchronous: 'normal', maxBytes: 0 });
   store.commitBatch([{ ...makeEvent(), eventId: 'e1', payload: '{}', receivedAt: '2026-11-24T10:00:00.000Z' }], { epoch: 'e', position: 1 });
+  // Enough behind it that a page of them takes the worker tens of milliseconds: the read is still in flight
+  // when the thread is killed, rather than answered in the microseconds a one-row page takes.
+  const payload = JSON.stringify({ pad: 'x'.repeat(1_000) });
+  for (let b = 0; b < 10; b++) {
+    store.commitBatch(Array.from({ length: 1_000 }, (_, i) => ({ ...makeEvent(), eventId: `bulk-${b}-${i}`, payload, receivedAt: '2026-11-24T10:00:00.000Z' })),
+      { epoch: 'e', position: 2 + b });
+  }
   store.close();
-  const reader = await SqliteWorkerReader.open({ dbPath, maxPageBytes: 1024 * 1024 }, createLogger('silent', 'test'));
+  const reader = await SqliteWorkerReader.open({ dbPath, maxPageBytes: 64 * 1024 * 1024 }, createLogger('silent', 'test'));
   t.teardown(() => reader.close());
 
-  const inFlight = reader.page({ after: 0, limit: 10 });
+  const inFlight = reader.page({ after: 0, limit: 10_000 });
   // Kill the thread the way a native crash would, while the read is in flight.
   await (reader as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
   await t.rejects(inFlight, StoreError, 'the read in flight fails (503), it is not left hanging');
   await t.rejects(reader.page({ after: 0, limit: 10 }), StoreError, 'reads while it restarts fail fast');
   const bytes = await eventually(() => reader.page({ after: 0, limit: 10 }), { what: 'the restarted reader worker to read', timeout: 10_000, interval: 50 });
   const page = JSON.parse(Buffer.from(bytes).toString());
-  t.same(page.map((e: { event_id: string }) => e.event_id), ['e1'], 'the restarted worker reads again');
+  t.same(page.map((e: { event_id: string }) => e.event_id), ['e1', ...Array.from({ length: 9 }, (_, i) => `bulk-0-${i}`)], 'the restarted worker reads again');
 });
 
 t.test('the read gate bounds reads in flight and waiting: beyond it, ReadersBusyError at once or after the wait', async (t) => {
