@@ -216,7 +216,15 @@ export class SealedSegments {
     fill: (writer: SegmentWriter) => Generator<void>, onRegister?: () => void): Generator<void> {
     const id = this.nextId++;
     const file = `segment-${id}.keys`;
-    const writer = new SegmentWriter(join(this.dir, file), maxKeys);
+    const reader = yield* this.writeFile(file, maxKeys, first, last, fill);
+    this.replace(removed, { reader, id, file }, onRegister);
+  }
+
+  /** Writes `file` from the pairs `fill` adds and opens it; a failure abandons it (only a temporary file was written). */
+  private *writeFile(file: string, maxKeys: number, first: number, last: number,
+    fill: (writer: SegmentWriter) => Generator<void>): Generator<void, SegmentReader> {
+    const path = join(this.dir, file);
+    const writer = new SegmentWriter(path, maxKeys);
     try {
       yield* fill(writer);
     } catch (error) {
@@ -224,7 +232,7 @@ export class SealedSegments {
       throw error;
     }
     writer.finish(first, last);
-    this.replace(removed, { reader: SegmentReader.open(join(this.dir, file)), id, file }, onRegister);
+    return SegmentReader.open(path);
   }
 
   /** Registers `added` in place of `removed` in one transaction, then lets the old files go. */
@@ -262,13 +270,15 @@ export class SealedSegments {
     return Float64Array.from(pairs);
   }
 
+  /** Rewrites a registered segment's file at once (start-up: nothing else runs yet) from its range's pairs. */
   private writeSorted(file: string, pairs: Float64Array, first: number, last: number): SegmentReader {
     const order = Array.from({ length: pairs.length / 2 }, (_, i) => i);
     order.sort((x, y) => pairs[2 * x]! - pairs[2 * y]! || pairs[2 * x + 1]! - pairs[2 * y + 1]!);
-    const path = join(this.dir, file);
-    const writer = new SegmentWriter(path, order.length);
-    for (const i of order) writer.add(pairs[2 * i]!, pairs[2 * i + 1]!);
-    writer.finish(first, last);
-    return SegmentReader.open(path);
+    const writing = this.writeFile(file, order.length, first, last, function* (writer) {
+      for (const i of order) writer.add(pairs[2 * i]!, pairs[2 * i + 1]!);
+    });
+    let step = writing.next();
+    while (!step.done) step = writing.next();
+    return step.value;
   }
 }
