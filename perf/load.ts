@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { EventSource } from '../src/publisher/event-source.js';
 import type { Deployment } from './deployments.js';
+import { histogramIn, observedBetween, type HistogramCounts } from './histogram.js';
 import { DUPLICATE_RATIO, type Scenario } from './scenarios.js';
 import type { ProbeResult } from './stats-probe.js';
 
@@ -45,8 +46,8 @@ async function received(urls: string[]): Promise<number> {
 /** What a server's /metrics says: its event-loop delay since the previous scrape, and the /stats durations so far. */
 interface ServerScrape {
   loopDelayMs: { p50: number; p99: number; max: number };
-  /** Cumulative count of /stats requests answered within each bucket bound (ms), as Prometheus keeps it. */
-  statsWithin: Map<number, number>;
+  /** The /stats requests' durations in the server. */
+  statsWithin: HistogramCounts;
 }
 
 /** Scrapes each server's /metrics (which starts a new event-loop-delay period); undefined for the ceiling, which has none. */
@@ -62,13 +63,7 @@ async function scrapeServers(urls: string[]): Promise<ServerScrape[] | undefined
       const line = lines.find((l) => l.startsWith(`aggregator_event_loop_delay_${name}_seconds{`));
       return round(Number(line?.slice(line.lastIndexOf(' ') + 1)) * 1000, 2);
     };
-    const statsWithin = new Map<number, number>();
-    for (const line of lines) {
-      if (!line.startsWith('aggregator_http_request_duration_seconds_bucket{') || !line.includes('route="/stats"')) continue;
-      const le = /le="([^"]+)"/.exec(line)![1]!;
-      const bound = le === '+Inf' ? Infinity : Number(le) * 1000;
-      statsWithin.set(bound, (statsWithin.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
-    }
+    const statsWithin = histogramIn(text!, 'aggregator_http_request_duration_seconds', 'route="/stats"');
     return { loopDelayMs: { p50: gauge('p50'), p99: gauge('p99'), max: gauge('max') }, statsWithin };
   });
 }
@@ -78,11 +73,7 @@ async function scrapeServers(urls: string[]): Promise<ServerScrape[] | undefined
  * which the server itself answered 99 % of /stats requests (from receiving the request to sending the answer).
  */
 function serverSide(before: ServerScrape[], after: ServerScrape[]) {
-  const statsP99 = after.map(({ statsWithin }, i) => {
-    const delta = [...statsWithin].map(([bound, count]) => [bound, count - (before[i]!.statsWithin.get(bound) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
-    const total = delta.at(-1)?.[1] ?? 0;
-    return delta.find(([, count]) => count >= 0.99 * total)?.[0] ?? 0;
-  });
+  const statsP99 = after.map(({ statsWithin }, i) => observedBetween(before[i]!.statsWithin, statsWithin).boundHolding(0.99));
   const worst = (pick: (s: ServerScrape) => number) => Math.max(...after.map(pick));
   return {
     eventLoopDelayMs: { p50: worst((s) => s.loopDelayMs.p50), p99: worst((s) => s.loopDelayMs.p99), max: worst((s) => s.loopDelayMs.max) },

@@ -1,5 +1,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { histogramIn, observedBetween, type HistogramCounts } from './histogram.js';
 import type { LogLine } from './server.js';
 
 /*
@@ -46,20 +47,9 @@ export async function storeStats(url: string): Promise<StoreStats | undefined> {
   return stats.store;
 }
 
-/** Cumulative counts of aggregator_commit_duration_seconds: `le` (seconds) → commits, and the total. */
-export interface CommitHistogram {
-  buckets: Map<number, number>;
-  count: number;
-}
-
-export async function commitHistogram(url: string): Promise<CommitHistogram> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const buckets = new Map<number, number>();
-  for (const [, le, n] of text.matchAll(/^aggregator_commit_duration_seconds_bucket\{le="([^"]+)"[^}]*\} (\d+)$/gm)) {
-    if (le !== '+Inf') buckets.set(Number(le), Number(n));
-  }
-  const count = Number(/^aggregator_commit_duration_seconds_count(?:\{[^}]*\})? (\d+)$/m.exec(text)?.[1] ?? 0);
-  return { buckets, count };
+/** The commit-duration histogram of the server at `url`, as it stands. */
+export async function commitHistogram(url: string): Promise<HistogramCounts> {
+  return histogramIn(await (await fetch(`${url}/metrics`)).text(), 'aggregator_commit_duration_seconds');
 }
 
 /**
@@ -67,15 +57,13 @@ export async function commitHistogram(url: string): Promise<CommitHistogram> {
  * bound: 50 ms is) and the bound of the longest one's bucket ("≤ 25 ms", or "> 1000 ms" past the last).
  * The histogram is the server's whole life, so it sees every commit, where sampling /stats misses most.
  */
-export function commitsBetween(before: CommitHistogram, after: CommitHistogram, limitMs: number) {
-  const count = after.count - before.count;
-  const within = (le: number) => (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0);
-  const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
-  const longest = bounds.find((le) => within(le) === count);
+export function commitsBetween(before: HistogramCounts, after: HistogramCounts, limitMs: number) {
+  const { count, within, boundHolding, lastBound } = observedBetween(before, after);
+  const longest = boundHolding(1);
   return {
     commits: count,
-    overLimit: count - within(limitMs / 1000),
-    longest: longest === undefined ? `> ${(bounds.at(-1) ?? 0) * 1000} ms` : `≤ ${longest * 1000} ms`,
+    overLimit: count - within(limitMs),
+    longest: longest === Infinity ? `> ${lastBound} ms` : `≤ ${longest} ms`,
   };
 }
 
