@@ -13,11 +13,11 @@ export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import
 
 /** The settings the consumer needs, and no others. */
 export type ConsumerConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
+  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
   'retention' | 'dedupWindowMs' | 'dedupHotKeys' | 'fault'>;
 
 export const CONSUMER_SETTINGS: readonly (keyof ConsumerConfig)[] = [
-  'store', 'dbPath', 'databaseUrl', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
+  'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
   'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
 ];
 

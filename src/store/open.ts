@@ -10,8 +10,8 @@ import type { EventReader, EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
 export type WriterConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
-export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'maxPageBytes'>;
+  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
+export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'maxPageBytes'>;
 
 /*
  * The one place that turns settings into a store: the consumer worker opens the writer, the HTTP side the
@@ -41,7 +41,8 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
     throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
-    return await PostgresEventStore.open(config.databaseUrl, config.replicaId, { rules: config.retention, dedupWindowMs: config.dedupWindowMs });
+    return await PostgresEventStore.open(config.databaseUrl, config.replicaId,
+      { rules: config.retention, dedupWindowMs: config.dedupWindowMs }, config.pgStatementTimeoutMs);
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
     throw new Error('cannot open PostgreSQL (the log says why)');
@@ -51,7 +52,7 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
 /** The HTTP side's reader; opened after the consumer has created or migrated the store. */
 export function openEventReader(config: ReaderConfig, log: Logger): Promise<EventReader> {
   return config.store === 'postgres'
-    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes))
+    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes, config.pgStatementTimeoutMs))
     : SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
 }
 

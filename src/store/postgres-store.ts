@@ -146,8 +146,9 @@ export class PostgresEventStore implements EventStore {
   }
 
   /** `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever). */
-  static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined }): Promise<PostgresEventStore> {
-    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1);
+  static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined },
+    statementTimeoutMs = STATEMENT_TIMEOUT_MS): Promise<PostgresEventStore> {
+    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1, statementTimeoutMs);
     try {
       await migrate(pool);
     } catch (error) {
