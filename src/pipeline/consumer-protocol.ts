@@ -26,6 +26,12 @@ export interface ConsumerWorkerData {
   /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
   epoch: string;
   config: ConsumerConfig;
+  /**
+   * Whether the worker waits for a store that is away (PostgreSQL unreachable) instead of failing. A
+   * restarted worker does, so a database that is away never counts as crashes; the first start fails
+   * fast, so a wrong DATABASE_URL stops the process.
+   */
+  waitForStore: boolean;
 }
 
 export interface ReadyMessage {

@@ -62,7 +62,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     const consumerConfig = Object.fromEntries(CONSUMER_SETTINGS.map((key) => [key, config[key]])) as ConsumerConfig;
     this.supervisor = new ConsumerSupervisor({
       log,
-      workerData: { ring, epoch: randomUUID(), config: consumerConfig },
+      workerData: { ring, epoch: randomUUID(), config: consumerConfig, waitForStore: false },
       onMessage: (message) => this.onMessage(message),
       onCrash: () => {
         const crashed = new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry');

@@ -3,10 +3,10 @@ import type { Logger } from '../logger.js';
 import { PostgresCommitListener } from './postgres-commit-listener.js';
 import { PostgresEventReader } from './postgres-reader.js';
 import { MAX_PG_BATCH } from './postgres-schema.js';
-import { PostgresEventStore } from './postgres-store.js';
+import { PostgresEventStore, storeError } from './postgres-store.js';
 import { SqliteEventStore } from './sqlite-store.js';
 import { SqliteWorkerReader } from './sqlite-worker-reader.js';
-import type { EventReader, EventStore } from './store.js';
+import { StoreError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
 export type WriterConfig = Pick<Config,
@@ -45,7 +45,8 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
       { rules: config.retention, dedupWindowMs: config.dedupWindowMs }, config.pgStatementTimeoutMs);
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
-    throw new Error('cannot open PostgreSQL (the log says why)');
+    // The code says whether the server is away (a restarted worker waits for it) or refused (a bug to report).
+    throw new StoreError(`cannot open PostgreSQL: ${(error as Error).message} (the log says why)`, storeError(error).code);
   }
 }
 
@@ -62,6 +63,6 @@ export function openEventReader(config: ReaderConfig, log: Logger): Promise<Even
  */
 export function listenForCommits(config: ReaderConfig, onCommit: () => void, log: Logger): () => Promise<void> {
   if (config.store === 'sqlite') return () => Promise.resolve();
-  const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log);
+  const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log, config.pgStatementTimeoutMs);
   return () => listener.close();
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { limitFor, purgesAnything, type RetentionPolicy } from '../retention.js';
 import { agoSql, PURGE_LOCK, SEQ_BASE, SEQ_HORIZON } from './postgres-schema.js';
+import { inTransaction } from './postgres-transaction.js';
 import type { PurgeReport, Upkeep } from './store.js';
 
 /*
@@ -126,7 +127,10 @@ interface Chunk {
   taken: number;
 }
 
-/** The retention upkeep of one replica's writer connection pool (see the block comment above). */
+/**
+ * The retention upkeep of one replica, on the writer's connection for transactions, never the batches'
+ * (see PostgresEventStore). See the block comment above.
+ */
 export class PostgresPurger {
   /** The sweep's place in the topic list: the last topic whose purge is done for this sweep. */
   private cursor = '';
@@ -223,26 +227,23 @@ export class PostgresPurger {
    * it give up (it is rolled back and retried later).
    */
   private async locked(budgetMs: number, work: (client: pg.PoolClient, chunk: number) => Promise<Chunk>): Promise<Step | 'gave-way' | undefined> {
-    const client = await this.pool.connect();
+    const started = performance.now();
+    const chunk = this.chunk;
+    let done: Chunk | undefined;
     try {
-      const started = performance.now();
-      await client.query(`BEGIN; SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
-      const { rows: [lock] } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS got', [PURGE_LOCK]);
-      const chunk = this.chunk;
-      const done = lock!.got ? await work(client, chunk) : undefined;
-      await client.query('COMMIT');
-      if (!done) return undefined;
-      const ms = performance.now() - started;
-      const full = done.taken === chunk;
-      if (ms > budgetMs) this.chunk = Math.max(MIN_CHUNK, Math.floor(chunk / 2));
-      else if (full && ms < budgetMs / 2) this.chunk = Math.min(MAX_CHUNK, chunk * 2);
-      return { changed: done.changed, full };
+      done = await inTransaction(this.pool, async (client) => {
+        const { rows: [lock] } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS got', [PURGE_LOCK]);
+        return lock!.got ? work(client, chunk) : undefined;
+      }, `BEGIN; SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
       if (GAVE_WAY.has((error as { code?: string }).code ?? '')) return 'gave-way';
       throw error;
-    } finally {
-      client.release();
     }
+    if (!done) return undefined;
+    const ms = performance.now() - started;
+    const full = done.taken === chunk;
+    if (ms > budgetMs) this.chunk = Math.max(MIN_CHUNK, Math.floor(chunk / 2));
+    else if (full && ms < budgetMs / 2) this.chunk = Math.min(MAX_CHUNK, chunk * 2);
+    return { changed: done.changed, full };
   }
 }
