@@ -231,7 +231,10 @@ t.test('PostgreSQL stopped and started while consumer commands run: the replica 
   for (let round = 0; round < 2; round++) {
     await sleep(700);
     await postgres.pause();
-    await eventually(async () => (await readyz(server)).status, { what: 'not ready while stopped', timeout: 10_000, until: (s) => s === 503 });
+    const down = await eventually(() => readyz(server), { what: 'not ready while stopped', timeout: 10_000, until: (r) => r.status === 503 });
+    t.match(down.body, { statusCode: 503, error: 'Service Unavailable', code: /^(STORE|CONSUMER)_UNAVAILABLE$/, message: String, status: 'not_ready' },
+      '/readyz answers in the error shape');
+    t.ok(Number(down.headers['retry-after']) >= 1, 'with Retry-After');
     await sleep(3_000);
     await postgres.resume();
     await recovered(server, `round ${round}`);
