@@ -41,26 +41,22 @@ const LOCK_TIMEOUT_MS = 20;
 /** SQLSTATEs of a step that gave way to a batch: lock_not_available, deadlock_detected. */
 const GAVE_WAY = new Set(['55P03', '40P01']);
 
-/*
- * A topic's retained rows are read as a range of (topic, seq) rows, not as `topic = $1 ... ORDER BY seq`:
- * only the (topic, seq) index serves that range in order, so the plan cannot depend on statistics. With
- * `topic = $1`, stale statistics (a topic believed common) made the planner walk the seq index and filter
- * on topic, through every other topic's rows (issue 23: 106 ms per 200 topics, with 50k topics).
- */
-const MAX_BIGINT = '9223372036854775807';
-const TOPIC_ROWS = (topic: string, below: string) => `(topic, seq) > (${topic}, 0) AND (topic, seq) < (${topic}, ${below})`;
-
 /**
  * The next topics by name, with their retained events and the received_at of the first retained one; `more`:
  * the page was full, more topics may follow. The page is $2 rows of topic_counts in key order (one per
  * topic and replica; the last topic's rows may run on, so its sum is taken over all of them), not the
- * sums of every topic sorted and cut, which read the whole table for every page.
+ * sums of every topic sorted and cut, which read the whole table for every page. A topic's first retained
+ * row is asked for as the start of its (topic, seq) range, not as `topic = t.topic ORDER BY seq`: only the
+ * (topic, seq) index serves that range in order, so the plan cannot depend on statistics. With
+ * `topic = t.topic`, stale statistics (a topic believed common) made the planner walk the seq index and
+ * filter on topic, through every other topic's rows (issue 23: 106 ms per 200 topics, with 50k topics).
  */
 export const SWEEP_TOPICS = `
   WITH page AS (SELECT topic FROM topic_counts WHERE topic > $1 ORDER BY topic LIMIT $2)
   SELECT t.topic, t.events, f.received_at AS oldest, ${agoSql('0')} AS now, (SELECT count(*) FROM page) = $2 AS more
   FROM (SELECT topic, sum(events) AS events FROM topic_counts WHERE topic = ANY(ARRAY(SELECT topic FROM page)) GROUP BY topic) t
-  LEFT JOIN LATERAL (SELECT received_at FROM events WHERE ${TOPIC_ROWS('t.topic', MAX_BIGINT)} AND doc IS NOT NULL
+  LEFT JOIN LATERAL (SELECT received_at FROM events
+                     WHERE (topic, seq) > (t.topic, 0) AND (topic, seq) < (t.topic, 9223372036854775807) AND doc IS NOT NULL
                      ORDER BY topic, seq LIMIT 1) f ON true
   ORDER BY t.topic`;
 
@@ -73,7 +69,7 @@ const PURGE_TOPIC = `
   WITH candidates AS (
     SELECT seq, received_at, octet_length(doc) AS bytes, row_number() OVER (ORDER BY seq) AS k
     FROM (SELECT seq, received_at, doc FROM events
-          WHERE ${TOPIC_ROWS('$1::text', SEQ_HORIZON)} AND doc IS NOT NULL ORDER BY topic, seq LIMIT $4) oldest
+          WHERE topic = $1 AND doc IS NOT NULL AND seq < ${SEQ_HORIZON} ORDER BY seq LIMIT $4) oldest
   ), prefix AS (
     SELECT greatest(
       CASE WHEN $3::bigint IS NULL THEN 0
