@@ -15,7 +15,7 @@ import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, typ
  */
 const CONNECT_TIMEOUT_MS = 3_000;
 /** The writer's default; PG_STATEMENT_TIMEOUT_MS sets it. */
-export const STATEMENT_TIMEOUT_MS = 5_000;
+const STATEMENT_TIMEOUT_MS = 5_000;
 const QUERY_TIMEOUT_MARGIN_MS = 1_000;
 
 /**
