@@ -18,6 +18,10 @@ export interface PgCluster {
   /** Stops the server, keeping its data. */
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** SIGSTOPs the server and every backend: connections stay open and nothing answers (a hung server). */
+  freeze(): Promise<void>;
+  /** SIGCONTs what freeze stopped: the server goes on where it was. */
+  thaw(): Promise<void>;
   /** Stops the server and removes its data. */
   remove(): Promise<void>;
 }
@@ -31,6 +35,8 @@ export async function startCluster(): Promise<PgCluster> {
     url,
     pause: () => script('pause'),
     resume: () => script('resume'),
+    freeze: () => script('freeze'),
+    thaw: () => script('thaw'),
     remove: async () => {
       process.off('exit', reap);
       await script('stop');

@@ -4,6 +4,7 @@
 #   PG_TEST_URL=$(scripts/pg-test-cluster.sh start)    prints the URL; $PG_TEST_STATE/<port> names its dir
 #   scripts/pg-test-cluster.sh stop <url>              stops the cluster behind that URL and removes it
 #   scripts/pg-test-cluster.sh pause|resume <url>      stops / starts it again, keeping its data (fault tests)
+#   scripts/pg-test-cluster.sh freeze|thaw <url>       SIGSTOP / SIGCONT its postmaster and every backend: a hung server
 set -euo pipefail
 state=${PG_TEST_STATE:-/tmp/aggregator-pg-test}
 
@@ -37,6 +38,7 @@ case "${1:-}" in
   stop)
     port=$(port_of "$2")
     dir=$(dir_of "$port")
+    bash "$0" thaw "$2" 2>/dev/null || true  # a test that failed while the server was frozen
     pg_ctl_on "$dir" "$port" stop || true
     rm -rf "$dir" "$state/$port"
     ;;
@@ -44,8 +46,19 @@ case "${1:-}" in
     port=$(port_of "$2")
     pg_ctl_on "$(dir_of "$port")" "$port" "$([ "$1" = pause ] && echo stop || echo start)"
     ;;
+  freeze|thaw)
+    # The postmaster first, so it forks no backend after the list is taken; thawed in the reverse order.
+    postmaster=$(head -n 1 "$(dir_of "$(port_of "$2")")/data/postmaster.pid")
+    if [ "$1" = freeze ]; then
+      kill -STOP "$postmaster"
+      kill -STOP $(ps -o pid= --ppid "$postmaster")
+    else
+      kill -CONT $(ps -o pid= --ppid "$postmaster")
+      kill -CONT "$postmaster"
+    fi
+    ;;
   *)
-    echo "usage: $0 start | stop <url> | pause <url> | resume <url>" >&2
+    echo "usage: $0 start | stop <url> | pause <url> | resume <url> | freeze <url> | thaw <url>" >&2
     exit 2
     ;;
 esac

@@ -11,6 +11,11 @@ export interface Config {
   dbPath: string;
   /** postgres://user:pass@host:port/db */
   databaseUrl: string;
+  /**
+   * PostgreSQL: the longest a statement of the writer may run, or one of this replica's sessions may sit idle
+   * inside a transaction, before the server ends it (the client gives up a second later).
+   */
+  pgStatementTimeoutMs: number;
   /** Names this replica in a shared store; default host name and port. */
   replicaId: string;
   logLevel: string;
@@ -115,6 +120,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   store: { env: 'STORE', flag: 'store', defaultValue: 'sqlite', parse: oneOf('sqlite', 'postgres') },
   dbPath: { env: 'DB_PATH', flag: 'db-path', defaultValue: './data/aggregator.db', parse: text },
   databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', defaultValue: '', parse: optionalText },
+  pgStatementTimeoutMs: {
+    env: 'PG_STATEMENT_TIMEOUT_MS', flag: 'pg-statement-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
+  },
   replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: optionalText },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',

@@ -5,6 +5,7 @@ import { freshDatabase } from '../scripts/pg-cluster.js';
 import type { IncomingEvent } from '../src/event.js';
 import { parseRetentionRules } from '../src/retention.js';
 import { eventDoc } from '../src/store/event-doc.js';
+import { SWEEP_TOPICS } from '../src/store/postgres/postgres-purge.js';
 import { PostgresEventReader } from '../src/store/postgres/postgres-reader.js';
 import { eventKey } from '../src/store/postgres/postgres-schema.js';
 import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
@@ -259,4 +260,37 @@ t.test('the reader reports purge horizons and topic figures as the purge left th
     { topic: 'b', events: 3, bytes: docBytes(5, 8), first_seq: b[0]!.seq, last_seq: b[2]!.seq, oldest_received_at: b[0]!.received_at, purged_through: 0 },
   ], 'retained events, their doc bytes, first and last seq, oldest received_at, purged_through; unknown topics left out');
   t.ok((await reader.diskBytes()) > 100_000, 'disk bytes: the tables and their indexes');
+});
+
+t.test('the purge sweep over many topics: the right index whatever the statistics, and no busy sweeping when nothing is due', async (t) => {
+  const url = await freshDatabase();
+  const store = await PostgresEventStore.open(url, 'a', { rules: parseRetentionRules('t*=1000'), dedupWindowMs: undefined });
+  t.teardown(() => store.close());
+  const admin = new pg.Client(url);
+  await admin.connect();
+  t.teardown(() => admin.end());
+  // Statistics gone stale: taken when one topic held every row, then 5,000 topics of 20 events each.
+  await admin.query(`
+    ALTER TABLE events SET (autovacuum_enabled = false);
+    ALTER TABLE topic_counts SET (autovacuum_enabled = false);
+    INSERT INTO events (seq, topic, event_key, doc, replica, received_at)
+      SELECT g, 'hot', 'k' || g, '{}', 'a', '2026-01-01T00:00:00.000Z' FROM generate_series(1, 20000) g;
+    ANALYZE events;
+    DELETE FROM events;
+    INSERT INTO events (seq, topic, event_key, doc, replica, received_at)
+      SELECT 100000 + g, 't' || lpad((g % 5000)::text, 5, '0'), 'k' || g, '{}', 'a', '2026-01-01T00:00:00.000Z'
+      FROM generate_series(1, 100000) g;
+    INSERT INTO topic_counts (topic, replica, events, bytes) SELECT 't' || lpad(g::text, 5, '0'), 'a', 20, 40 FROM generate_series(0, 4999) g`);
+
+  const { rows: [plan] } = await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${SWEEP_TOPICS}`, ['', 200]);
+  const scans: string[] = [];
+  const walk = (node: any) => {
+    if (node['Relation Name'] === 'events') scans.push(`${node['Node Type']} ${node['Index Name'] ?? ''}`.trim());
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  walk((plan!['QUERY PLAN'] as any)[0].Plan);
+  t.same(scans, ['Index Scan events_retained_by_topic'], "each topic's oldest retained event through the (topic, seq) index");
+
+  const upkeep = await store.maintain(1);
+  t.equal(upkeep.pending, false, 'a slice that found nothing due leaves the rest of the sweep to the next round of upkeep');
 });

@@ -7,7 +7,7 @@ import type {
 import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
-import { StoreError } from '../src/store/store.js';
+import { StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
 
 /*
@@ -28,31 +28,29 @@ const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
 
-const { ring: ringBuffer, epoch, config } = workerData as ConsumerWorkerData;
+const { ring: ringBuffer, epoch, config, waitForStore } = workerData as ConsumerWorkerData;
 const log = createLogger(config.logLevel, 'consumer');
 const fault = faultInjector(config.fault);
 const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
 
 let lastSnapshot = performance.now();
 let nextUpkeep = 0;
-const store = await openEventStore(config, log);
+const { store, checkpoint, initial } = await openStore();
 const ring = new RingConsumer(ringBuffer);
 
 // Records up to the stored checkpoint of this same ring were committed by a predecessor that died
 // before releasing them: pass over them instead of counting them again as duplicates.
-const checkpoint = await store.checkpoint();
 let skippedRecords = 0;
 if (checkpoint?.epoch === epoch) {
   skippedRecords = ring.skipTo(checkpoint.position);
   ring.release();
 }
-const initial = await store.snapshot();
 post({ type: 'ready', counters: initial.counters, topicEvents: [...initial.topicEvents], skippedRecords });
 log.debug({ skippedRecords, counters: initial.counters }, 'consumer ready');
 
-// Consumer commands run one after another, each between batches: on SQLite every store call is synchronous,
-// so a message handler never runs inside a batch transaction; on PostgreSQL the store's one connection
-// queues a command behind the batch statement in flight.
+// Consumer commands run one after another: on SQLite every store call is synchronous, so a message
+// handler never runs inside a batch transaction; on PostgreSQL they run on the store's connection for
+// transactions, beside the batches' (see PostgresEventStore).
 let commands = Promise.resolve();
 const onCommand = (request: ConsumerCommandRequest): void => {
   commands = commands.then(async () => post(await applyCommand(request)));
@@ -64,6 +62,25 @@ parentPort!.off('message', onCommand);
 await commands;
 await store.close();
 log.debug('consumer drained and closed the store');
+
+/**
+ * Opens the store and reads what the start needs. A restarted worker waits, with backoff, for a store that
+ * is away (PostgreSQL unreachable), meanwhile not ready; any other failure ends the worker.
+ */
+async function openStore(): Promise<{ store: EventStore; checkpoint: RingCheckpoint | undefined; initial: StoreSnapshot }> {
+  for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+    let store: EventStore | undefined;
+    try {
+      store = await openEventStore(config, log);
+      return { store, checkpoint: await store.checkpoint(), initial: await store.snapshot() };
+    } catch (error) {
+      await Promise.resolve(store?.close()).catch(() => undefined);
+      if (!waitForStore || !(error instanceof StoreError && error.code === 'PG_UNAVAILABLE')) throw error;
+      log.warn({ err: error, retryInMs: delay }, 'the store is away; waiting for it before starting');
+      await sleep(delay);
+    }
+  }
+}
 
 /**
  * Replicas sharing the store change its totals and topics too: refresh them (the topics that changed

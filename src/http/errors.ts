@@ -86,6 +86,11 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
   if (api.code === 'INTERNAL' || api.code === 'STORE_UNAVAILABLE') {
     request.log.error({ err: error, url: request.url }, 'request failed');
   }
+  return sendError(reply, api);
+}
+
+/** Answers `api` in the one shape, with `extra` fields after the four (its headers too: Retry-After on a 503). */
+export function sendError(reply: FastifyReply, api: ApiError, extra: Record<string, unknown> = {}): FastifyReply {
   if (api.statusCode === 503) reply.header('retry-after', String(api.details.retryAfterSeconds ?? 1));
   if (api.details.authenticate) reply.header('www-authenticate', api.details.authenticate);
   return reply.code(api.statusCode).send({
@@ -94,5 +99,6 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
     code: api.code,
     message: api.message,
     ...(api.details.errors ? { errors: api.details.errors } : {}),
+    ...extra,
   });
 }

@@ -13,11 +13,11 @@ export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import
 
 /** The settings the consumer needs, and no others. */
 export type ConsumerConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
+  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
   'retention' | 'dedupWindowMs' | 'dedupHotKeys' | 'fault'>;
 
 export const CONSUMER_SETTINGS: readonly (keyof ConsumerConfig)[] = [
-  'store', 'dbPath', 'databaseUrl', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
+  'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
   'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
 ];
 
@@ -26,6 +26,12 @@ export interface ConsumerWorkerData {
   /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
   epoch: string;
   config: ConsumerConfig;
+  /**
+   * Whether the worker waits for a store that is away (PostgreSQL unreachable) instead of failing. A
+   * restarted worker does, so a database that is away never counts as crashes; the first start fails
+   * fast, so a wrong DATABASE_URL stops the process.
+   */
+  waitForStore: boolean;
 }
 
 export interface ReadyMessage {

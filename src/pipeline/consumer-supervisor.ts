@@ -18,7 +18,8 @@ export interface SupervisorOptions {
 /**
  * Keeps exactly one consumer worker alive. A worker that dies is restarted with exponential backoff;
  * one that keeps dying (MAX_CRASHES_IN_WINDOW within CRASH_WINDOW_MS) is left down and the reason kept
- * for /readyz, so a broken disk does not become a hot crash loop.
+ * for /readyz, so a broken disk does not become a hot crash loop. Only bugs count: a worker never dies of
+ * a store that is away (it retries), and a restarted one waits for it (waitForStore).
  */
 export class ConsumerSupervisor {
   private worker: Worker | undefined;
@@ -85,7 +86,7 @@ export class ConsumerSupervisor {
   private spawn(): Worker {
     const { workerData, log } = this.options;
     // The fault hook is for the first worker only, so a restarted worker shows recovery.
-    const data = this.restarts === 0 ? workerData : { ...workerData, config: { ...workerData.config, fault: '' } };
+    const data = this.restarts === 0 ? workerData : { ...workerData, waitForStore: true, config: { ...workerData.config, fault: '' } };
     const worker = new Worker(CONSUMER_WORKER_ENTRY, { workerData: data, name: 'consumer' });
     this.worker = worker;
     worker.on('message', (message: ConsumerMessage) => {

@@ -62,7 +62,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     const consumerConfig = Object.fromEntries(CONSUMER_SETTINGS.map((key) => [key, config[key]])) as ConsumerConfig;
     this.supervisor = new ConsumerSupervisor({
       log,
-      workerData: { ring, epoch: randomUUID(), config: consumerConfig },
+      workerData: { ring, epoch: randomUUID(), config: consumerConfig, waitForStore: false },
       onMessage: (message) => this.onMessage(message),
       onCrash: () => {
         const crashed = new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry');
@@ -82,7 +82,15 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
 
   /** Why publishes are refused right now, or undefined when the pipeline is ready. */
   notReadyReason(): string | undefined {
-    return this.supervisor.downReason() ?? this.storeErrorReason();
+    return this.notReady()?.message;
+  }
+
+  /** The error a publish gets right now (its code, message and Retry-After), or undefined when ready. */
+  notReady(): PublishError | undefined {
+    const down = this.supervisor.downReason();
+    if (down !== undefined) return new PublishError('CONSUMER_UNAVAILABLE', down);
+    const reason = this.storeErrorReason();
+    return reason === undefined ? undefined : new PublishError('STORE_UNAVAILABLE', reason, retryAfterSeconds(this.state.storeError!.retryInMs));
   }
 
   /** Queues all of `events` or none (?ack=queued): returns how many. Throws PublishError when it cannot. */
@@ -148,10 +156,8 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   }
 
   private refuseUnlessReady(): void {
-    const down = this.supervisor.downReason();
-    if (down !== undefined) throw new PublishError('CONSUMER_UNAVAILABLE', down);
-    const reason = this.storeErrorReason();
-    if (reason !== undefined) throw new PublishError('STORE_UNAVAILABLE', reason, retryAfterSeconds(this.state.storeError!.retryInMs));
+    const error = this.notReady();
+    if (error) throw error;
   }
 
   private storeErrorReason(): string | undefined {

@@ -3,15 +3,15 @@ import type { Logger } from '../logger.js';
 import { PostgresCommitListener } from './postgres/postgres-commit-listener.js';
 import { PostgresEventReader } from './postgres/postgres-reader.js';
 import { MAX_PG_BATCH } from './postgres/postgres-schema.js';
-import { PostgresEventStore } from './postgres/postgres-store.js';
+import { PostgresEventStore, storeError } from './postgres/postgres-store.js';
 import { SqliteEventStore } from './sqlite/sqlite-store.js';
 import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
-import type { EventReader, EventStore } from './store.js';
+import { StoreError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
 export type WriterConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
-export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'replicaId' | 'maxPageBytes'>;
+  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
+export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'maxPageBytes'>;
 
 /*
  * The one place that turns settings into a store: the consumer worker opens the writer, the HTTP side the
@@ -41,17 +41,19 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
     throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
-    return await PostgresEventStore.open(config.databaseUrl, config.replicaId, { rules: config.retention, dedupWindowMs: config.dedupWindowMs });
+    return await PostgresEventStore.open(config.databaseUrl, config.replicaId,
+      { rules: config.retention, dedupWindowMs: config.dedupWindowMs }, config.pgStatementTimeoutMs);
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
-    throw new Error('cannot open PostgreSQL (the log says why)');
+    // The code says whether the server is away (a restarted worker waits for it) or refused (a bug to report).
+    throw new StoreError(`cannot open PostgreSQL: ${(error as Error).message} (the log says why)`, storeError(error).code);
   }
 }
 
 /** The HTTP side's reader; opened after the consumer has created or migrated the store. */
 export function openEventReader(config: ReaderConfig, log: Logger): Promise<EventReader> {
   return config.store === 'postgres'
-    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes))
+    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes, config.pgStatementTimeoutMs))
     : SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
 }
 
@@ -61,6 +63,6 @@ export function openEventReader(config: ReaderConfig, log: Logger): Promise<Even
  */
 export function listenForCommits(config: ReaderConfig, onCommit: () => void, log: Logger): () => Promise<void> {
   if (config.store === 'sqlite') return () => Promise.resolve();
-  const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log);
+  const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log, config.pgStatementTimeoutMs);
   return () => listener.close();
 }

@@ -230,6 +230,9 @@ export function behaviourSuite(store: TestStore): void {
       const down = await agg.app.inject({ method: 'GET', url: '/readyz' });
       t.equal(down.statusCode, 503, '/readyz is 503 while the worker is down');
       t.match(down.json(), { status: 'not_ready', reason: /restarting/ });
+      t.match(down.json(), { statusCode: 503, error: 'Service Unavailable', code: 'CONSUMER_UNAVAILABLE', message: /restarting/ },
+        'in the error shape of every non-2xx answer');
+      t.equal(down.headers['retry-after'], '1', 'with Retry-After');
 
       await waitUntilReady(agg);
       await agg.settle();

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { COMMIT_CHANNEL } from './postgres-schema.js';
+import { sessionTimeouts } from './postgres-store.js';
 
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
@@ -18,7 +19,7 @@ export class PostgresCommitListener {
   private closed = false;
 
   constructor(private readonly url: string, private readonly replica: string, private readonly onCommit: () => void,
-    private readonly log: Logger) {
+    private readonly log: Logger, private readonly timeoutMs: number) {
     void this.connect();
   }
 
@@ -31,7 +32,7 @@ export class PostgresCommitListener {
   private async connect(): Promise<void> {
     const client = new pg.Client({
       connectionString: this.url, application_name: `pubsub-aggregator listener ${this.replica}`,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS, ...sessionTimeouts(this.timeoutMs),
     });
     this.client = client;
     let lost = false;

@@ -4,6 +4,7 @@ import {
   type ConsumerCommand, type ConsumerOutcome, type ConsumerRecord,
 } from '../consumers.js';
 import { CONSUMER_CREATE_LOCK, SEQ_HORIZON } from './postgres-schema.js';
+import { inTransaction } from './postgres-transaction.js';
 
 /** A row of the consumers table, as the writer and the readers select it. */
 export interface PostgresConsumerRow {
@@ -28,24 +29,15 @@ export function consumerFromRow(row: PostgresConsumerRow): ConsumerRecord {
 const LAST_SEQ = `SELECT coalesce(max(seq), 0) AS seq FROM events WHERE seq < ${SEQ_HORIZON}`;
 
 /**
- * A consumer command in a transaction of its own on the consumer worker's connection: that pool holds one,
- * so a command waits for the batch statement in flight, as on SQLite. The row is locked (FOR UPDATE) so
- * replicas committing the same consumer at once take turns. Driver errors are the caller's to translate.
+ * A consumer command in a transaction of its own (inTransaction), on the writer's connection for
+ * transactions, never the batches' (see PostgresEventStore). The row is locked (FOR UPDATE) so replicas
+ * committing the same consumer at once take turns. Driver errors are the caller's to translate.
  */
-export async function applyConsumerCommand(pool: pg.Pool, command: ConsumerCommand): Promise<ConsumerOutcome> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+export function applyConsumerCommand(pool: pg.Pool, command: ConsumerCommand): Promise<ConsumerOutcome> {
+  return inTransaction(pool, async (client) => {
     if (command.kind === 'create') await client.query('SELECT pg_advisory_xact_lock($1)', [CONSUMER_CREATE_LOCK]);
-    const outcome = await run(client, command);
-    await client.query('COMMIT');
-    return outcome;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+    return run(client, command);
+  });
 }
 
 async function run(client: pg.PoolClient, command: ConsumerCommand): Promise<ConsumerOutcome> {

@@ -138,8 +138,9 @@ export class PostgresEventReader implements EventReader {
   private readonly pool: pg.Pool;
   private readonly gate = new ReadGate({ slots: POOL_SIZE, maxQueued: POSTGRES_MAX_QUEUED_READS, maxWaitMs: MAX_WAIT_MS });
 
-  constructor(url: string, replica: string, private readonly maxPageBytes: number) {
-    this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, READ_STATEMENT_TIMEOUT_MS);
+  /** `statementTimeoutMs`: the writer's (PG_STATEMENT_TIMEOUT_MS); a read's own budget is never longer. */
+  constructor(url: string, replica: string, private readonly maxPageBytes: number, statementTimeoutMs = READ_STATEMENT_TIMEOUT_MS) {
+    this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, Math.min(READ_STATEMENT_TIMEOUT_MS, statementTimeoutMs));
   }
 
   async page({ topic, after, limit }: EventPageQuery): Promise<Uint8Array> {

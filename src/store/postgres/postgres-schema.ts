@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withConnection } from './postgres-transaction.js';
 
 /** Advisory lock key (arbitrary, fixed) that replicas take turns on while they create or migrate the schema. */
 const MIGRATION_LOCK = 7_203_111;
@@ -132,15 +133,13 @@ const SCHEMA = `
   );`;
 
 /** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */
-export async function migrate(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
+export function migrate(pool: pg.Pool): Promise<void> {
+  // The session lock goes with the connection, which withConnection destroys if anything fails.
+  return withConnection(pool, async (client) => {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await client.query(SCHEMA);
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
-    client.release();
-  }
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+  });
 }
 
 /** The unique-key form of an event_id: injective, and free of the NUL that PostgreSQL text refuses. */

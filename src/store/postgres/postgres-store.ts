@@ -14,14 +14,28 @@ import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, typ
  * timeout only catches a server that stopped answering at all.
  */
 const CONNECT_TIMEOUT_MS = 3_000;
+/** The writer's default; PG_STATEMENT_TIMEOUT_MS sets it. */
 const STATEMENT_TIMEOUT_MS = 5_000;
 const QUERY_TIMEOUT_MARGIN_MS = 1_000;
 
-/** A pool that fails fast and survives the server going away (the next query reconnects). */
+/**
+ * The server-side limits of every session the aggregator opens, so that PostgreSQL itself ends what a client
+ * gave up on or can no longer finish (it hung, froze, or lost its network): a statement, a lock wait, and a
+ * transaction left idle. The last bounds how long a frozen replica holding a transaction id holds back
+ * every replica's readers (the commit horizon): at most `timeoutMs`.
+ */
+export const sessionTimeouts = (timeoutMs: number) =>
+  ({ statement_timeout: timeoutMs, lock_timeout: timeoutMs, idle_in_transaction_session_timeout: timeoutMs });
+
+/**
+ * A pool that fails fast and survives the server going away (the next query reconnects). Its single
+ * statements (pool.query) destroy a connection that failed; explicit transactions go through
+ * postgres-transaction.ts, which does the same.
+ */
 export function createPool(url: string, name: string, max: number, statementTimeoutMs = STATEMENT_TIMEOUT_MS): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url, max, application_name: name, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    statement_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    ...sessionTimeouts(statementTimeoutMs), query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
   });
   // An idle connection dropped by a server restart must not crash the thread; it is simply replaced.
   pool.on('error', () => undefined);
@@ -35,7 +49,9 @@ export function createPool(url: string, name: string, max: number, statementTime
 export function storeError(error: unknown): StoreError {
   if (error instanceof StoreError) return error;
   // An error with a severity came from the server; any other is the connection (refused, reset, timed out).
-  return 'severity' in (error as object)
+  // So are the server's own "cannot connect now", "shutting down" and connection errors: it is away, not refusing.
+  const code = String((error as { code?: unknown }).code ?? '');
+  return 'severity' in (error as object) && !/^(08|57P)/.test(code)
     ? new StoreError('PostgreSQL refused the statement', 'PG_ERROR', { cause: error })
     : new StoreError('PostgreSQL is unreachable', 'PG_UNAVAILABLE', { cause: error });
 }
@@ -132,6 +148,13 @@ const CHANGED_TOPICS = topicTotals(
 
 /**
  * The scale-out store: replicas share one PostgreSQL database; each batch is one statement.
+ *
+ * Two connections: one for the batches and the single-statement reads between them, one for the explicit
+ * transactions (consumer commands, purge steps). The batches' connection never sees a BEGIN, so whatever
+ * goes wrong with a transaction — a client timeout, a connection lost half-way, a bug — a batch can never
+ * run inside it and be acknowledged with it uncommitted; and a command waits for a purge step, not for a
+ * batch. Within a replica the two never write the same rows at once: purge steps run between batches, and
+ * consumer commands touch only the consumers table.
  */
 export class PostgresEventStore implements EventStore {
   readonly shared = true;
@@ -141,20 +164,23 @@ export class PostgresEventStore implements EventStore {
   private topicsHorizon = '0';
   private readonly purger: PostgresPurger;
 
-  private constructor(private readonly pool: pg.Pool, private readonly replica: string, private readonly policy: RetentionPolicy) {
-    this.purger = new PostgresPurger(pool, replica, policy);
+  private constructor(private readonly pool: pg.Pool, private readonly transactions: pg.Pool, private readonly replica: string,
+    private readonly policy: RetentionPolicy) {
+    this.purger = new PostgresPurger(transactions, replica, policy);
   }
 
   /** `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever). */
-  static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined }): Promise<PostgresEventStore> {
-    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1);
+  static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined },
+    statementTimeoutMs = STATEMENT_TIMEOUT_MS): Promise<PostgresEventStore> {
+    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1, statementTimeoutMs);
+    const transactions = createPool(url, `pubsub-aggregator consumer transactions ${replica}`, 1, statementTimeoutMs);
     try {
       await migrate(pool);
     } catch (error) {
-      await pool.end();
-      throw error;
+      await Promise.all([pool.end(), transactions.end()]);
+      throw storeError(error);
     }
-    return new PostgresEventStore(pool, replica, policy);
+    return new PostgresEventStore(pool, transactions, replica, policy);
   }
 
   snapshot(): Promise<StoreSnapshot> {
@@ -180,9 +206,13 @@ export class PostgresEventStore implements EventStore {
   }
 
   async checkpoint(): Promise<RingCheckpoint | undefined> {
-    const { rows } = await this.pool.query<{ epoch: string; position: string }>(
-      'SELECT epoch, position FROM ring_checkpoints WHERE replica = $1', [this.replica]);
-    return rows[0] && { epoch: rows[0].epoch, position: Number(rows[0].position) };
+    try {
+      const { rows } = await this.pool.query<{ epoch: string; position: string }>(
+        'SELECT epoch, position FROM ring_checkpoints WHERE replica = $1', [this.replica]);
+      return rows[0] && { epoch: rows[0].epoch, position: Number(rows[0].position) };
+    } catch (error) {
+      throw storeError(error);
+    }
   }
 
   async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult> {
@@ -223,7 +253,7 @@ export class PostgresEventStore implements EventStore {
 
   async applyConsumerCommand(command: ConsumerCommand): Promise<ConsumerOutcome> {
     try {
-      return await applyConsumerCommand(this.pool, command);
+      return await applyConsumerCommand(this.transactions, command);
     } catch (error) {
       throw storeError(error);
     }
@@ -238,7 +268,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.transactions.end()]);
   }
 }
 
