@@ -6,7 +6,7 @@ import { MAX_PG_BATCH } from './postgres/postgres-schema.js';
 import { PostgresEventStore } from './postgres/postgres-store.js';
 import { SqliteEventStore } from './sqlite/sqlite-store.js';
 import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
-import type { EventReader, EventStore } from './store.js';
+import { StoreOpenError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
 export type WriterConfig = Pick<Config,
@@ -34,17 +34,17 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
       return store;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+      throw new StoreOpenError(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
     }
   }
   if (config.batchMax > MAX_PG_BATCH) {
-    throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
+    throw new StoreOpenError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
     return await PostgresEventStore.open(config.databaseUrl, config.replicaId, { rules: config.retention, dedupWindowMs: config.dedupWindowMs });
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
-    throw new Error('cannot open PostgreSQL (the log says why)');
+    throw new StoreOpenError('cannot open PostgreSQL (the log says why)');
   }
 }
 
