@@ -4,8 +4,8 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/dedup/key-hash.js';
-import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
+import { cyrb53Key } from '../src/store/sqlite/dedup/key-hash.js';
+import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite/sqlite-store.js';
 import { segmentFiles } from './helpers/segment-damage.js';
 
 /*
