@@ -29,6 +29,7 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
       const store = new SqliteEventStore(config.dbPath, {
         synchronous: config.synchronous, maxBytes: config.dbMaxBytes, hotKeys: config.dedupHotKeys,
         retention: { rules: config.retention, dedupWindowMs: config.dedupWindowMs },
+        onSegmentRebuilt: (rebuilt) => log.warn(rebuilt, 'dedup index segment found damaged and rebuilt from the rows; check the disk'),
       });
       log.info(store.indexLoad, 'dedup index loaded');
       return store;

@@ -53,6 +53,15 @@ export interface DedupIndexOptions {
   keyHash: KeyHash;
   /** Keys received longer ago are forgotten; undefined: never. */
   windowMs: number | undefined;
+  /** Told of every segment found damaged after start-up and rebuilt: a disk that damages files should be looked at. */
+  onRebuilt?: (rebuilt: SegmentRebuilt) => void;
+}
+
+export interface SegmentRebuilt {
+  /** What was wrong with it. */
+  damage: string;
+  /** Rows read to rebuild it. */
+  rows: number;
 }
 
 export interface DedupIndexLoad {
@@ -87,8 +96,6 @@ export class DedupIndex {
   /** A merge (or drop) in progress; its inputs are immutable, so seals may interleave with it. */
   private merging: Generator<void> | undefined;
   readonly loaded: DedupIndexLoad;
-  /** Segments found damaged since start-up and rebuilt, and the rows read for it. */
-  readonly repaired = { segments: 0, rows: 0 };
 
   constructor(db: Database.Database, private readonly options: DedupIndexOptions) {
     const started = performance.now();
@@ -181,8 +188,8 @@ export class DedupIndex {
     // A merge in progress may be reading that file: it is dropped (its output was never registered) and starts over.
     this.merging?.return(undefined);
     this.merging = undefined;
-    this.repaired.rows += this.sealed.rebuild(error.segment);
-    this.repaired.segments++;
+    const rows = this.sealed.rebuild(error.segment);
+    this.options.onRebuilt?.({ damage: error.message, rows });
   }
 
   /** The batch committed: its claims join the in-memory tables. */
