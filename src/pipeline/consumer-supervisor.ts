@@ -1,8 +1,17 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
+import { StoreOpenError } from '../store/store.js';
 import { CONSUMER_WORKER_ENTRY, type ConsumerCommandRequest, type ConsumerMessage, type ConsumerWorkerData } from './consumer-protocol.js';
 
 const CRASH_WINDOW_MS = 60_000;
+
+/**
+ * A worker's last error as /readyz and publishes show it: a store that cannot open says why; anything
+ * else is a bug, whose message may hold internal values, so only its class is named (the log has it all).
+ * Errors leave a worker by structured clone: the class is known by its name.
+ */
+const describeCrash = (error: Error): string =>
+  error.name === StoreOpenError.name ? `: ${error.message}` : ` (${error.name}; the log says more)`;
 const MAX_CRASHES_IN_WINDOW = 5;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
@@ -55,7 +64,7 @@ export class ConsumerSupervisor {
   downReason(): string | undefined {
     if (this.up) return undefined;
     if (this.stopping) return 'the aggregator is shutting down';
-    const last = this.lastError ? `: ${this.lastError.message}` : '';
+    const last = this.lastError ? describeCrash(this.lastError) : '';
     if (this.worker === undefined && this.restartTimer === undefined) {
       return `consumer worker crashed ${this.crashes.length} times within ${CRASH_WINDOW_MS / 1000} s and is not restarted${last}`;
     }

@@ -6,7 +6,7 @@ import { MAX_PG_BATCH } from './postgres/postgres-schema.js';
 import { PostgresEventStore, storeError } from './postgres/postgres-store.js';
 import { SqliteEventStore } from './sqlite/sqlite-store.js';
 import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
-import { StoreError, type EventReader, type EventStore } from './store.js';
+import { StoreError, StoreOpenError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
 export type WriterConfig = Pick<Config,
@@ -29,16 +29,17 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
       const store = new SqliteEventStore(config.dbPath, {
         synchronous: config.synchronous, maxBytes: config.dbMaxBytes, hotKeys: config.dedupHotKeys,
         retention: { rules: config.retention, dedupWindowMs: config.dedupWindowMs },
+        onSegmentRebuilt: (rebuilt) => log.warn(rebuilt, 'dedup index segment found damaged and rebuilt from the rows; check the disk'),
       });
       log.info(store.indexLoad, 'dedup index loaded');
       return store;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw new Error(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
+      throw new StoreOpenError(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
     }
   }
   if (config.batchMax > MAX_PG_BATCH) {
-    throw new Error(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
+    throw new StoreOpenError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
   try {
     return await PostgresEventStore.open(config.databaseUrl, config.replicaId,
@@ -46,7 +47,7 @@ export async function openEventStore(config: WriterConfig, log: Logger): Promise
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
     // The code says whether the server is away (a restarted worker waits for it) or refused (a bug to report).
-    throw new StoreError(`cannot open PostgreSQL: ${(error as Error).message} (the log says why)`, storeError(error).code);
+    throw new StoreError('cannot open PostgreSQL (the log says why)', storeError(error).code);
   }
 }
 

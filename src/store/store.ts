@@ -5,6 +5,14 @@ import type { ConsumerCommand, ConsumerOutcome, ConsumerPage, ConsumerRecord, Co
  * A commit the store could not make for a reason outside the batch (disk full, I/O error, file gone).
  * The batch was rolled back whole; the consumer retries it later.
  */
+/**
+ * A store that cannot be opened, said in words written for operators (no secrets): the one error of the
+ * consumer worker whose message /readyz and publishes show. Any other error's message stays in the log.
+ */
+export class StoreOpenError extends Error {
+  override name = 'StoreOpenError';
+}
+
 export class StoreError extends Error {
   override name = 'StoreError';
   constructor(message: string, readonly code: string, options?: ErrorOptions) {

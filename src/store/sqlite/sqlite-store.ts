@@ -6,7 +6,7 @@ import type { ConsumerCommand, ConsumerOutcome } from '../consumers.js';
 import { SqliteConsumerWriter } from './sqlite-consumers.js';
 import { migrate } from './sqlite-schema.js';
 import { purgesAnything, type RetentionPolicy } from '../../retention.js';
-import { DedupIndex, type BatchClaims } from './dedup/dedup-index.js';
+import { DedupIndex, type BatchClaims, type SegmentRebuilt } from './dedup/dedup-index.js';
 import { cyrb53Key, type KeyHash } from './dedup/key-hash.js';
 import { SqliteRetention } from './sqlite-retention.js';
 import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from '../store.js';
@@ -22,6 +22,8 @@ export interface SqliteStoreOptions {
   keyHash?: KeyHash;
   /** Keys the dedup index holds in memory before sealing them (DEDUP_HOT_KEYS). */
   hotKeys?: number;
+  /** Told of every dedup segment found damaged while open and rebuilt from the rows. */
+  onSegmentRebuilt?: (rebuilt: SegmentRebuilt) => void;
   retention?: RetentionPolicy;
 }
 
@@ -57,7 +59,7 @@ export class SqliteEventStore implements EventStore {
 
   constructor(
     private readonly path: string,
-    { synchronous, maxBytes, keyHash = cyrb53Key, hotKeys = 1_000_000, retention = { rules: [], dedupWindowMs: undefined } }: SqliteStoreOptions,
+    { synchronous, maxBytes, keyHash = cyrb53Key, hotKeys = 1_000_000, retention = { rules: [], dedupWindowMs: undefined }, onSegmentRebuilt }: SqliteStoreOptions,
   ) {
     this.keyHash = keyHash;
     mkdirSync(dirname(path), { recursive: true });
@@ -99,7 +101,7 @@ export class SqliteEventStore implements EventStore {
     // Purges may have emptied the events table; a topic's last_seq and the purged keys remember the top.
     this.nextSeq = (this.db.prepare(`SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(last_seq) FROM topics), 0),
                                                 coalesce((SELECT max(seq) FROM purged_keys), 0))`).pluck().get() as number) + 1;
-    this.dedup = new DedupIndex(this.db, { dir: `${path}.keys`, hotKeys, keyHash, windowMs: retention.dedupWindowMs });
+    this.dedup = new DedupIndex(this.db, { dir: `${path}.keys`, hotKeys, keyHash, windowMs: retention.dedupWindowMs, onRebuilt: onSegmentRebuilt });
     this.retention = purgesAnything(retention) ? new SqliteRetention(this.db, retention) : undefined;
   }
 

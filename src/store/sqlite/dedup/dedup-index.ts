@@ -1,9 +1,10 @@
 import type Database from 'better-sqlite3';
 import type { IncomingEvent } from '../../../event.js';
-import type { DedupIndexFigures } from '../../store.js';
+import { StoreError, type DedupIndexFigures } from '../../store.js';
 import type { KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
 import { SealedSegments } from './sealed-segments.js';
+import { SegmentDamage } from './segment-file.js';
 
 /*
  * The SQLite store's dedup index: which (topic, event_id) are stored, in memory of bounded size.
@@ -22,6 +23,10 @@ import { SealedSegments } from './sealed-segments.js';
  * tables hold the first row above the sealed range with that hash, and every other row above it that
  * is the newest row of its key is in colliding_keys. So start-up reads only the rows above the sealed
  * range (at most about DEDUP_HOT_KEYS of them) plus the segments' filters.
+ *
+ * A segment whose pairs read back damaged, in a lookup or a merge, is rebuilt from the rows on the spot
+ * (`repair`) and the lookup asked again: no answer ever comes from damaged bytes, and no damage stops
+ * the writer.
  */
 
 /** The claims of one batch: they join the index only if its transaction commits. */
@@ -48,6 +53,15 @@ export interface DedupIndexOptions {
   keyHash: KeyHash;
   /** Keys received longer ago are forgotten; undefined: never. */
   windowMs: number | undefined;
+  /** Told of every segment found damaged after start-up and rebuilt: a disk that damages files should be looked at. */
+  onRebuilt?: (rebuilt: SegmentRebuilt) => void;
+}
+
+export interface SegmentRebuilt {
+  /** What was wrong with it. */
+  damage: string;
+  /** Rows read to rebuild it. */
+  rows: number;
 }
 
 export interface DedupIndexLoad {
@@ -145,11 +159,37 @@ export class DedupIndex {
       const colliding = this.statements.collidingSeq.get(event.topic, event.eventId);
       if (colliding !== undefined && this.holds(colliding, event, claims.forgotten)) return 'stored';
     }
-    for (const sealedSeq of this.sealed.seqsOf(hash)) {
+    for (const sealedSeq of this.sealedSeqsOf(hash)) {
       seen = true;
       if (this.holds(sealedSeq, event, claims.forgotten)) return 'stored';
     }
     return seen ? 'hash seen' : 'unseen';
+  }
+
+  /** The seqs the segments hold for `hash`, read again after rebuilding any segment found damaged on the way. */
+  private sealedSeqsOf(hash: number): readonly number[] {
+    // Each repair rewrites one segment; meeting damage more often than there are segments means fresh
+    // writes read back damaged: a failing disk, which the batch's retries report as a store error.
+    for (let repairs = 0; ; repairs++) {
+      try {
+        return this.sealed.seqsOf(hash);
+      } catch (error) {
+        if (error instanceof SegmentDamage && repairs > this.sealed.count) {
+          throw new StoreError('dedup index segments keep reading back damaged after being rebuilt', 'SEGMENT_UNREADABLE', { cause: error });
+        }
+        this.repair(error);
+      }
+    }
+  }
+
+  /** Rebuilds the segment a SegmentDamage names from the rows; rethrows any other error. */
+  private repair(error: unknown): void {
+    if (!(error instanceof SegmentDamage)) throw error;
+    // A merge in progress may be reading that file: it is dropped (its output was never registered) and starts over.
+    this.merging?.return(undefined);
+    this.merging = undefined;
+    const rows = this.sealed.rebuild(error.segment);
+    this.options.onRebuilt?.({ damage: error.message, rows });
   }
 
   /** The batch committed: its claims join the in-memory tables. */
@@ -177,7 +217,12 @@ export class DedupIndex {
       }
       this.merging ??= this.mergeJob();
       if (!this.merging) return;
-      if (this.merging.next().done) this.merging = undefined;
+      try {
+        if (this.merging.next().done) this.merging = undefined;
+      } catch (error) {
+        this.merging = undefined;
+        this.repair(error);
+      }
     }
   }
 

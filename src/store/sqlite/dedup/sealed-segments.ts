@@ -1,8 +1,9 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { KeyIndex } from './key-index.js';
-import { SegmentFileError, SegmentReader, SegmentWriter } from './segment-file.js';
+import { StoreError } from '../../store.js';
+import { PAIRS_PER_BLOCK, SegmentFileError, SegmentReader, SegmentWriter } from './segment-file.js';
 
 /*
  * The sealed part of the dedup index: immutable segment files (segment-file.ts), each covering one
@@ -13,6 +14,10 @@ import { SegmentFileError, SegmentReader, SegmentWriter } from './segment-file.j
  *
  * Merging is size-tiered: runs of MERGE_FANIN adjacent segments of similar size become one, so a store
  * of N keys holds O(log N) segments and a lookup asks O(log N) filters.
+ *
+ * The rows are the truth: a segment found damaged (at start-up, by a lookup or by a merge) is rewritten
+ * from the rows of its seq range under its own name and registration (`rebuild`), a superset of what
+ * sealing wrote (every row of the range, not only the first of each hash), which lookups confirm anyway.
  */
 
 const MERGE_FANIN = 4;
@@ -22,6 +27,7 @@ const TIER_FACTOR = 4;
 const MAX_SEGMENTS = 24;
 /** Pairs handled between yields: a few milliseconds. */
 const PAIRS_PER_SLICE = 16_384;
+const BLOCKS_PER_SLICE = PAIRS_PER_SLICE / PAIRS_PER_BLOCK;
 const SLOTS_PER_SLICE = 65_536;
 /** Buckets of the counting sort: each is sorted in one slice (about 1,000 keys for a seal of 1M). */
 const BUCKETS = 1024;
@@ -82,10 +88,10 @@ export class SealedSegments {
         }
       } catch (error) {
         if (!(error instanceof SegmentFileError) && (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-        const pairs = this.pairsOfRange(row.first_seq, row.last_seq);
-        rowsRead += pairs.length / 2;
+        const rewritten = this.rewrite(row.file, row.first_seq, row.last_seq);
+        rowsRead += rewritten.rows;
         rebuilt++;
-        reader = this.writeSorted(row.file, pairs, row.first_seq, row.last_seq);
+        reader = rewritten.reader;
       }
       this.add(reader, row.id);
     }
@@ -109,9 +115,29 @@ export class SealedSegments {
     return this.segments.reduce((sum, s) => sum + s.memoryBytes, 0);
   }
 
-  /** The seqs stored with `hash` in any segment, newest segment first. */
-  *seqsOf(hash: number): Generator<number> {
-    for (let i = this.segments.length - 1; i >= 0; i--) yield* this.segments[i]!.seqsOf(hash);
+  /** The seqs stored with `hash` in any segment, newest segment first. Throws SegmentDamage. */
+  seqsOf(hash: number): readonly number[] {
+    let found: readonly number[] = [];
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const seqs = this.segments[i]!.seqsOf(hash);
+      if (seqs.length > 0) found = found.length === 0 ? seqs : [...found, ...seqs];
+    }
+    return found;
+  }
+
+  /**
+   * Rewrites a damaged segment from the rows of its range, under its name and registration, and returns
+   * the rows read. Nothing may be reading it meanwhile (a merge of it is dropped first: dedup-index.ts).
+   */
+  rebuild(segment: SegmentReader): number {
+    const at = this.segments.indexOf(segment);
+    if (at < 0) return 0;
+    const { reader, rows } = this.rewrite(basename(segment.path), segment.header.firstSeq, segment.header.lastSeq);
+    this.segments[at] = reader;
+    this.ids.set(reader, this.ids.get(segment)!);
+    this.ids.delete(segment);
+    segment.close();
+    return rows;
   }
 
   /**
@@ -170,17 +196,20 @@ export class SealedSegments {
     return best;
   }
 
-  /** Merges adjacent `inputs` into one segment, dropping keys below `floorSeq` (forgotten: their rows are gone). */
+  /**
+   * Merges adjacent `inputs` into one segment, dropping keys below `floorSeq` (forgotten: their rows are
+   * gone). Throws SegmentDamage (having written nothing) if an input's pairs are damaged.
+   */
   *merge(inputs: SegmentReader[], floorSeq: number): Generator<void> {
     const keys = inputs.reduce((sum, s) => sum + s.header.keys, 0);
     yield* this.write(keys, inputs[0]!.header.firstSeq, inputs.at(-1)!.header.lastSeq, inputs, function* (writer) {
-      const heads = inputs.map((segment) => ({ segment, pairs: segment.readPairs(0, PAIRS_PER_SLICE), at: 0, read: 0 }));
+      const heads = inputs.map((segment) => ({ segment, pairs: segment.readBlocks(0, BLOCKS_PER_SLICE), at: 0, block: 0 }));
       for (let done = 0; ; done++) {
         let min: (typeof heads)[number] | undefined;
         for (const head of heads) {
-          if (head.at === head.pairs.length) {
-            head.read += head.pairs.length / 2;
-            head.pairs = head.segment.readPairs(head.read, PAIRS_PER_SLICE);
+          if (head.at === head.pairs.length && head.block < head.segment.blocks) {
+            head.block += BLOCKS_PER_SLICE;
+            head.pairs = head.segment.readBlocks(head.block, BLOCKS_PER_SLICE);
             head.at = 0;
           }
           if (head.pairs.length === 0) continue;
@@ -220,19 +249,29 @@ export class SealedSegments {
     this.replace(removed, { reader, id, file }, onRegister);
   }
 
-  /** Writes `file` from the pairs `fill` adds and opens it; a failure abandons it (only a temporary file was written). */
+  /**
+   * Writes `file` from the pairs `fill` adds and opens it; a failure, or a job dropped half done
+   * (`return()`), abandons it: only a temporary file was written.
+   */
   private *writeFile(file: string, maxKeys: number, first: number, last: number,
     fill: (writer: SegmentWriter) => Generator<void>): Generator<void, SegmentReader> {
     const path = join(this.dir, file);
     const writer = new SegmentWriter(path, maxKeys);
+    let filled = false;
     try {
       yield* fill(writer);
-    } catch (error) {
-      writer.abandon();
-      throw error;
+      filled = true;
+    } finally {
+      if (!filled) writer.abandon();
     }
     writer.finish(first, last);
-    return SegmentReader.open(path);
+    try {
+      return SegmentReader.open(path);
+    } catch (error) {
+      if (!(error instanceof SegmentFileError)) throw error;
+      // What was just written and fsynced reads back wrong: the disk, not the index, is at fault.
+      throw new StoreError('a dedup index segment read back damaged right after it was written', 'SEGMENT_UNREADABLE', { cause: error });
+    }
   }
 
   /** Registers `added` in place of `removed` in one transaction, then lets the old files go. */
@@ -270,7 +309,12 @@ export class SealedSegments {
     return Float64Array.from(pairs);
   }
 
-  /** Rewrites a registered segment's file at once (start-up: nothing else runs yet) from its range's pairs. */
+  /** Rewrites a registered segment's file at once from the rows of its range; returns it open, and the rows read. */
+  private rewrite(file: string, first: number, last: number): { reader: SegmentReader; rows: number } {
+    const pairs = this.pairsOfRange(first, last);
+    return { reader: this.writeSorted(file, pairs, first, last), rows: pairs.length / 2 };
+  }
+
   private writeSorted(file: string, pairs: Float64Array, first: number, last: number): SegmentReader {
     const order = Array.from({ length: pairs.length / 2 }, (_, i) => i);
     order.sort((x, y) => pairs[2 * x]! - pairs[2 * y]! || pairs[2 * x + 1]! - pairs[2 * y + 1]!);

@@ -1,4 +1,4 @@
-import { closeSync, fdatasyncSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { BloomFilter } from './bloom.js';
 
@@ -6,22 +6,27 @@ import { BloomFilter } from './bloom.js';
  * A sealed segment of the dedup index: the (hash, seq) pairs of the keys stored in one seq range, written
  * once, sorted by (hash, seq), never changed. Layout (little-endian):
  *
- *   header  64 B   magic, version, key count, first/last seq, section sizes, CRC-32 of filter+fences and of the header
- *   filter         a blocked Bloom filter of the hashes (bloom.ts), ~1.25 B a key, held in memory
- *   fences         every FENCE_EVERY-th hash, held in memory, so a lookup reads one 4 KiB run of pairs
- *   pairs   16 B   hash (float64), seq (float64) per key
+ *   header     64 B  magic, version, key count, first/last seq, section sizes, CRC-32 of the sections and of the header
+ *   filter            a blocked Bloom filter of the hashes (bloom.ts), ~1.25 B a key, held in memory
+ *   fences            the first hash of every block of PAIRS_PER_BLOCK pairs, held in memory, so a lookup reads one block
+ *   checksums   4 B   CRC-32 of every block of pairs, held in memory
+ *   pairs      16 B   hash (float64), seq (float64) per key, in blocks of 4 KiB
  *
  * A file is written to a temporary name, fsynced and renamed, and only then registered in the database;
  * a file that is not registered is a leftover of a crash and is deleted. One whose header, size or
- * checksum is wrong is rebuilt from the rows of its range (sealed-segments.ts): never trusted.
+ * sections are wrong fails `open`; a block of pairs that fails its checksum or its order fails the read
+ * that meets it (SegmentDamage), at start-up, in a lookup or in a merge alike. Either way the segment is
+ * rebuilt from the rows of its range (sealed-segments.ts): damaged bytes are never trusted.
  */
 
 const MAGIC = 0x5359454b_41535350n; // "PSSAKEYS"
-const VERSION = 1;
+/** 2 added the block checksums: a version-1 file fails `open` and is rebuilt once. */
+const VERSION = 2;
 const HEADER_BYTES = 64;
 const PAIR_BYTES = 16;
-/** Pairs per fence: 256 × 16 B = one 4 KiB read per lookup. */
-const FENCE_EVERY = 256;
+/** Pairs a fence and a checksum cover: 256 × 16 B = one 4 KiB read per lookup. */
+export const PAIRS_PER_BLOCK = 256;
+const BLOCK_BYTES = PAIRS_PER_BLOCK * PAIR_BYTES;
 const NONE: readonly number[] = [];
 /** Written bytes flushed to disk as the file grows, so that no single fsync holds the consumer for long. */
 const SYNC_EVERY_BYTES = 4 * 1024 * 1024;
@@ -36,11 +41,22 @@ export class SegmentFileError extends Error {
   override name = 'SegmentFileError';
 }
 
+/** A block of an open segment read back damaged: the segment must be rebuilt from the rows. */
+export class SegmentDamage extends SegmentFileError {
+  override name = 'SegmentDamage';
+  constructor(readonly segment: SegmentReader, what: string) {
+    super(`${segment.path}: ${what}`);
+  }
+}
+
+const blocksOf = (keys: number) => Math.ceil(keys / PAIRS_PER_BLOCK);
+
 /** Writes a segment's sorted pairs as they come; `finish` makes it durable under its final name. */
 export class SegmentWriter {
   private readonly fd: number;
   private readonly filter: BloomFilter;
   private readonly fences: Float64Array;
+  private readonly checksums: Uint32Array;
   private readonly pairsAt: number;
   private written = 0;
   private unsynced = 0;
@@ -52,9 +68,11 @@ export class SegmentWriter {
   /** `maxKeys` bounds what will be added (the sections are sized for it). */
   constructor(private readonly path: string, maxKeys: number) {
     this.filter = BloomFilter.forKeys(maxKeys);
-    this.fences = new Float64Array(Math.ceil(maxKeys / FENCE_EVERY));
-    this.pairsAt = HEADER_BYTES + this.filter.bytes.byteLength + this.fences.byteLength;
-    this.buffer = new Float64Array(2 * 4096);
+    this.fences = new Float64Array(blocksOf(maxKeys));
+    this.checksums = new Uint32Array(blocksOf(maxKeys));
+    this.pairsAt = HEADER_BYTES + this.filter.bytes.byteLength + this.fences.byteLength + this.checksums.byteLength;
+    // Whole blocks: every flush but the last one writes complete blocks, so each is checksummed once.
+    this.buffer = new Float64Array(2 * 16 * PAIRS_PER_BLOCK);
     this.fd = openSync(`${path}.tmp`, 'w');
   }
 
@@ -70,7 +88,7 @@ export class SegmentWriter {
     this.lastHash = hash;
     this.lastSeq = seq;
     const index = this.keys;
-    if (index % FENCE_EVERY === 0) this.fences[index / FENCE_EVERY] = hash;
+    if (index % PAIRS_PER_BLOCK === 0) this.fences[index / PAIRS_PER_BLOCK] = hash;
     this.filter.add(hash);
     this.buffer[this.buffered++] = hash;
     this.buffer[this.buffered++] = seq;
@@ -80,8 +98,9 @@ export class SegmentWriter {
   /** Writes the header and sections, fsyncs, and renames the file into place. */
   finish(firstSeq: number, lastSeq: number): SegmentHeader {
     this.flush();
-    const fenceCount = Math.ceil(this.written / FENCE_EVERY);
-    const fences = new Uint8Array(this.fences.buffer, 0, fenceCount * 8);
+    const blocks = blocksOf(this.written);
+    const fences = new Uint8Array(this.fences.buffer, 0, blocks * 8);
+    const checksums = new Uint8Array(this.checksums.buffer, 0, blocks * 4);
     const header = Buffer.alloc(HEADER_BYTES);
     header.writeBigUInt64LE(MAGIC, 0);
     header.writeUInt32LE(VERSION, 8);
@@ -90,25 +109,32 @@ export class SegmentWriter {
     header.writeDoubleLE(lastSeq, 28);
     header.writeUInt32LE(this.filter.bytes.byteLength, 36);
     header.writeUInt32LE(this.fences.byteLength, 40);
-    header.writeUInt32LE(crc32(fences, crc32(this.filter.bytes)), 44);
+    header.writeUInt32LE(crc32(checksums, crc32(fences, crc32(this.filter.bytes))), 44);
+    header.writeUInt32LE(this.checksums.byteLength, 48);
     header.writeUInt32LE(crc32(header.subarray(0, 60)), 60);
     writeSync(this.fd, header, 0, HEADER_BYTES, 0);
     writeSync(this.fd, this.filter.bytes, 0, this.filter.bytes.byteLength, HEADER_BYTES);
     writeSync(this.fd, fences, 0, fences.byteLength, HEADER_BYTES + this.filter.bytes.byteLength);
+    writeSync(this.fd, checksums, 0, checksums.byteLength, HEADER_BYTES + this.filter.bytes.byteLength + this.fences.byteLength);
     fsyncSync(this.fd);
     closeSync(this.fd);
     renameSync(`${this.path}.tmp`, this.path);
     return { keys: this.written, firstSeq, lastSeq };
   }
 
-  /** Gives up: the temporary file stays behind and is deleted at the next start. */
+  /** Gives up: deletes the temporary file (or, if that fails, the next start does). */
   abandon(): void {
     closeSync(this.fd);
+    rmSync(`${this.path}.tmp`, { force: true });
   }
 
   private flush(): void {
     if (this.buffered === 0) return;
     const bytes = new Uint8Array(this.buffer.buffer, 0, this.buffered * 8);
+    const firstBlock = this.written / PAIRS_PER_BLOCK;
+    for (let at = 0; at < bytes.byteLength; at += BLOCK_BYTES) {
+      this.checksums[firstBlock + at / BLOCK_BYTES] = crc32(bytes.subarray(at, at + BLOCK_BYTES));
+    }
     writeSync(this.fd, bytes, 0, bytes.byteLength, this.pairsAt + this.written * PAIR_BYTES);
     this.written += this.buffered / 2;
     this.buffered = 0;
@@ -120,7 +146,7 @@ export class SegmentWriter {
   }
 }
 
-/** An open sealed segment: its filter and fences in memory, its pairs read on demand. */
+/** An open sealed segment: its filter, fences and checksums in memory, its pairs read on demand, a block at a time. */
 export class SegmentReader {
   private constructor(
     readonly path: string,
@@ -128,6 +154,7 @@ export class SegmentReader {
     readonly header: SegmentHeader,
     readonly filter: BloomFilter,
     private readonly fences: Float64Array,
+    private readonly checksums: Uint32Array,
     private readonly pairsAt: number,
   ) {}
 
@@ -140,28 +167,30 @@ export class SegmentReader {
       if (header.readBigUInt64LE(0) !== MAGIC || header.readUInt32LE(8) !== VERSION) throw new SegmentFileError(`${path}: not a key segment`);
       if (header.readUInt32LE(60) !== crc32(header.subarray(0, 60))) throw new SegmentFileError(`${path}: header checksum mismatch`);
       const keys = header.readDoubleLE(12);
+      const firstSeq = header.readDoubleLE(20);
+      const lastSeq = header.readDoubleLE(28);
       const filterBytes = header.readUInt32LE(36);
       const fenceBytes = header.readUInt32LE(40);
-      const pairsAt = HEADER_BYTES + filterBytes + fenceBytes;
-      const sections = Buffer.alloc(filterBytes + fenceBytes);
+      const checksumBytes = header.readUInt32LE(48);
+      const blocks = blocksOf(keys);
+      if (!Number.isSafeInteger(keys) || keys < 0 || !(firstSeq <= lastSeq) || filterBytes === 0 || filterBytes % 64 !== 0
+        || fenceBytes < blocks * 8 || fenceBytes % 8 !== 0 || checksumBytes < blocks * 4) {
+        throw new SegmentFileError(`${path}: inconsistent header`);
+      }
+      const pairsAt = HEADER_BYTES + filterBytes + fenceBytes + checksumBytes;
+      if (fstatSync(fd).size !== pairsAt + keys * PAIR_BYTES) throw new SegmentFileError(`${path}: wrong size`);
+      const sections = new Uint8Array(filterBytes + fenceBytes + checksumBytes);
       if (readSync(fd, sections, 0, sections.byteLength, HEADER_BYTES) !== sections.byteLength) {
-        throw new SegmentFileError(`${path}: truncated filter`);
+        throw new SegmentFileError(`${path}: truncated sections`);
       }
-      const fenceCount = Math.ceil(keys / FENCE_EVERY);
-      const usedFences = sections.subarray(filterBytes, filterBytes + fenceCount * 8);
-      if (crc32(usedFences, crc32(sections.subarray(0, filterBytes))) !== header.readUInt32LE(44)) {
-        throw new SegmentFileError(`${path}: filter checksum mismatch`);
-      }
-      const last = Buffer.alloc(PAIR_BYTES);
-      if (keys > 0 && readSync(fd, last, 0, PAIR_BYTES, pairsAt + (keys - 1) * PAIR_BYTES) !== PAIR_BYTES) {
-        throw new SegmentFileError(`${path}: truncated pairs`);
-      }
-      const copy = new Uint8Array(sections.byteLength);
-      copy.set(sections);
-      return new SegmentReader(path, fd,
-        { keys, firstSeq: header.readDoubleLE(20), lastSeq: header.readDoubleLE(28) },
-        new BloomFilter(copy.subarray(0, filterBytes)),
-        new Float64Array(copy.buffer, filterBytes, fenceCount), pairsAt);
+      const filter = sections.subarray(0, filterBytes);
+      const fences = new Float64Array(sections.buffer, filterBytes, blocks);
+      const checksums = new Uint32Array(sections.buffer, filterBytes + fenceBytes, blocks);
+      const sectionsCrc = crc32(new Uint8Array(checksums.buffer, checksums.byteOffset, checksums.byteLength),
+        crc32(new Uint8Array(fences.buffer, fences.byteOffset, fences.byteLength), crc32(filter)));
+      if (sectionsCrc !== header.readUInt32LE(44)) throw new SegmentFileError(`${path}: sections checksum mismatch`);
+      for (let b = 1; b < blocks; b++) if (!(fences[b - 1]! <= fences[b]!)) throw new SegmentFileError(`${path}: fences out of order`);
+      return new SegmentReader(path, fd, { keys, firstSeq, lastSeq }, new BloomFilter(filter), fences, checksums, pairsAt);
     } catch (error) {
       closeSync(fd);
       throw error;
@@ -170,13 +199,21 @@ export class SegmentReader {
 
   /** Bytes of memory it holds. */
   get memoryBytes(): number {
-    return this.filter.bytes.byteLength + this.fences.byteLength;
+    return this.filter.bytes.byteLength + this.fences.byteLength + this.checksums.byteLength;
   }
 
-  /** The seqs stored with `hash`, ascending; none (usually without touching the disk, or allocating) when absent. */
+  /** Blocks of pairs in the file. */
+  get blocks(): number {
+    return this.fences.length;
+  }
+
+  /**
+   * The seqs stored with `hash`, ascending; none (usually without touching the disk, or allocating) when
+   * absent. Throws SegmentDamage if a block it reads is damaged.
+   */
   seqsOf(hash: number): readonly number[] {
     if (!this.filter.mayContain(hash)) return NONE;
-    // The last fence at or below the hash starts the run; equal hashes may spill into the runs before it.
+    // The last fence below the hash starts the search; equal hashes may spill over into the next blocks.
     let lo = 0;
     let hi = this.fences.length - 1;
     while (lo < hi) {
@@ -185,8 +222,8 @@ export class SegmentReader {
       else hi = mid - 1;
     }
     const seqs: number[] = [];
-    for (let fence = lo; fence < this.fences.length; fence++) {
-      const pairs = this.readRun(fence);
+    for (let block = lo; block < this.fences.length; block++) {
+      const pairs = this.readBlocks(block, 1);
       for (let i = 0; i < pairs.length; i += 2) {
         if (pairs[i] === hash) seqs.push(pairs[i + 1]!);
         else if (pairs[i]! > hash) return seqs;
@@ -195,12 +232,19 @@ export class SegmentReader {
     return seqs;
   }
 
-  /** The pairs from index `from` on, `count` of them at most, as (hash, seq) in one array: for merging. */
-  readPairs(from: number, count: number): Float64Array {
-    const n = Math.max(0, Math.min(count, this.header.keys - from));
+  /**
+   * The pairs of blocks [first, first + count), as (hash, seq) in one array, each block checked: its
+   * checksum, its fence, its order and its seqs inside the segment's range. Throws SegmentDamage.
+   */
+  readBlocks(first: number, count: number): Float64Array {
+    const from = first * PAIRS_PER_BLOCK;
+    const n = Math.max(0, Math.min(count * PAIRS_PER_BLOCK, this.header.keys - from));
     const pairs = new Float64Array(2 * n);
     const bytes = new Uint8Array(pairs.buffer);
-    readSync(this.fd, bytes, 0, bytes.byteLength, this.pairsAt + from * PAIR_BYTES);
+    if (readSync(this.fd, bytes, 0, bytes.byteLength, this.pairsAt + from * PAIR_BYTES) !== bytes.byteLength) {
+      throw new SegmentDamage(this, 'truncated pairs');
+    }
+    for (let at = 0; at < bytes.byteLength; at += BLOCK_BYTES) this.check(first + at / BLOCK_BYTES, pairs, at / 8);
     return pairs;
   }
 
@@ -208,7 +252,19 @@ export class SegmentReader {
     closeSync(this.fd);
   }
 
-  private readRun(fence: number): Float64Array {
-    return this.readPairs(fence * FENCE_EVERY, FENCE_EVERY);
+  /** Checks the block `block`, found in `pairs` from index `at`. */
+  private check(block: number, pairs: Float64Array, at: number): void {
+    const end = Math.min(pairs.length, at + 2 * PAIRS_PER_BLOCK);
+    if (crc32(new Uint8Array(pairs.buffer, at * 8, (end - at) * 8)) !== this.checksums[block]) {
+      throw new SegmentDamage(this, `block ${block} fails its checksum`);
+    }
+    // Bytes that match their checksum were written so; these catch what a checksum collision would let by.
+    const { firstSeq, lastSeq } = this.header;
+    let ordered = pairs[at] === this.fences[block] && (block + 1 === this.fences.length || pairs[end - 2]! <= this.fences[block + 1]!);
+    for (let i = at; ordered && i < end; i += 2) {
+      const seq = pairs[i + 1]!;
+      ordered = seq >= firstSeq && seq <= lastSeq && (i === at || pairs[i - 2]! < pairs[i]! || (pairs[i - 2] === pairs[i] && pairs[i - 1]! < seq));
+    }
+    if (!ordered) throw new SegmentDamage(this, `block ${block} out of order`);
   }
 }
