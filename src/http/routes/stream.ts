@@ -42,10 +42,20 @@ async function streamStart(query: StreamQuery, lastEventId: string | string[] | 
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
   if (query.consumer !== undefined && consumer === undefined) throw unknown(query.consumer);
   const topics = consumer ? narrowed(consumer.topics, asked) : asked;
-  if (lastEventId !== undefined) return { after: seqHeader(lastEventId), topics };
+  if (lastEventId !== undefined) return { ...resumedFrom(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
   if (query.after !== undefined) return { after: query.after, topics };
-  return { after: await reader.startAfter(query.since === undefined ? undefined : new Date(query.since).toISOString()), topics };
+  return { after: await reader.startAfter(query.since === undefined ? undefined : receivedAtText(query.since)), topics };
+}
+
+/**
+ * `since` as received_at text (UTC ISO, which sorts as time). A valid time may fall outside years 0-9999 in
+ * UTC, where the ISO form starts with a sign and would sort before every stored time: it is clamped instead.
+ */
+function receivedAtText(since: string): string {
+  const iso = new Date(since).toISOString();
+  if (iso.startsWith('+')) return '9999-12-31T23:59:59.999Z';
+  return iso.startsWith('-') ? '0000-01-01T00:00:00.000Z' : iso;
 }
 
 /** A consumer's topics (null: every topic), narrowed to the ones the request names too. */
@@ -56,10 +66,14 @@ function narrowed(own: string[] | null, asked: string[] | undefined): string[] |
   return topics;
 }
 
-function seqHeader(value: string | string[]): number {
-  const seq = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(seq)) throw new ApiError('INVALID_QUERY', 'Last-Event-ID must be a seq (an integer from 0 to 2^53-1)');
-  return seq;
+/** Last-Event-ID: an event's id (its seq) or a gap's (`<seq>` or `<seq>:<sum of the purge horizons it told of>`). */
+function resumedFrom(value: string | string[]): Pick<StreamStart, 'after' | 'toldSum'> {
+  const [, seq, sum] = (typeof value === 'string' && /^(\d{1,16})(?::(\d{1,32}))?$/.exec(value)) || [];
+  const after = Number(seq);
+  if (seq === undefined || !Number.isSafeInteger(after)) {
+    throw new ApiError('INVALID_QUERY', 'Last-Event-ID must be an id this stream sent: a seq (an integer from 0 to 2^53-1), or a gap\'s');
+  }
+  return { after, toldSum: sum === undefined ? undefined : BigInt(sum) };
 }
 
 /** GET /events/stream: Server-Sent Events, resumable by seq (README, "Subscribing"). */
@@ -84,6 +98,8 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       if (hub.size + starting >= maxSubscribers) {
         throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
       }
+      // Listened for before the first await: a client that leaves while its start is read must not leave a stream behind.
+      const gone = new Promise<void>((resolve) => reply.raw.once('close', resolve));
       starting++;
       let start: StreamStart;
       try {
@@ -98,7 +114,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         'x-accel-buffering': 'no',
       });
       res.write(`retry: ${RETRY_MS}\n\n`);
-      hub.subscribe(responseSink(res), start, (closed) => res.once('close', closed));
+      hub.subscribe(responseSink(res), start, (closed) => void gone.then(closed));
     },
   );
 };

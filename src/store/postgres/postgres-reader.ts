@@ -111,6 +111,10 @@ const PURGE_HORIZON = `
                     FROM unnest($1::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
          END AS min`;
 
+const PURGE_HORIZONS_ABOVE = `
+  SELECT coalesce(array_agg(purged_through ORDER BY purged_through), '{}') AS horizons
+  FROM topic_purges WHERE purged_through > $1 AND ($2::text[] IS NULL OR topic = ANY($2))`;
+
 /**
  * /stats figures of the topics $1 that exist: retained events and their doc bytes (summed over replicas),
  * the first and last retained seq and the first one's received_at (ends of the partial (topic, seq) index),
@@ -155,7 +159,7 @@ export class PostgresEventReader implements EventReader {
       seqs,
       ends: Uint32Array.from(row!.ends, Number),
       topics: row!.topics,
-      end: seqs.length > 0 ? seqs[seqs.length - 1]! : Math.max(after, Number(row!.visible_end)),
+      end: seqs.length > 0 ? seqs[seqs.length - 1]! : Number(row!.visible_end),
       pending: row!.pending,
     };
   }
@@ -192,6 +196,11 @@ export class PostgresEventReader implements EventReader {
   async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
     const { rows: [row] } = await this.query<{ max: string; min: string }>(PURGE_HORIZON, [topics ?? null]);
     return { max: Number(row!.max), min: Number(row!.min) };
+  }
+
+  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]> {
+    const { rows: [row] } = await this.query<{ horizons: string[] }>(PURGE_HORIZONS_ABOVE, [after, topics ?? null]);
+    return row!.horizons.map(Number);
   }
 
   async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {
