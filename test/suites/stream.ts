@@ -28,6 +28,14 @@ async function publishAll(server: ServerProcess, events: TestEvent[], perRequest
   }
 }
 
+/**
+ * Every stored event, once all `count` published are readable: on PostgreSQL a commit another transaction
+ * holds behind the commit horizon (another test's, on a shared server) is acked before it is readable.
+ */
+const readAll = (server: ServerProcess, count: number) => eventually(() => readAllEvents((path) => server.get(path)), {
+  what: `${count} readable events`, timeout: 20_000, interval: 20, until: (all) => all.length >= count,
+});
+
 const events = (count: number, topic = 'orders.eu') => Array.from({ length: count }, () => makeEvent({ topic }));
 const seqsOf = (items: any[]) => items.map((e) => e.seq as number);
 
@@ -71,7 +79,7 @@ export function streamSuite(store: TestStore): void {
     const fromNow = await openStream(server.url, '/events/stream');
     const resumed = await openStream(server.url, '/events/stream?after=0', { 'last-event-id': '' });
     t.equal(resumed.status, 400, 'an empty Last-Event-ID is refused');
-    const before = await readAllEvents((path) => server.get(path));
+    const before = await readAll(server, 10);
     const lastId = await openStream(server.url, '/events/stream?after=0', { 'last-event-id': String(before[6].seq) });
     await sleep(50);
     const since = new Date().toISOString();
@@ -97,7 +105,7 @@ export function streamSuite(store: TestStore): void {
     const mixed = Array.from({ length: 60 }, (_, i) => makeEvent({ topic: ['a', 'b', 'c'][i % 3]! }));
     await publishAll(server, mixed, 7);
     t.equal((await server.request('PUT', '/consumers/billing', { topics: ['a', 'b'], start: 'earliest' })).status, 201);
-    const stored = await readAllEvents((path) => server.get(path));
+    const stored = await readAll(server, 60);
     const mine = stored.filter((e) => e.topic !== 'c');
     t.equal((await server.request('POST', '/consumers/billing/commit', { seq: mine[9].seq })).status, 200);
     const after = (events: any[], seq: number) => seqsOf(events.filter((e) => e.seq > seq));
@@ -211,7 +219,7 @@ export function streamSuite(store: TestStore): void {
 
     const slow = stalled[0]!;
     slow.resume();
-    const stored = await readAllEvents((path) => server.get(path));
+    const stored = await readAll(server, 27_000);
     await slow.waitFor(stored.length - 7_000, 60_000);
     await eventually(() => slow.ids.at(-1), { what: 'the slow subscriber to catch up', timeout: 60_000, until: (id) => id === stored.at(-1).seq });
     t.same(slow.ids, seqsOf(stored.slice(7_000)), 'the slow subscriber got every event once, in order');

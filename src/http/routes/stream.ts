@@ -18,7 +18,10 @@ export const StreamQuerySchema = Type.Object(
     after: Type.Optional(Type.Integer({
       minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Start after this seq; 0: from the oldest. Absent: only new events',
     })),
-    since: Type.Optional(Type.String({ format: 'date-time', description: 'RFC 3339: from the first event received at or after it' })),
+    since: Type.Optional(Type.String({
+      format: 'date-time',
+      description: 'RFC 3339 with a zone, on a real calendar date, no leap second (as publish\'s timestamp): from the first event received at or after it',
+    })),
     consumer: Type.Optional(Type.String({
       description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
     })),
@@ -87,9 +90,10 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       schema: {
         summary: 'A live stream of stored events (Server-Sent Events), resumable by seq',
         description: 'Each event: `id: <seq>`, `event: event`, `data: <the /events item>`. Catch-up from the store, then live; '
-          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle. '
-          + 'Events retention purged after the cursor are announced by `event: gap` with `data: {"after", "resumed_after"}` '
-          + '(its id: resumed_after) before the stream goes on after resumed_after.',
+          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle '
+          + '(SSE_KEEPALIVE_MS). Events retention purged after the cursor are announced by `event: gap` with '
+          + '`data: {"after", "resumed_after"}` before the stream goes on after resumed_after. A gap\'s id is resumed_after, '
+          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
       },
