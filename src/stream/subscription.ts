@@ -85,6 +85,11 @@ export class Subscription {
   private readonly topics: readonly string[] | undefined;
   /** A purge is told once. */
   private readonly told: ToldPurges;
+  /**
+   * The next catch-up read's byte cap: twice what the client took of the last page, up to a full page. What
+   * it does not take is read again, and a read costs what it reads (on PostgreSQL, framing included).
+   */
+  private readBytes: number;
   private readonly keepAlive: NodeJS.Timeout;
   private readonly topicSet: ReadonlySet<string> | undefined;
 
@@ -99,6 +104,7 @@ export class Subscription {
     this.cursor = start.after;
     this.topics = start.topics;
     this.told = new ToldPurges(start.toldSum);
+    this.readBytes = limits.pageBytes;
     this.topicSet = start.topics && new Set(start.topics);
     this.keepAlive = setInterval(() => {
       if (!this.wrote && !sink.needsDrain) sink.write(KEEP_ALIVE);
@@ -151,7 +157,7 @@ export class Subscription {
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       try {
         page = await this.reads.page({
-          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
+          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes,
         });
         untold = await this.untoldPurge();
       } catch (error) {
@@ -200,13 +206,18 @@ export class Subscription {
    */
   private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
     const first = this.firstAfterCursor(seqs);
-    let from = first === 0 ? 0 : ends[first - 1]!;
+    const start = first === 0 ? 0 : ends[first - 1]!;
+    let from = start;
     for (let i = first; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
       from = ends[i]!;
     }
+    const taken = from - start;
+    this.readBytes = from === frames.byteLength
+      ? Math.min(this.limits.pageBytes, 2 * this.readBytes)
+      : Math.min(this.limits.pageBytes, Math.max(CATCH_UP_CHUNK_BYTES, 2 * taken));
   }
 
   private send(frames: Uint8Array): void {
