@@ -48,6 +48,8 @@ export interface Config {
   keepAliveTimeoutMs: number;
   /** Most open /events/stream connections; one more gets 503 SUBSCRIBER_LIMIT. */
   maxSubscribers: number;
+  /** An idle /events/stream gets a `: keep-alive` comment after this long without a frame. */
+  sseKeepAliveMs: number;
   /** Shared secret for `Authorization: Bearer …`; empty: no authentication. */
   authToken: string;
   /** A token for the read routes only (AUTH_READS), so a dashboard never holds the publish token. */
@@ -155,6 +157,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   maxSubscribers: {
     env: 'MAX_SUBSCRIBERS', flag: 'max-subscribers', defaultValue: '10000', parse: integer(0, 1_000_000),
   },
+  sseKeepAliveMs: { env: 'SSE_KEEPALIVE_MS', flag: 'sse-keepalive-ms', defaultValue: '15000', parse: integer(100, 600_000) },
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },

@@ -1,131 +1,33 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PURGED_THROUGH_HEADER } from '../src/http/routes/events.js';
-import { createLogger } from '../src/logger.js';
 import { parseRetentionRules } from '../src/retention.js';
-import { PurgeCheck } from '../src/stream/purge-check.js';
-import { SqliteEventStore } from '../src/store/sqlite/sqlite-store.js';
-import { SqliteWorkerReader } from '../src/store/sqlite/sqlite-worker-reader.js';
-import type { EventReader } from '../src/store/store.js';
-import { CommitSignal } from '../src/stream/commit-signal.js';
-import { SubscriberHub } from '../src/stream/hub.js';
-import type { StreamSink } from '../src/stream/subscription.js';
-import { SseParser, type SseMessage } from '../src/subscriber/sse-parser.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { hubOver, seen, settle, sqliteGapStore, until } from './helpers/gap-store.js';
 import { startAggregator, type TestAggregator } from './helpers/in-process.js';
+import { streamGapSuite } from './suites/stream-gaps.js';
 
 /*
  * What readers are told of purged events on SQLite. The stream's `gap` event, over a real store file, the
  * reader worker and the hub, with purges the test runs on the writer (maintain) at chosen moments: before
  * the streams start, between two reads of a stream, before the shared feed reads; count rules (or an age
- * rule on events received long ago) decide exactly which seqs go. And the X-Purged-Through header of
+ * rule on events received long ago) decide exactly which seqs go (SQLite's seqs count 1, 2, 3, … here;
+ * the suite shared with PostgreSQL takes them from the commits). And the X-Purged-Through header of
  * /events and consumer pages, through the server and its own purge.
  */
 
 /** Long ago: an age rule purges every event received then, whatever the count. */
 const LONG_AGO = '2020-01-01T00:00:00.000Z';
-
-/**
- * A real SQLite store with `retention`, that purges only when told to (`purge`), and the real reader
- * worker over it, wrapped to run `beforeStreamRead` before each stream read (a purge between two reads) and
- * to count purge horizon reads.
- */
-async function sqliteOf(t: Test, retention: string) {
-  const dbPath = join(t.testdir(), 'gap.db');
-  const store = new SqliteEventStore(dbPath, {
-    synchronous: 'normal', maxBytes: 0, hotKeys: 16, retention: { rules: parseRetentionRules(retention), dedupWindowMs: undefined },
-  });
-  t.teardown(() => store.close());
-  const real = await SqliteWorkerReader.open({ dbPath, maxPageBytes: 1 << 20 }, createLogger('silent', 'test'));
-  t.teardown(() => real.close());
-  let stored = 0;
-  const db = {
-    horizonReads: 0,
-    beforeStreamRead: () => {},
-    /** Commits one event of each topic, in order (seqs follow on); `receivedAt` for all of them. */
-    append(topics: string[], receivedAt = new Date().toISOString()) {
-      const events = topics.map((topic) => ({
-        topic, eventId: `e${++stored}`, timestamp: '2026-11-24T10:00:00Z', source: 'test', payload: '{}', receivedAt,
-      }));
-      store.commitBatch(events, { epoch: 'test', position: stored });
-    },
-    /** Runs the writer's upkeep to the end, as the consumer does between batches: retention purges now. */
-    purge() {
-      for (let i = 0; i < 1_000 && store.maintain(50).pending; i++);
-    },
-    reader: {
-      page: (query) => real.page(query),
-      streamPage: (query) => {
-        db.beforeStreamRead();
-        return real.streamPage(query);
-      },
-      startAfter: (since) => real.startAfter(since),
-      topics: (query) => real.topics(query),
-      consumer: (name) => real.consumer(name),
-      consumerStatus: (name) => real.consumerStatus(name),
-      consumerPage: (name, limit) => real.consumerPage(name, limit),
-      purgeHorizon: (topics) => {
-        db.horizonReads++;
-        return real.purgeHorizon(topics);
-      },
-      topicDetails: (topics) => real.topicDetails(topics),
-      diskBytes: () => real.diskBytes(),
-      close: () => real.close(),
-    } satisfies EventReader,
-  };
-  return db;
-}
-
-/** A subscriber's socket that takes everything at once, parsed as a client would. */
-function sink(): StreamSink & { messages: SseMessage[] } {
-  const parser = new SseParser();
-  const messages: SseMessage[] = [];
-  return {
-    messages,
-    write: (bytes) => void messages.push(...parser.feed(Buffer.from(bytes).toString())),
-    bufferedBytes: 0,
-    needsDrain: false,
-    drained: async () => true,
-    end: () => {},
-    destroy: () => {},
-  };
-}
-
-const LIMITS = {
-  pageLimit: 1_000, pageBytes: 1 << 20, livePageBytes: 1 << 20, maxLiveBuffered: 1 << 20, stallTimeoutMs: 10_000, keepAliveMs: 60_000,
-};
-
-function hubOver(t: Test, reader: EventReader, options: { purging?: boolean; pageLimit?: number } = {}) {
-  // Raised after each commit, as the pipeline's commit event does in the server.
-  const commits = new CommitSignal();
-  const hub = new SubscriberHub(reader, new PurgeCheck(reader, options.purging ?? true), commits,
-    { ...LIMITS, pageLimit: options.pageLimit ?? LIMITS.pageLimit, maxSubscribers: 100 }, createLogger('silent', 'test'));
-  t.teardown(() => hub.close());
-  const open = (after: number, topics?: string[]) => {
-    const client = sink();
-    hub.subscribe(client, { after, topics }, () => {});
-    return client;
-  };
-  return { commits, open };
-}
-
-/** What a client saw: `gap <after>-><resumed_after>` and the seqs of the events. */
-const seen = (messages: SseMessage[]) => messages.map((m) => {
-  if (m.event !== 'gap') return Number(m.id);
-  const { after, resumed_after: resumed } = JSON.parse(m.data) as { after: number; resumed_after: number };
-  return `gap ${after}->${resumed}`;
-});
-const until = (client: { messages: SseMessage[] }, count: number) =>
-  eventually(() => client.messages.length, { what: `${count} messages`, timeout: 5_000, interval: 5, until: (n) => n >= count });
-const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+streamGapSuite(sqliteGapStore);
 
 t.test('a cursor behind a purge gets a gap first, then the first retained event; no gap where nothing after it was purged', async (t) => {
   // a keeps its newest 6 of 10: seqs 1-4 go.
-  const db = await sqliteOf(t, 'a=6');
-  db.append(Array<string>(10).fill('a'));
-  db.purge();
+  const db = await sqliteGapStore.open(t, 'a=6');
+  await db.append(Array<string>(10).fill('a'));
+  await db.purge();
   const { open } = hubOver(t, db.reader);
   const fromStart = open(0);
   const lastEventId = open(2, ['a']);
@@ -144,9 +46,9 @@ t.test('a cursor behind a purge gets a gap first, then the first retained event;
 
 t.test('over several topics the stream resumes at the lowest horizon: no retained event of any is skipped', async (t) => {
   // a (1, 3, 5, 8) keeps 8: purged through 5; b (2, 4, 6, 9) keeps 6 and 9: through 4; c keeps everything.
-  const db = await sqliteOf(t, 'a=1,b=2');
-  db.append(['a', 'b', 'a', 'b', 'a', 'b', 'c', 'a', 'b', 'c']);
-  db.purge();
+  const db = await sqliteGapStore.open(t, 'a=1,b=2');
+  await db.append(['a', 'b', 'a', 'b', 'a', 'b', 'c', 'a', 'b', 'c']);
+  await db.purge();
   const { open } = hubOver(t, db.reader);
   const all = open(0);
   const ab = open(0, ['a', 'b']);
@@ -162,12 +64,12 @@ t.test('over several topics the stream resumes at the lowest horizon: no retaine
 
 t.test('a purge is told once, however many pages the catch-up after it takes', async (t) => {
   // Every event of a (1, 8, 9) is past its age limit: purged through 9. A count rule always keeps one.
-  const db = await sqliteOf(t, 'a=1d');
-  db.append(['a'], LONG_AGO);
-  db.append(['c', 'c', 'c', 'c', 'c', 'c']);
-  db.append(['a', 'a'], LONG_AGO);
-  db.append(['c']);
-  db.purge();
+  const db = await sqliteGapStore.open(t, 'a=1d');
+  await db.append(['a'], LONG_AGO);
+  await db.append(['c', 'c', 'c', 'c', 'c', 'c']);
+  await db.append(['a', 'a'], LONG_AGO);
+  await db.append(['c']);
+  await db.purge();
   const { open } = hubOver(t, db.reader, { pageLimit: 2 });
   const client = open(0);
   await until(client, 8);
@@ -177,13 +79,13 @@ t.test('a purge is told once, however many pages the catch-up after it takes', a
 
 t.test('a slow subscriber overtaken by a purge while it catches up gets a gap, then goes on without repeats', async (t) => {
   // a keeps its newest 8 of 20 once purged: seqs 1-12 go.
-  const db = await sqliteOf(t, 'a=8');
-  db.append(Array<string>(20).fill('a'));
+  const db = await sqliteGapStore.open(t, 'a=8');
+  await db.append(Array<string>(20).fill('a'));
   const { open } = hubOver(t, db.reader, { pageLimit: 3 });
   let reads = 0;
   // The purge lands between the subscriber's first page (seqs 1-3) and its second.
-  db.beforeStreamRead = () => {
-    if (++reads === 2) db.purge();
+  db.beforeStreamRead = async () => {
+    if (++reads === 2) await db.purge();
   };
   const client = open(0);
   await until(client, 12);
@@ -192,8 +94,8 @@ t.test('a slow subscriber overtaken by a purge while it catches up gets a gap, t
 });
 
 t.test('a live subscriber whose events a purge took before the shared feed read them gets a gap', async (t) => {
-  const db = await sqliteOf(t, 'a=2');
-  db.append(['a', 'b', 'a', 'b']);
+  const db = await sqliteGapStore.open(t, 'a=2');
+  await db.append(['a', 'b', 'a', 'b']);
   const { open, commits } = hubOver(t, db.reader);
   const a = open(0, ['a']);
   const b = open(0, ['b']);
@@ -201,15 +103,15 @@ t.test('a live subscriber whose events a purge took before the shared feed read 
   await until(b, 2);
   await settle();
   // A burst of a committed, and purged down to its last 2 (10 and 11; through 8, 9 is b's) before the feed woke.
-  db.append(['a', 'a', 'a', 'a', 'b', 'a', 'a']);
-  db.purge();
+  await db.append(['a', 'a', 'a', 'a', 'b', 'a', 'a']);
+  await db.purge();
   commits.notify();
   await until(a, 5);
   await until(b, 3);
   await settle();
   t.same(seen(a.messages), [1, 3, 'gap 4->8', 10, 11], 'the purged part of the burst is told, the rest delivered');
   t.same(seen(b.messages), [2, 4, 9], 'a subscriber of a topic the purge did not touch: no gap, nothing lost or repeated');
-  db.append(['a', 'b']);
+  await db.append(['a', 'b']);
   commits.notify();
   await until(a, 6);
   await until(b, 4);
@@ -219,9 +121,9 @@ t.test('a live subscriber whose events a purge took before the shared feed read 
 
 t.test('where nothing is purged while the server runs, the store-wide horizon is read once; older purges are still told', async (t) => {
   // Purged before the hub starts (a keeps 4 of 6: through 2), and never again: as a server without RETENTION on that file.
-  const db = await sqliteOf(t, 'a=4');
-  db.append(Array<string>(6).fill('a'));
-  db.purge();
+  const db = await sqliteGapStore.open(t, 'a=4');
+  await db.append(Array<string>(6).fill('a'));
+  await db.purge();
   const { open } = hubOver(t, db.reader, { purging: false });
   const behind = open(0);
   await until(behind, 5);

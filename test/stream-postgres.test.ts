@@ -28,10 +28,14 @@ t.test('a subscriber on replica a, six publishers on a and b: every acked event 
   const duringPublishing = stream.ids.length;
   await publishers.stop();
   const { acked } = publishers;
-  const stored = await readAllEvents((path) => replicas[1]!.get(path));
-  await stream.waitFor(stored.length, 20_000);
-  await sleep(300);
+  // A marker after every acked event: once it arrived, nothing published before it is still to come.
+  const marker = makeEvent();
+  t.equal((await replicas[1]!.publish(marker)).status, 200);
+  await eventually(() => stream.events.at(-1)?.data, {
+    what: 'the marker', timeout: 20_000, interval: 5, until: (data) => data !== undefined && JSON.parse(data).event_id === marker.event_id,
+  });
   stream.close();
+  const stored = await readAllEvents((path) => replicas[1]!.get(path));
 
   t.ok(duringPublishing > 100, `the subscriber received while publishers wrote (${duringPublishing})`);
   t.same(orderProblems(stream.ids), [], 'seq strictly increases, nothing twice');

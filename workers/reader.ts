@@ -37,6 +37,8 @@ function answer(request: ReadRequest): ReadAnswer {
       return { type: 'start', id, after: reader.startAfter(request.since) };
     case 'purge-horizon':
       return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics) };
+    case 'purge-horizons-above':
+      return { type: 'purge-horizons-above', id, horizons: reader.purgeHorizonsAbove(request.topics, request.after) };
     case 'topic-details':
       return { type: 'topic-details', id, topics: reader.topicDetails(request.topics) };
     case 'disk-bytes':

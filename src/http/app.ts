@@ -14,7 +14,7 @@ import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
 import type { RejectionCounters } from './rejections.js';
-import { IDENTITY_FORMAT_CHECKS } from '../event-rules.js';
+import { IDENTITY_FORMAT_CHECKS, isRfc3339DateTime } from '../event-rules.js';
 import { ConsumerLagCache } from './consumer-lag.js';
 import { consumerRoutes } from './routes/consumers.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -42,14 +42,18 @@ export interface AppDeps {
  * untaken before it drops to reading at its own pace.
  */
 const STREAM_LIMITS = {
-  pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024, keepAliveMs: 15_000,
+  pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024,
 };
 
 export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
-    ajv: { customOptions: { formats: IDENTITY_FORMAT_CHECKS } },
+    ajv: {
+      customOptions: { formats: IDENTITY_FORMAT_CHECKS },
+      // After ajv-formats, whose date-time allows a leap second: every time input follows publish's `timestamp` rule.
+      onCreate: (ajv) => ajv.addFormat('date-time', isRfc3339DateTime),
+    },
     // One log line per request would dwarf the events themselves at tens of thousands of requests/s.
     logController: new LogController({ disableRequestLogging: true }),
     // Slow clients: a request must arrive whole within requestTimeoutMs; idle keep-alive sockets close.
@@ -85,7 +89,9 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   app.register(publishRoutes, { pipeline, limits: config, rejections });
   app.register(eventsRoutes, { ...readOptions, purges });
   const hub = new SubscriberHub(
-    reader, purges, commits, { ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, maxSubscribers: config.maxSubscribers }, log);
+    reader, purges, commits, {
+      ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, keepAliveMs: config.sseKeepAliveMs, maxSubscribers: config.maxSubscribers,
+    }, log);
   app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
   const lags = new ConsumerLagCache(reader, commits, log);

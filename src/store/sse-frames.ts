@@ -44,10 +44,11 @@ const FRAME_END = Buffer.from('\n\n');
 
 /**
  * The frame that tells a subscriber events after its cursor `after` were purged and the stream goes on after
- * `resumedAfter`. Its id is that seq, so a client reconnecting right after it resumes there, not before the gap.
+ * `resumedAfter`. Its id starts with that seq, so a client reconnecting right after it resumes there, not
+ * before the gap (see ToldPurges for the rest of it).
  */
-export function gapFrame(after: number, resumedAfter: number): Uint8Array {
-  return Buffer.from(`id: ${resumedAfter}\nevent: gap\ndata: ${JSON.stringify({ after, resumed_after: resumedAfter })}\n\n`);
+export function gapFrame(after: number, resumedAfter: number, id: string): Uint8Array {
+  return Buffer.from(`id: ${id}\nevent: gap\ndata: ${JSON.stringify({ after, resumed_after: resumedAfter })}\n\n`);
 }
 
 /** `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */

@@ -175,7 +175,7 @@ export interface StreamPage {
   /**
    * The cursor to continue from: the last seq returned, or, for an empty page, the position every matching
    * stored event at or below has been read up to (the store's visible end), so a reader of rare topics
-   * moves on too.
+   * moves on too. It lies before `after` when that is past the store's end (a Last-Event-ID from elsewhere).
    */
   end: number;
   /** Rows committed but not readable yet (above PostgreSQL's commit horizon): read again shortly. */
@@ -218,6 +218,8 @@ export interface EventReader {
   consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
   /** The purge horizon of the given topics (undefined: every topic); { max: 0, min: 0 } when nothing was purged. */
   purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon>;
+  /** The purge horizon of each of the given topics (undefined: every topic) that lies above `after`, ascending. */
+  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]>;
   /** Figures of the named topics (unknown ones are left out), for /stats. */
   topicDetails(topics: readonly string[]): Promise<TopicDetail[]>;
   /** Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files). */

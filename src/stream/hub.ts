@@ -1,9 +1,9 @@
 import type { Logger } from '../logger.js';
 import type { PurgeCheck } from './purge-check.js';
 import { ReadGate } from '../store/read-gate.js';
-import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { EventReader, StreamPage } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
-import { Subscription, type LiveFeed, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
+import { Subscription, type LiveFeed, type StreamReads, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
 
 /** How soon to look again when PostgreSQL has committed rows not yet readable (above the commit horizon). */
 const PENDING_RETRY_MS = 10;
@@ -32,6 +32,8 @@ export class SubscriberHub implements LiveFeed {
   private retry: NodeJS.Timeout | undefined;
   private readonly stopListening: () => void;
   private readonly catchUpGate: ReadGate;
+  /** The catch-up reads of single subscribers, through the gate. */
+  private readonly reads: StreamReads;
 
   constructor(
     private readonly reader: EventReader,
@@ -42,6 +44,12 @@ export class SubscriberHub implements LiveFeed {
   ) {
     this.stopListening = commits.listen(() => this.wake());
     this.catchUpGate = new ReadGate({ slots: CATCH_UP_SLOTS, maxQueued: limits.maxSubscribers, maxWaitMs: CATCH_UP_MAX_WAIT_MS });
+    const gated = this.catchUpGate;
+    this.reads = {
+      page: (query) => gated.run(() => reader.streamPage(query)),
+      purgedAfter: (topics, after) => gated.run(() => purges.behind(topics, after)),
+      horizonsAbove: (topics, after) => gated.run(() => reader.purgeHorizonsAbove(topics, after)),
+    };
   }
 
   /** Open streams, caught up or not. */
@@ -51,10 +59,7 @@ export class SubscriberHub implements LiveFeed {
 
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
   subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
-    const read = (query: StreamPageQuery) => this.catchUpGate.run(() => this.reader.streamPage(query));
-    const purgedAfter = (topics: readonly string[] | undefined, after: number) =>
-      this.catchUpGate.run(() => this.purges.behind(topics, after));
-    const subscription = new Subscription(sink, start.after, start.topics, this, read, purgedAfter, this.limits, this.log);
+    const subscription = new Subscription(sink, start, this, this.reads, this.limits, this.log);
     this.subscriptions.add(subscription);
     onClosed(() => {
       subscription.close();
@@ -62,11 +67,13 @@ export class SubscriberHub implements LiveFeed {
     });
   }
 
-  join(subscription: Subscription): boolean {
+  join(subscription: Subscription, storeEnd: number): boolean {
     const idle = this.members.size === 0 && !this.reading;
     // A read in flight or members served from this cursor: a subscriber behind it would miss what lies between.
     if (!idle && subscription.position < this.cursor) return false;
-    if (idle) this.cursor = subscription.position;
+    // Never past the store's end: a subscriber ahead of it (a Last-Event-ID from elsewhere) waits as a member;
+    // taking the feed there would leave every other subscriber behind it, reading by itself again and again.
+    if (idle) this.cursor = Math.min(subscription.position, storeEnd);
     this.members.add(subscription);
     // A commit between its last read and now woke nobody on its behalf.
     this.wake();

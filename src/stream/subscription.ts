@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import { gapFrame } from '../store/sse-frames.js';
 import type { PurgeHorizon, StreamPage, StreamPageQuery } from '../store/store.js';
+import { ToldPurges } from './told-purges.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -21,13 +22,27 @@ export interface StreamSink {
 export interface StreamStart {
   after: number;
   topics: readonly string[] | undefined;
+  /** From a gap's id sent back as Last-Event-ID: the purges that gap told of (see ToldPurges). */
+  toldSum?: bigint;
 }
 
 /** What a subscription needs of the hub: joining once caught up. */
 export interface LiveFeed {
-  /** Adds a caught-up subscription; false when the feed has read past its cursor (it must read on by itself). */
-  join(subscription: Subscription): boolean;
+  /**
+   * Adds a caught-up subscription, whose last read found the store's visible end at `storeEnd`; false when
+   * the feed has read past its cursor (it must read on by itself).
+   */
+  join(subscription: Subscription, storeEnd: number): boolean;
   leave(subscription: Subscription): void;
+}
+
+/** A stream's own store reads (catch-up). */
+export interface StreamReads {
+  page(query: StreamPageQuery): Promise<StreamPage>;
+  /** PurgeCheck.behind */
+  purgedAfter(topics: readonly string[] | undefined, after: number): Promise<PurgeHorizon | undefined>;
+  /** EventReader.purgeHorizonsAbove */
+  horizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]>;
 }
 
 export interface SubscriptionLimits {
@@ -60,30 +75,37 @@ const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
  *
  * Retention may purge events after the cursor, before the stream wrote them (a cursor from long ago, or a
  * slow subscriber overtaken): each catch-up read is followed by a purge check, and a purge it has not told
- * of yet gets `event: gap`, after which the cursor moves to where every purged event of its topics lies
- * behind (never past a retained one).
+ * of yet (ToldPurges) gets `event: gap`, after which the cursor moves to where every purged event of its
+ * topics lies behind (never past a retained one).
  */
 export class Subscription {
   private closed = false;
   private wrote = false;
-  /** The highest purged seq it has told of in a gap: a purge is told once. */
-  private toldPurgedThrough = 0;
+  private cursor: number;
+  private readonly topics: readonly string[] | undefined;
+  /** A purge is told once. */
+  private readonly told: ToldPurges;
+  /**
+   * The next catch-up read's byte cap: twice what the client took of the last page, up to a full page. What
+   * it does not take is read again, and a read costs what it reads (on PostgreSQL, framing included).
+   */
+  private readBytes: number;
   private readonly keepAlive: NodeJS.Timeout;
   private readonly topicSet: ReadonlySet<string> | undefined;
 
   constructor(
     private readonly sink: StreamSink,
-    private cursor: number,
-    private readonly topics: readonly string[] | undefined,
+    start: StreamStart,
     private readonly feed: LiveFeed,
-    /** A store read of its own (catch-up). */
-    private readonly read: (query: StreamPageQuery) => Promise<StreamPage>,
-    /** A purge check of its own (PurgeCheck.behind). */
-    private readonly purgedAfter: (topics: readonly string[] | undefined, after: number) => Promise<PurgeHorizon | undefined>,
+    private readonly reads: StreamReads,
     private readonly limits: SubscriptionLimits,
     private readonly log: Logger,
   ) {
-    this.topicSet = topics && new Set(topics);
+    this.cursor = start.after;
+    this.topics = start.topics;
+    this.told = new ToldPurges(start.toldSum);
+    this.readBytes = limits.pageBytes;
+    this.topicSet = start.topics && new Set(start.topics);
     this.keepAlive = setInterval(() => {
       if (!this.wrote && !sink.needsDrain) sink.write(KEEP_ALIVE);
       this.wrote = false;
@@ -132,37 +154,48 @@ export class Subscription {
         return;
       }
       let page: StreamPage;
-      let purged: PurgeHorizon | undefined;
+      let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       try {
-        page = await this.read({
-          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
+        page = await this.reads.page({
+          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes,
         });
-        purged = await this.purgedAfter(this.topics, Math.max(this.cursor, this.toldPurgedThrough));
+        untold = await this.untoldPurge();
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS));
         continue;
       }
       if (this.closed) return;
-      if (purged) this.gap(purged);
+      if (untold) this.gap(untold.horizon, untold.above);
       if (page.seqs.length > 0) {
         this.sendWhileTaken(page);
         continue;
       }
       this.cursor = Math.max(this.cursor, page.end);
-      if (this.feed.join(this)) return;
+      if (this.feed.join(this, page.end)) return;
     }
+  }
+
+  /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */
+  private async untoldPurge(): Promise<{ horizon: PurgeHorizon; above: number[] } | undefined> {
+    const horizon = await this.reads.purgedAfter(this.topics, this.cursor);
+    if (!horizon) {
+      this.told.clear();
+      return undefined;
+    }
+    // Read after the horizon: a purge in between is told too, and resuming from the older `min` skips nothing.
+    const above = await this.reads.horizonsAbove(this.topics, this.cursor);
+    return this.told.untold(above, this.cursor) ? { horizon, above } : undefined;
   }
 
   /**
    * Tells of events purged after the cursor and moves it past every purged event of its topics: to the
    * lowest of their horizons, or where it is when that lies behind it.
    */
-  private gap({ max, min }: PurgeHorizon): void {
+  private gap({ min }: PurgeHorizon, above: readonly number[]): void {
     const resumedAfter = Math.max(this.cursor, min);
-    this.send(gapFrame(this.cursor, resumedAfter));
+    this.send(gapFrame(this.cursor, resumedAfter, this.told.tell(above, resumedAfter)));
     this.cursor = resumedAfter;
-    this.toldPurgedThrough = max;
   }
 
   /**
@@ -173,13 +206,18 @@ export class Subscription {
    */
   private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
     const first = this.firstAfterCursor(seqs);
-    let from = first === 0 ? 0 : ends[first - 1]!;
+    const start = first === 0 ? 0 : ends[first - 1]!;
+    let from = start;
     for (let i = first; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
       from = ends[i]!;
     }
+    const taken = from - start;
+    this.readBytes = from === frames.byteLength
+      ? Math.min(this.limits.pageBytes, 2 * this.readBytes)
+      : Math.min(this.limits.pageBytes, Math.max(CATCH_UP_CHUNK_BYTES, 2 * taken));
   }
 
   private send(frames: Uint8Array): void {

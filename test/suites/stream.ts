@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { keyOf, makeEvent, type TestEvent } from '../helpers/events.js';
 import { startPublishers } from '../helpers/publishers.js';
@@ -26,8 +28,30 @@ async function publishAll(server: ServerProcess, events: TestEvent[], perRequest
   }
 }
 
+/**
+ * Every stored event, once all `count` published are readable: on PostgreSQL a commit another transaction
+ * holds behind the commit horizon (another test's, on a shared server) is acked before it is readable.
+ */
+const readAll = (server: ServerProcess, count: number) => eventually(() => readAllEvents((path) => server.get(path)), {
+  what: `${count} readable events`, timeout: 20_000, interval: 20, until: (all) => all.length >= count,
+});
+
 const events = (count: number, topic = 'orders.eu') => Array.from({ length: count }, () => makeEvent({ topic }));
 const seqsOf = (items: any[]) => items.map((e) => e.seq as number);
+
+/**
+ * Publishes a marker event of `topic` and waits until each of `streams` received it: whatever they were to
+ * receive before it has arrived by then, so a check that nothing more came needs no sleep.
+ */
+async function marker(server: ServerProcess, streams: SseStream[], topic = 'orders.eu'): Promise<void> {
+  const event = makeEvent({ topic });
+  await publishAll(server, [event]);
+  for (const stream of streams) {
+    await eventually(() => stream.events.some((e) => e.event === 'event' && JSON.parse(e.data).event_id === event.event_id), {
+      what: 'the marker event', timeout: 20_000, interval: 5, until: Boolean,
+    });
+  }
+}
 
 /** /events/stream on SQLite and PostgreSQL alike: every test here runs on both stores, on spawned servers. */
 export function streamSuite(store: TestStore): void {
@@ -39,10 +63,8 @@ export function streamSuite(store: TestStore): void {
     t.match(stream.headers['content-type'], /^text\/event-stream/);
     t.equal(stream.headers['cache-control'], 'no-cache');
     t.equal(stream.headers['x-accel-buffering'], 'no');
-    const live = publishAll(server, events(500), 10);
-    await live;
-    await stream.waitFor(3_000);
-    await sleep(200);
+    await publishAll(server, events(500), 10);
+    await marker(server, [stream]);
     stream.close();
     const stored = await readAllEvents((path) => server.get(path));
     t.equal(stream.retry, 1000, 'starts with retry:');
@@ -57,22 +79,25 @@ export function streamSuite(store: TestStore): void {
     const fromNow = await openStream(server.url, '/events/stream');
     const resumed = await openStream(server.url, '/events/stream?after=0', { 'last-event-id': '' });
     t.equal(resumed.status, 400, 'an empty Last-Event-ID is refused');
-    const before = await readAllEvents((path) => server.get(path));
+    const before = await readAll(server, 10);
     const lastId = await openStream(server.url, '/events/stream?after=0', { 'last-event-id': String(before[6].seq) });
     await sleep(50);
     const since = new Date().toISOString();
     await sleep(50);
     await publishAll(server, events(5));
     const sinceStream = await openStream(server.url, `/events/stream?since=${encodeURIComponent(since.replace('Z', '+00:00'))}`);
+    // Valid, and past year 9999 in UTC: after every stored event, not (as its ISO text "+010000-…" would sort) before them.
+    const farFuture = await openStream(server.url, `/events/stream?since=${encodeURIComponent('9999-12-31T23:59:59-23:59')}`);
+    const lowerCase = await openStream(server.url, `/events/stream?since=${since.replace('T', 't').replace('Z', 'z')}`);
+    const streams = [fromNow, lastId, sinceStream, farFuture, lowerCase];
+    await marker(server, streams);
+    for (const s of streams) s.close();
     const all = await readAllEvents((path) => server.get(path));
-    await fromNow.waitFor(5);
-    await lastId.waitFor(8);
-    await sinceStream.waitFor(5);
-    await sleep(200);
-    for (const s of [fromNow, lastId, sinceStream]) s.close();
-    t.same(fromNow.ids, seqsOf(all.slice(10)), 'no after: the 5 published after it opened');
+    t.same(fromNow.ids, seqsOf(all.slice(10)), 'no after: the 5 published after it opened, and the marker');
     t.same(lastId.ids, seqsOf(all.slice(7)), 'Last-Event-ID: after that seq, whatever after= says');
     t.same(sinceStream.ids, seqsOf(all.slice(10)), 'since=: from the first event received at or after it');
+    t.same(farFuture.ids, seqsOf(all.slice(15)), 'since= after every stored event: only what comes next');
+    t.same(lowerCase.ids, seqsOf(all.slice(10)), 'since= with a lower-case t and z, as publish\'s timestamp allows');
   });
 
   t.test('consumer=: after the consumer\'s committed position, over its topics; topic narrows; Last-Event-ID wins', async (t) => {
@@ -80,7 +105,7 @@ export function streamSuite(store: TestStore): void {
     const mixed = Array.from({ length: 60 }, (_, i) => makeEvent({ topic: ['a', 'b', 'c'][i % 3]! }));
     await publishAll(server, mixed, 7);
     t.equal((await server.request('PUT', '/consumers/billing', { topics: ['a', 'b'], start: 'earliest' })).status, 201);
-    const stored = await readAllEvents((path) => server.get(path));
+    const stored = await readAll(server, 60);
     const mine = stored.filter((e) => e.topic !== 'c');
     t.equal((await server.request('POST', '/consumers/billing/commit', { seq: mine[9].seq })).status, 200);
     const after = (events: any[], seq: number) => seqsOf(events.filter((e) => e.seq > seq));
@@ -88,14 +113,12 @@ export function streamSuite(store: TestStore): void {
     const fromConsumer = await openStream(server.url, '/events/stream?consumer=billing');
     const narrowed = await openStream(server.url, '/events/stream?consumer=billing&topic=b&topic=c');
     const resumed = await openStream(server.url, '/events/stream?consumer=billing', { 'last-event-id': String(mine[30].seq) });
-    await fromConsumer.waitFor(30);
-    await narrowed.waitFor(15);
-    await resumed.waitFor(9);
-    await sleep(200);
+    await marker(server, [fromConsumer, narrowed, resumed], 'b');
     for (const s of [fromConsumer, narrowed, resumed]) s.close();
-    t.same(fromConsumer.ids, after(mine, mine[9].seq), 'after the committed position, only the consumer\'s topics');
-    t.same(narrowed.ids, after(mine.filter((e) => e.topic === 'b'), mine[9].seq), 'a topic given too narrows them');
-    t.same(resumed.ids, after(mine, mine[30].seq), 'Last-Event-ID wins over the position');
+    const withMarker = (await readAllEvents((path) => server.get(path))).filter((e) => e.topic !== 'c');
+    t.same(fromConsumer.ids, after(withMarker, mine[9].seq), 'after the committed position, only the consumer\'s topics');
+    t.same(narrowed.ids, after(withMarker.filter((e) => e.topic === 'b'), mine[9].seq), 'a topic given too narrows them');
+    t.same(resumed.ids, after(withMarker, mine[30].seq), 'Last-Event-ID wins over the position');
 
     const refusals: [string, number, string][] = [
       ['consumer=nobody', 404, 'UNKNOWN_CONSUMER'], ['consumer=bad%20name', 400, 'INVALID_CONSUMER'],
@@ -115,9 +138,7 @@ export function streamSuite(store: TestStore): void {
     await publishAll(server, mixed.slice(0, 150), 7);
     const stream = await openStream(server.url, '/events/stream?after=0&topic=a&topic=c');
     await publishAll(server, mixed.slice(150), 7);
-    await stream.waitFor(200);
-    await fromEmpty.waitFor(300);
-    await sleep(200);
+    await marker(server, [stream, fromEmpty], 'a');
     stream.close();
     fromEmpty.close();
     const all = await readAllEvents((path) => server.get(path));
@@ -137,10 +158,7 @@ export function streamSuite(store: TestStore): void {
       stream = await openStream(server.url, '/events/stream?after=0', last === undefined ? {} : { 'last-event-id': String(last) });
       t.equal(stream.status, 200);
     };
-    const receiveSome = async () => {
-      await stream.waitFor(20, 20_000);
-      await sleep(300);
-    };
+    const receiveSome = () => stream.waitFor(20, 20_000);
 
     await receiveSome();
     stream.close();
@@ -163,12 +181,9 @@ export function streamSuite(store: TestStore): void {
     await receiveSome();
 
     await publishing.stop();
-    const stored = await readAllEvents((path) => server.get(path));
-    await eventually(() => received.length + stream.ids.length, {
-      what: 'the stream to reach the last stored event', timeout: 20_000, until: (n) => n >= stored.length,
-    });
-    await sleep(200);
+    await marker(server, [stream]);
     stream.close();
+    const stored = await readAllEvents((path) => server.get(path));
     received.push(...stream.ids);
     t.same(orderProblems(received), [], 'strictly increasing across the reconnects');
     t.same(received, seqsOf(stored), 'every stored event exactly once');
@@ -204,7 +219,7 @@ export function streamSuite(store: TestStore): void {
 
     const slow = stalled[0]!;
     slow.resume();
-    const stored = await readAllEvents((path) => server.get(path));
+    const stored = await readAll(server, 27_000);
     await slow.waitFor(stored.length - 7_000, 60_000);
     await eventually(() => slow.ids.at(-1), { what: 'the slow subscriber to catch up', timeout: 60_000, until: (id) => id === stored.at(-1).seq });
     t.same(slow.ids, seqsOf(stored.slice(7_000)), 'the slow subscriber got every event once, in order');
@@ -226,14 +241,17 @@ export function streamSuite(store: TestStore): void {
     const server = await (await serverOn(t, store, { MAX_SUBSCRIBERS: '2', AUTH_READS: 'true', AUTH_READ_TOKEN: 'r' })).start();
     const auth = { authorization: 'Bearer r' };
     t.equal((await openStream(server.url, '/events/stream')).status, 401, 'no token: 401');
+    // since= follows publish's timestamp rule: a zone, a real calendar date, no leap second.
     for (const query of ['after=x', 'after=-1', 'after=9007199254740992', 'since=yesterday', 'since=2026-11-24T10:00:00',
-      'topic=%01', 'topic=']) {
+      'since=2026-01-01T23:59:60Z', 'since=2026-02-30T00:00:00Z', 'since=2026-01-01T24:00:00Z', 'topic=%01', 'topic=']) {
       const res = await openStream(server.url, `/events/stream?${query}`, auth);
       t.equal(res.status, 400, query);
       t.equal(res.error?.code, 'INVALID_QUERY', `${query}: ${res.error?.message}`);
     }
-    const bad = await openStream(server.url, '/events/stream', { ...auth, 'last-event-id': '12x' });
-    t.equal(bad.error?.code, 'INVALID_QUERY', 'a Last-Event-ID that is not a seq');
+    for (const id of ['12x', '12:', '12:x', ':3', '9007199254740992']) {
+      const bad = await openStream(server.url, '/events/stream', { ...auth, 'last-event-id': id });
+      t.equal(bad.error?.code, 'INVALID_QUERY', `a Last-Event-ID that is neither a seq nor a gap's id: ${id}`);
+    }
     const open = [await openStream(server.url, '/events/stream', auth), await openStream(server.url, '/events/stream', auth)];
     t.same(open.map((s) => s.status), [200, 200]);
     const refused = await openStream(server.url, '/events/stream', auth);
@@ -247,4 +265,91 @@ export function streamSuite(store: TestStore): void {
     next.close();
     open[1]!.close();
   });
+
+  t.test('streams whose client left before the stream started are removed: the subscriber limit is never used up', async (t) => {
+    const server = await (await serverOn(t, store, { MAX_SUBSCRIBERS: '5' })).start();
+    await publishAll(server, events(10));
+    const { port } = new URL(server.url);
+    // No after=: the route reads the store's end first, and the client is gone before that read returns.
+    const openAndLeave = async (leave: (socket: Socket) => void) => {
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.on('error', () => {});
+      // Reads whatever came, so that the server's end is seen and the socket closes.
+      socket.resume();
+      await once(socket, 'connect');
+      socket.write('GET /events/stream HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n');
+      leave(socket);
+      await once(socket, 'close');
+    };
+    for (let i = 0; i < 100; i++) await openAndLeave((socket) => socket.resetAndDestroy());
+    for (let i = 0; i < 100; i++) await openAndLeave((socket) => socket.end());
+    await eventually(() => server.get('/stats'), {
+      what: 'no subscriber left', timeout: 5_000, interval: 20, until: (stats) => stats.subscribers === 0,
+    });
+    const streams = [];
+    for (let i = 0; i < 5; i++) streams.push(await openStream(server.url, '/events/stream'));
+    t.same(streams.map((s) => s.status), [200, 200, 200, 200, 200], 'all five slots are free');
+    await marker(server, streams);
+    for (const s of streams) s.close();
+  });
+
+  t.test('a stream whose cursor lies past the store\'s end does not take the shared feed there', async (t) => {
+    const server = await (await serverOn(t, store)).start();
+    await publishAll(server, events(10));
+    const beyond = String(Number.MAX_SAFE_INTEGER);
+    // Opened first, while the feed has no member: the one that would set its cursor.
+    const ahead = [
+      await openStream(server.url, `/events/stream?after=${beyond}`),
+      await openStream(server.url, '/events/stream', { 'last-event-id': beyond }),
+    ];
+    t.same(ahead.map((s) => s.status), [200, 200]);
+    await eventually(() => server.get('/stats'), { what: 'both open', timeout: 5_000, interval: 20, until: (s) => s.subscribers === 2 });
+    const ordinary = [await openStream(server.url, '/events/stream'), await openStream(server.url, '/events/stream?after=0')];
+    await publishAll(server, events(20), 5);
+    await marker(server, ordinary);
+    const stored = await readAllEvents((path) => server.get(path));
+    t.same(ordinary[0]!.ids, seqsOf(stored.slice(10)), 'a stream from now: every new event once');
+    t.same(ordinary[1]!.ids, seqsOf(stored), 'a stream from the oldest: every event once');
+    t.same(ahead.map((s) => s.ids), [[], []], 'nothing for the streams ahead of the store');
+
+    // Idle, with every stream caught up: the server does next to nothing (a feed stuck ahead made each
+    // ordinary stream re-read the store in a loop, a core busy).
+    const cpu = async () => Number(/aggregator_process_cpu_seconds_total(?:\{[^}]*\})? ([\d.e+-]+)/.exec(await server.get('/metrics'))![1]);
+    const before = await cpu();
+    const started = performance.now();
+    await sleep(2_000);
+    const used = (await cpu()) - before;
+    const seconds = (performance.now() - started) / 1_000;
+    t.ok(used < seconds / 4, `CPU ${used.toFixed(2)} s over ${seconds.toFixed(1)} s idle`);
+    for (const s of [...ahead, ...ordinary]) s.close();
+  });
+
+  t.test('on an all-topics stream, reconnecting with a gap\'s id is not told the same purge again, and skips nothing', async (t) => {
+    // a keeps its newest event; c is never purged, so the stream cannot resume past a's purged ones.
+    const server = await (await serverOn(t, store, { RETENTION: 'a=1' })).start();
+    await publishAll(server, ['a', 'c', 'a', 'c', 'a'].map((topic) => makeEvent({ topic })), 1);
+    type Detail = { topic: string; events: number };
+    await eventually(() => server.get('/stats'), {
+      what: 'a purged down to its last event', timeout: 20_000, interval: 20,
+      until: (stats) => (stats.topic_details as Detail[]).find((d) => d.topic === 'a')?.events === 1,
+    });
+    const retained = seqsOf(await readAllEvents((path) => server.get(path)));
+    t.equal(retained.length, 3, 'c1, c2 and a3 are left');
+    const first = await openStream(server.url, '/events/stream?after=0');
+    await first.waitFor(4);
+    first.close();
+    const gap = first.events[0]!;
+    t.equal(gap.event, 'gap');
+    t.same(JSON.parse(gap.data), { after: 0, resumed_after: 0 }, 'c lost nothing: the stream stays where it stood');
+    t.same(first.ids, retained);
+
+    const again = await openStream(server.url, '/events/stream?after=0', { 'last-event-id': gap.id! });
+    t.equal(again.status, 200, `Last-Event-ID: ${gap.id}`);
+    await marker(server, [again], 'c');
+    again.close();
+    t.same(again.events.filter((e) => e.event === 'gap'), [], 'no gap the second time');
+    t.same(again.ids.slice(0, 3), retained, 'every retained event after it');
+    t.equal(again.ids.length, 4, 'and the marker');
+  });
+
 }

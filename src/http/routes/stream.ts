@@ -18,7 +18,10 @@ export const StreamQuerySchema = Type.Object(
     after: Type.Optional(Type.Integer({
       minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Start after this seq; 0: from the oldest. Absent: only new events',
     })),
-    since: Type.Optional(Type.String({ format: 'date-time', description: 'RFC 3339: from the first event received at or after it' })),
+    since: Type.Optional(Type.String({
+      format: 'date-time',
+      description: 'RFC 3339 with a zone, on a real calendar date, no leap second (as publish\'s timestamp): from the first event received at or after it',
+    })),
     consumer: Type.Optional(Type.String({
       description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
     })),
@@ -42,10 +45,20 @@ async function streamStart(query: StreamQuery, lastEventId: string | string[] | 
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
   if (query.consumer !== undefined && consumer === undefined) throw unknown(query.consumer);
   const topics = consumer ? narrowed(consumer.topics, asked) : asked;
-  if (lastEventId !== undefined) return { after: seqHeader(lastEventId), topics };
+  if (lastEventId !== undefined) return { ...resumedFrom(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
   if (query.after !== undefined) return { after: query.after, topics };
-  return { after: await reader.startAfter(query.since === undefined ? undefined : new Date(query.since).toISOString()), topics };
+  return { after: await reader.startAfter(query.since === undefined ? undefined : receivedAtText(query.since)), topics };
+}
+
+/**
+ * `since` as received_at text (UTC ISO, which sorts as time). A valid time may fall outside years 0-9999 in
+ * UTC, where the ISO form starts with a sign and would sort before every stored time: it is clamped instead.
+ */
+function receivedAtText(since: string): string {
+  const iso = new Date(since).toISOString();
+  if (iso.startsWith('+')) return '9999-12-31T23:59:59.999Z';
+  return iso.startsWith('-') ? '0000-01-01T00:00:00.000Z' : iso;
 }
 
 /** A consumer's topics (null: every topic), narrowed to the ones the request names too. */
@@ -56,10 +69,14 @@ function narrowed(own: string[] | null, asked: string[] | undefined): string[] |
   return topics;
 }
 
-function seqHeader(value: string | string[]): number {
-  const seq = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(seq)) throw new ApiError('INVALID_QUERY', 'Last-Event-ID must be a seq (an integer from 0 to 2^53-1)');
-  return seq;
+/** Last-Event-ID: an event's id (its seq) or a gap's (`<seq>` or `<seq>:<sum of the purge horizons it told of>`). */
+function resumedFrom(value: string | string[]): Pick<StreamStart, 'after' | 'toldSum'> {
+  const [, seq, sum] = (typeof value === 'string' && /^(\d{1,16})(?::(\d{1,32}))?$/.exec(value)) || [];
+  const after = Number(seq);
+  if (seq === undefined || !Number.isSafeInteger(after)) {
+    throw new ApiError('INVALID_QUERY', 'Last-Event-ID must be an id this stream sent: a seq (an integer from 0 to 2^53-1), or a gap\'s');
+  }
+  return { after, toldSum: sum === undefined ? undefined : BigInt(sum) };
 }
 
 /** GET /events/stream: Server-Sent Events, resumable by seq (README, "Subscribing"). */
@@ -73,9 +90,10 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       schema: {
         summary: 'A live stream of stored events (Server-Sent Events), resumable by seq',
         description: 'Each event: `id: <seq>`, `event: event`, `data: <the /events item>`. Catch-up from the store, then live; '
-          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle. '
-          + 'Events retention purged after the cursor are announced by `event: gap` with `data: {"after", "resumed_after"}` '
-          + '(its id: resumed_after) before the stream goes on after resumed_after.',
+          + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle '
+          + '(SSE_KEEPALIVE_MS). Events retention purged after the cursor are announced by `event: gap` with '
+          + '`data: {"after", "resumed_after"}` before the stream goes on after resumed_after. A gap\'s id is resumed_after, '
+          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
       },
@@ -84,6 +102,8 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       if (hub.size + starting >= maxSubscribers) {
         throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
       }
+      // Listened for before the first await: a client that leaves while its start is read must not leave a stream behind.
+      const gone = new Promise<void>((resolve) => reply.raw.once('close', resolve));
       starting++;
       let start: StreamStart;
       try {
@@ -98,7 +118,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         'x-accel-buffering': 'no',
       });
       res.write(`retry: ${RETRY_MS}\n\n`);
-      hub.subscribe(responseSink(res), start, (closed) => res.once('close', closed));
+      hub.subscribe(responseSink(res), start, (closed) => void gone.then(closed));
     },
   );
 };

@@ -64,15 +64,25 @@ const CONSUMER_STATUS = `
  * A stream page, framed by PostgreSQL (see StreamPage), with the same byte-cap rule. Line breaks in a doc
  * (JSON whitespace in a payload) start a new `data:` line. `pending`: rows committed at or above the horizon,
  * readable once the transactions below them end; `horizon - 1` is where an empty page leaves the cursor.
+ * Only the rows that can fit are framed: a frame is at least as long as its doc (the framing only adds
+ * bytes), so rows past the cap by their docs' stored lengths alone are past it framed too, and the exact
+ * cut over the rest keeps the same page. (Framing every row up to the limit made a page of large events
+ * cost several times its size.)
  */
 const STREAM = `
   WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable),
-  framed AS (
+  limited AS (
+    SELECT seq, topic, doc, row_number() OVER w AS n, sum(octet_length(doc)) OVER w AS doc_bytes
+    FROM (
+      SELECT seq, topic, doc FROM events, horizon
+      WHERE seq > $1 AND seq < horizon.first_unreadable AND doc IS NOT NULL AND ($3::text[] IS NULL OR topic = ANY($3))
+      ORDER BY seq LIMIT $2
+    ) rows
+    WINDOW w AS (ORDER BY seq)
+  ), framed AS (
     SELECT seq, topic, 'id: ' || seq || E'\nevent: event\ndata: {"seq":' || seq || ','
              || replace(replace(replace(substr(doc, 2), E'\r\n', E'\n'), E'\r', E'\n'), E'\n', E'\ndata: ') || E'\n\n' AS frame
-    FROM events, horizon
-    WHERE seq > $1 AND seq < horizon.first_unreadable AND doc IS NOT NULL AND ($3::text[] IS NULL OR topic = ANY($3))
-    ORDER BY seq LIMIT $2
+    FROM limited WHERE n = 1 OR doc_bytes <= $4
   ), sized AS (
     SELECT seq, topic, frame, row_number() OVER w AS n, sum(octet_length(frame)) OVER w AS bytes
     FROM framed WINDOW w AS (ORDER BY seq)
@@ -110,6 +120,10 @@ const PURGE_HORIZON = `
               ELSE (SELECT CASE WHEN bool_and(p.topic IS NOT NULL) THEN min(p.purged_through) ELSE 0 END
                     FROM unnest($1::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
          END AS min`;
+
+const PURGE_HORIZONS_ABOVE = `
+  SELECT coalesce(array_agg(purged_through ORDER BY purged_through), '{}') AS horizons
+  FROM topic_purges WHERE purged_through > $1 AND ($2::text[] IS NULL OR topic = ANY($2))`;
 
 /**
  * /stats figures of the topics $1 that exist: retained events and their doc bytes (summed over replicas),
@@ -156,7 +170,7 @@ export class PostgresEventReader implements EventReader {
       seqs,
       ends: Uint32Array.from(row!.ends, Number),
       topics: row!.topics,
-      end: seqs.length > 0 ? seqs[seqs.length - 1]! : Math.max(after, Number(row!.visible_end)),
+      end: seqs.length > 0 ? seqs[seqs.length - 1]! : Number(row!.visible_end),
       pending: row!.pending,
     };
   }
@@ -193,6 +207,11 @@ export class PostgresEventReader implements EventReader {
   async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
     const { rows: [row] } = await this.query<{ max: string; min: string }>(PURGE_HORIZON, [topics ?? null]);
     return { max: Number(row!.max), min: Number(row!.min) };
+  }
+
+  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]> {
+    const { rows: [row] } = await this.query<{ horizons: string[] }>(PURGE_HORIZONS_ABOVE, [after, topics ?? null]);
+    return row!.horizons.map(Number);
   }
 
   async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {

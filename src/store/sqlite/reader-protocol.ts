@@ -28,6 +28,7 @@ export type Read =
   | { kind: 'start'; since: string | undefined }
   /** Every topic when `topics` is undefined. */
   | { kind: 'purge-horizon'; topics: readonly string[] | undefined }
+  | { kind: 'purge-horizons-above'; topics: readonly string[] | undefined; after: number }
   | { kind: 'topic-details'; topics: readonly string[] }
   | { kind: 'disk-bytes' };
 
@@ -44,6 +45,7 @@ export type ReadAnswer =
   | { type: 'stream'; id: number; page: StreamPage }
   | { type: 'start'; id: number; after: number }
   | { type: 'purge-horizon'; id: number; horizon: PurgeHorizon }
+  | { type: 'purge-horizons-above'; id: number; horizons: number[] }
   | { type: 'topic-details'; id: number; topics: TopicDetail[] }
   | { type: 'disk-bytes'; id: number; bytes: number };
 

@@ -23,6 +23,8 @@ export class SqlitePageReader {
   private readonly firstSince;
   private readonly horizonOfAll;
   private readonly horizonOf;
+  private readonly horizonsAboveOfAll;
+  private readonly horizonsAboveOf;
   private readonly details;
 
   constructor(private readonly path: string, private readonly maxPageBytes: number) {
@@ -47,6 +49,11 @@ export class SqlitePageReader {
     this.horizonOf = this.db.prepare<[string], PurgeHorizon>(
       `SELECT coalesce(max(purged_through), 0) AS max, coalesce(min(purged_through), 0) AS min
        FROM topics WHERE topic IN (SELECT value FROM json_each(?))`);
+    this.horizonsAboveOfAll = this.db.prepare<[number], number>(
+      'SELECT purged_through FROM topics WHERE purged_through > ? ORDER BY purged_through').pluck();
+    this.horizonsAboveOf = this.db.prepare<[number, string], number>(
+      `SELECT purged_through FROM topics WHERE purged_through > ? AND topic IN (SELECT value FROM json_each(?))
+       ORDER BY purged_through`).pluck();
     // The retained range from the events themselves: two seeks of events_by_topic per topic.
     this.details = this.db.prepare<[string], TopicDetail>(
       `SELECT topic, events, bytes, coalesce(first_seq, 0) AS first_seq, coalesce(last_seq, 0) AS last_seq, purged_through,
@@ -66,7 +73,7 @@ export class SqlitePageReader {
 
   streamPage({ topics, after, limit, maxBytes }: StreamPageQuery): StreamPage {
     // Read before the page: an empty page then means nothing matching up to here, so the cursor may move on.
-    const end = Math.max(after, this.last.get()!);
+    const end = this.last.get()!;
     const rows = topics === undefined ? this.all.iterate(after, limit)
       : topics.length === 1 ? this.byTopic.iterate(topics[0]!, after, limit)
         : this.inTopics.iterate(JSON.stringify(topics), after, limit);
@@ -81,6 +88,10 @@ export class SqlitePageReader {
   /** From `topics.purged_through`, which a purge advances in the transaction that deletes the events. */
   purgeHorizon(topics: readonly string[] | undefined): PurgeHorizon {
     return topics === undefined ? this.horizonOfAll.get()! : this.horizonOf.get(JSON.stringify(topics))!;
+  }
+
+  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): number[] {
+    return topics === undefined ? this.horizonsAboveOfAll.all(after) : this.horizonsAboveOf.all(after, JSON.stringify(topics));
   }
 
   topicDetails(topics: readonly string[]): TopicDetail[] {

@@ -71,6 +71,10 @@ export class SqliteWorkerReader implements EventReader {
     return (await this.read<'purge-horizon'>({ kind: 'purge-horizon', topics })).horizon;
   }
 
+  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]> {
+    return (await this.read<'purge-horizons-above'>({ kind: 'purge-horizons-above', topics, after })).horizons;
+  }
+
   async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {
     return (await this.read<'topic-details'>({ kind: 'topic-details', topics })).topics;
   }
