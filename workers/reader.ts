@@ -36,7 +36,7 @@ function answer(request: ReadRequest): ReadAnswer {
     case 'start':
       return { type: 'start', id, after: reader.startAfter(request.since) };
     case 'purge-horizon':
-      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics) };
+      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics, request.readable) };
     case 'topic-details':
       return { type: 'topic-details', id, topics: reader.topicDetails(request.topics) };
     case 'disk-bytes':

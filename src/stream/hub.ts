@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.js';
 import type { PurgeCheck } from './purge-check.js';
 import { ReadGate } from '../store/read-gate.js';
-import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { EventReader, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
 import { Subscription, type LiveFeed, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
 
@@ -52,9 +52,9 @@ export class SubscriberHub implements LiveFeed {
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
   subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
     const read = (query: StreamPageQuery) => this.catchUpGate.run(() => this.reader.streamPage(query));
-    const purgedAfter = (topics: readonly string[] | undefined, after: number) =>
-      this.catchUpGate.run(() => this.purges.behind(topics, after));
-    const subscription = new Subscription(sink, start.after, start.topics, this, read, purgedAfter, this.limits, this.log);
+    const purgedAfter = (topics: readonly string[] | undefined, after: number, readable: ReadableTopics) =>
+      this.catchUpGate.run(() => this.purges.behind(topics, after, readable));
+    const subscription = new Subscription(sink, start.after, start.topics, start.readable, this, read, purgedAfter, this.limits, this.log);
     this.subscriptions.add(subscription);
     onClosed(() => {
       subscription.close();

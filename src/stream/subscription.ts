@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import { gapFrame } from '../store/sse-frames.js';
-import type { PurgeHorizon, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { TopicScope } from '../topic-scope.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -17,10 +18,12 @@ export interface StreamSink {
   destroy(): void;
 }
 
-/** Where a stream starts: after this seq, over these topics (undefined: every topic). */
+/** Where a stream starts: after this seq, over these topics (undefined: every topic, or every readable one). */
 export interface StreamStart {
   after: number;
   topics: readonly string[] | undefined;
+  /** An access token's readable topics; undefined: no limit. */
+  readable?: TopicScope | undefined;
 }
 
 /** What a subscription needs of the hub: joining once caught up. */
@@ -69,21 +72,27 @@ export class Subscription {
   /** The highest purged seq it has told of in a gap: a purge is told once. */
   private toldPurgedThrough = 0;
   private readonly keepAlive: NodeJS.Timeout;
-  private readonly topicSet: ReadonlySet<string> | undefined;
+  /** Whether a frame of the shared feed is this stream's; undefined: every one is. */
+  private readonly takes: ((topic: string) => boolean) | undefined;
+  /** With `topics` undefined: the readable topics its reads keep to. */
+  private readonly readable: ReadableTopics;
 
   constructor(
     private readonly sink: StreamSink,
     private cursor: number,
     private readonly topics: readonly string[] | undefined,
+    readableScope: TopicScope | undefined,
     private readonly feed: LiveFeed,
     /** A store read of its own (catch-up). */
     private readonly read: (query: StreamPageQuery) => Promise<StreamPage>,
     /** A purge check of its own (PurgeCheck.behind). */
-    private readonly purgedAfter: (topics: readonly string[] | undefined, after: number) => Promise<PurgeHorizon | undefined>,
+    private readonly purgedAfter: (topics: readonly string[] | undefined, after: number, readable: ReadableTopics) => Promise<PurgeHorizon | undefined>,
     private readonly limits: SubscriptionLimits,
     private readonly log: Logger,
   ) {
-    this.topicSet = topics && new Set(topics);
+    const topicSet = topics && new Set(topics);
+    this.readable = topics === undefined ? readableScope?.filter : undefined;
+    this.takes = topicSet ? (topic) => topicSet.has(topic) : this.readable && ((topic) => readableScope!.allows(topic));
     this.keepAlive = setInterval(() => {
       if (!this.wrote && !sink.needsDrain) sink.write(KEEP_ALIVE);
       this.wrote = false;
@@ -135,9 +144,9 @@ export class Subscription {
       let purged: PurgeHorizon | undefined;
       try {
         page = await this.read({
-          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes,
+          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.limits.pageBytes, readable: this.readable,
         });
-        purged = await this.purgedAfter(this.topics, Math.max(this.cursor, this.toldPurgedThrough));
+        purged = await this.purgedAfter(this.topics, Math.max(this.cursor, this.toldPurgedThrough), this.readable);
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS));
@@ -192,10 +201,10 @@ export class Subscription {
     const { seqs, ends, topics, frames } = page;
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
-    if (this.topicSet === undefined) return frames.subarray(start);
+    if (this.takes === undefined) return frames.subarray(start);
     const slices: Uint8Array[] = [];
     for (let i = first; i < seqs.length; i++) {
-      if (this.topicSet.has(topics[i]!)) slices.push(frames.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!));
+      if (this.takes(topics[i]!)) slices.push(frames.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!));
     }
     return slices.length === 1 ? slices[0]! : Buffer.concat(slices);
   }
