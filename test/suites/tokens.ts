@@ -227,6 +227,8 @@ export function tokensSuite(store: TestStore): void {
     const topic = fc.string({ unit, minLength: 1, maxLength: 5 }).filter((s) => s.trim() === s);
     const pattern = fc.string({ unit, minLength: 1, maxLength: 4 });
     let run = 0;
+    const seed = Number(process.env.TOKEN_FUZZ_SEED ?? Date.now() % 2 ** 31);
+    t.comment(`fuzz seed ${seed} (TOKEN_FUZZ_SEED replays it)`);
     await fc.assert(fc.asyncProperty(fc.uniqueArray(topic, { minLength: 1, maxLength: 6 }), fc.array(pattern, { maxLength: 3 }), async (topics, patterns) => {
       run++;
       const fresh = topics.filter((name) => !published.has(name));
@@ -262,6 +264,6 @@ export function tokensSuite(store: TestStore): void {
         }
       }
       return true;
-    }), { numRuns: Number(process.env.TOKEN_FUZZ_RUNS ?? 25), seed: Number(process.env.TOKEN_FUZZ_SEED ?? Date.now() % 2 ** 31) });
+    }), { numRuns: Number(process.env.TOKEN_FUZZ_RUNS ?? 25), seed });
   });
 }
