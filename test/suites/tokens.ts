@@ -164,6 +164,23 @@ export function tokensSuite(store: TestStore): void {
     t.equal((await as(OPS).request('DELETE', '/consumers/mine')).status, 204, 'and deletes it');
   });
 
+  t.test('a consumer created without a tokens file has no owner: under one, only an admin may use it', async (t) => {
+    const settings = await store.fresh(t);
+    const open = await startAggregator(t, settings);
+    t.equal((await open.request('PUT', '/consumers/legacy', { topics: ['orders.eu'], start: 'earliest' })).status, 201);
+    await open.close();
+    const file = join(t.testdir(), 'tokens.json');
+    writeTokenFile(file, TOKENS);
+    const agg = await startAggregator(t, { ...settings, authTokensFile: file });
+    const as = (token: TestToken) => ({ authorization: bearer(token.secret) });
+    const reader = await agg.app.inject({ method: 'GET', url: '/consumers/legacy', headers: as(READER) });
+    t.equal(reader.statusCode, 403);
+    t.equal(reader.json().code, 'CONSUMER_FORBIDDEN');
+    const admin = await agg.app.inject({ method: 'GET', url: '/consumers/legacy', headers: as(OPS) });
+    t.equal(admin.statusCode, 200);
+    t.equal(admin.json().owner, null);
+  });
+
   t.test('a consumer whose topics the token may no longer read is refused after the file narrows its rights', async (t) => {
     const { agg, file, as } = await serve(t, store);
     t.equal((await as(TEAM).request('PUT', '/consumers/c', { topics: ['orders.eu'], start: 'earliest' })).status, 201);
