@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
@@ -30,8 +30,7 @@ interface Served {
 /** An aggregator with AUTH_TOKENS_FILE on a fresh store of this kind, listening on a real port (streams need one). */
 async function serve(t: Test, store: TestStore, tokens: readonly TestToken[] = TOKENS, overrides: Partial<Config> = {}): Promise<Served> {
   const settings = await store.fresh(t);
-  // After fresh(), which may make the test's directory anew.
-  const file = join(t.testdir(), 'tokens.json');
+  const file = join(dirname(settings.dbPath), 'tokens.json');
   writeTokenFile(file, tokens);
   const agg = await startAggregator(t, { ...settings, authTokensFile: file, ...overrides });
   await agg.app.listen({ port: 0, host: '127.0.0.1' });
@@ -169,7 +168,7 @@ export function tokensSuite(store: TestStore): void {
     const open = await startAggregator(t, settings);
     t.equal((await open.request('PUT', '/consumers/legacy', { topics: ['orders.eu'], start: 'earliest' })).status, 201);
     await open.close();
-    const file = join(t.testdir(), 'tokens.json');
+    const file = join(dirname(settings.dbPath), 'tokens.json');
     writeTokenFile(file, TOKENS);
     const agg = await startAggregator(t, { ...settings, authTokensFile: file });
     const as = (token: TestToken) => ({ authorization: bearer(token.secret) });
