@@ -31,7 +31,8 @@ const address = await aggregator.app.listen({ port: config.port, host: config.ho
 log.info({ address, config }, 'aggregator listening');
 
 // Access tokens are re-read without a restart; a malformed file is refused in the log, the old tokens stay.
-process.on('SIGHUP', () => aggregator.reloadTokens('SIGHUP'));
+// Only then: without a tokens file SIGHUP keeps its default (the process ends), as before.
+if (config.authTokensFile) process.on('SIGHUP', () => aggregator.reloadTokens('SIGHUP'));
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -2,7 +2,9 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import type { Config } from '../../src/config.js';
+import { createAggregator } from '../../src/aggregator.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
 import { parseRetentionRules } from '../../src/retention.js';
 import type { TestClient } from '../helpers/client.js';
 import { makeEvent } from '../helpers/events.js';
@@ -165,9 +167,14 @@ export function tokensSuite(store: TestStore): void {
 
   t.test('a consumer created without a tokens file has no owner: under one, only an admin may use it', async (t) => {
     const settings = await store.fresh(t);
-    const open = await startAggregator(t, settings);
-    t.equal((await open.request('PUT', '/consumers/legacy', { topics: ['orders.eu'], start: 'earliest' })).status, 201);
-    await open.close();
+    // Without startAggregator, whose teardown would close it a second time.
+    const open = await createAggregator({ ...loadConfig([], {}), logLevel: 'silent', ...settings }, createLogger('silent', 'test'));
+    try {
+      const created = await open.app.inject({ method: 'PUT', url: '/consumers/legacy', payload: { topics: ['orders.eu'], start: 'earliest' } });
+      t.equal(created.statusCode, 201);
+    } finally {
+      await open.close();
+    }
     const file = join(dirname(settings.dbPath), 'tokens.json');
     writeTokenFile(file, TOKENS);
     const agg = await startAggregator(t, { ...settings, authTokensFile: file });
