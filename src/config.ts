@@ -56,6 +56,11 @@ export interface Config {
   authReadToken: string;
   /** Whether every route but the health checks needs a token (the read token or the publish token). */
   authReads: boolean;
+  /**
+   * A JSON file of access tokens scoped to topics (README, "Access control"); empty: none. Replaces the three
+   * settings above: every route but the health checks then needs one of its tokens.
+   */
+  authTokensFile: string;
   /** Retention rules of event bodies (RETENTION, src/retention.ts); empty: keep every event forever. */
   retention: RetentionRule[];
   /** How long a key is remembered as a duplicate (DEDUP_WINDOW); undefined: forever. */
@@ -161,6 +166,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
   authReadToken: { env: 'AUTH_READ_TOKEN', flag: 'auth-read-token', defaultValue: '', parse: optionalText },
   authReads: { env: 'AUTH_READS', flag: 'auth-reads', defaultValue: 'false', parse: boolean },
+  authTokensFile: { env: 'AUTH_TOKENS_FILE', flag: 'auth-tokens-file', defaultValue: '', parse: optionalText },
   retention: { env: 'RETENTION', flag: 'retention', defaultValue: '', parse: retentionSetting(parseRetentionRules) },
   dedupWindowMs: { env: 'DEDUP_WINDOW', flag: 'dedup-window', defaultValue: 'forever', parse: retentionSetting(parseDedupWindow) },
   dedupHotKeys: { env: 'DEDUP_HOT_KEYS', flag: 'dedup-hot-keys', defaultValue: '1000000', parse: integer(16, 2 ** 24) },
@@ -201,6 +207,9 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   }
   if (result.authReadToken && !result.authReads) {
     throw new ConfigError('AUTH_READ_TOKEN is used only with AUTH_READS=true; set both, or neither');
+  }
+  if (result.authTokensFile && (result.authToken || result.authReadToken || result.authReads)) {
+    throw new ConfigError('AUTH_TOKENS_FILE replaces AUTH_TOKEN, AUTH_READ_TOKEN and AUTH_READS: set either the file or those');
   }
   result.replicaId ||= `${hostname()}:${result.port}`;
   return result;

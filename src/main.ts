@@ -1,5 +1,6 @@
 import { createAggregator } from './aggregator.js';
 import { ConfigError, describeSettings, loadConfig, type Config } from './config.js';
+import { TokenFileError } from './http/token-file.js';
 import { createLogger } from './logger.js';
 
 if (process.argv.includes('--help')) {
@@ -18,11 +19,20 @@ try {
 
 const log = createLogger(config.logLevel, 'aggregator');
 const aggregator = await createAggregator(config, log).catch((error: unknown) => {
+  if (error instanceof TokenFileError) {
+    log.fatal({ file: config.authTokensFile }, `cannot start: AUTH_TOKENS_FILE ${error.message}`);
+    console.error(`configuration error: AUTH_TOKENS_FILE ${error.message}`);
+    process.exit(2);
+  }
   log.fatal({ err: error, store: config.store }, `cannot start: ${(error as Error).message}`);
   process.exit(1);
 });
 const address = await aggregator.app.listen({ port: config.port, host: config.host });
 log.info({ address, config }, 'aggregator listening');
+
+// Access tokens are re-read without a restart; a malformed file is refused in the log, the old tokens stay.
+// Only then: without a tokens file SIGHUP keeps its default (the process ends), as before.
+if (config.authTokensFile) process.on('SIGHUP', () => aggregator.reloadTokens('SIGHUP'));
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -60,7 +60,8 @@ function parseLimit(raw: string, name: string): RetentionLimit {
   throw new RetentionSyntaxError(`${name}: "${raw}" is not a limit: an age (30d), a count (1000000) or both (30d/1000000)`);
 }
 
-function globToRegExp(pattern: string): RegExp {
+/** A topic pattern (`*`: any run of characters) as an anchored RegExp; access tokens' patterns use it too. */
+export function topicPattern(pattern: string): RegExp {
   const body = pattern.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*');
   return new RegExp(`^${body}$`, 's');
 }
@@ -75,7 +76,7 @@ export function parseRetentionRules(raw: string, name = 'RETENTION'): RetentionR
     const pattern = entry.slice(0, at).trim();
     if (pattern === '') throw new RetentionSyntaxError(`${where}: "${entry}" has no topic pattern before "="`);
     if (pattern.length > 255) throw new RetentionSyntaxError(`${where}: the pattern is longer than a topic may be (255)`);
-    return { pattern, matcher: globToRegExp(pattern), ...parseLimit(entry.slice(at + 1), where) };
+    return { pattern, matcher: topicPattern(pattern), ...parseLimit(entry.slice(at + 1), where) };
   });
 }
 

@@ -87,7 +87,10 @@ t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, an
   const publish = doc.paths['/publish'].post;
   const body = publish.requestBody.content['application/json'];
   t.same(Object.keys(body.examples).sort(), ['array', 'envelope', 'single'], 'the three body shapes');
-  t.same(Object.keys(publish.responses).sort(), ['200', '202', '400', '401', '413', '415', '429', '503']);
+  t.same(Object.keys(publish.responses).sort(), ['200', '202', '400', '401', '403', '413', '415', '429', '503']);
+  t.same(doc.security, [{ bearer: [] }], 'every route is documented behind the bearer scheme…');
+  t.match(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer', description: /AUTH_TOKENS_FILE/ });
+  t.same([doc.paths['/healthz'].get.security, doc.paths['/readyz'].get.security], [[], []], '…but the health checks');
   t.match(publish.responses['400'].content['application/json'].example, { errors: [{ index: 1, field: 'timestamp' }] }, 'error examples');
   t.same(body.schema.anyOf[0].required, ['topic', 'event_id', 'timestamp', 'source', 'payload']);
   t.equal(body.schema.anyOf[0].additionalProperties, false, 'unknown fields are documented as refused');

@@ -36,9 +36,9 @@ function answer(request: ReadRequest): ReadAnswer {
     case 'start':
       return { type: 'start', id, after: reader.startAfter(request.since) };
     case 'purge-horizon':
-      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics) };
+      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics, request.readable) };
     case 'purge-horizons-above':
-      return { type: 'purge-horizons-above', id, horizons: reader.purgeHorizonsAbove(request.topics, request.after) };
+      return { type: 'purge-horizons-above', id, horizons: reader.purgeHorizonsAbove(request.topics, request.after, request.readable) };
     case 'topic-details':
       return { type: 'topic-details', id, topics: reader.topicDetails(request.topics) };
     case 'disk-bytes':

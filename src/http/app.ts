@@ -7,6 +7,8 @@ import { PurgeCheck } from '../stream/purge-check.js';
 import type { EventReader } from '../store/store.js';
 import type { CommitSignal } from '../stream/commit-signal.js';
 import { accessControl } from './auth.js';
+import { tokenAccessControl } from './scoped-access.js';
+import type { TokenRegistry } from './token-registry.js';
 import { registerContentEncoding } from './content-encoding.js';
 import { ApiError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
@@ -34,6 +36,8 @@ export interface AppDeps {
   reader: EventReader;
   /** Raised when new events may be readable: wakes subscribers and long-polls. */
   commits: CommitSignal;
+  /** AUTH_TOKENS_FILE's tokens, when set: they replace AUTH_TOKEN and AUTH_READ_TOKEN. */
+  tokens?: TokenRegistry | undefined;
 }
 
 /*
@@ -45,7 +49,7 @@ const STREAM_LIMITS = {
   pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024,
 };
 
-export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): FastifyInstance {
+export function buildApp({ config, log, pipeline, reader, commits, tokens }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
@@ -78,7 +82,10 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
     throw new ApiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
   });
 
-  app.addHook('onRequest', accessControl({ publish: config.authToken, read: config.authReadToken, reads: config.authReads }));
+  app.decorateRequest('grant', undefined);
+  app.addHook('onRequest', tokens
+    ? tokenAccessControl(tokens)
+    : accessControl({ publish: config.authToken, read: config.authReadToken, reads: config.authReads }));
 
   const startedAt = Date.now();
   const rejections: RejectionCounters = { invalid: 0 };
@@ -102,7 +109,7 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   const subscribers = () => hub.size;
   const storeFigures = readStoreFigures(pipeline, reader, commits, log);
   app.addHook('onClose', async () => storeFigures.close());
-  app.register(statsRoutes, { pipeline, storeFigures, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers });
+  app.register(statsRoutes, { pipeline, storeFigures, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers, reader });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
   const metrics = new Metrics(pipeline, storeFigures, rejections, config, lags, subscribers);

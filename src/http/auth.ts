@@ -5,9 +5,10 @@ import { ApiError } from './errors.js';
 /**
  * Who may call a route: anyone (health checks), holders of a read or the publish token (reads, when
  * AUTH_READS is on), or holders of the publish token. Routes say it in their `config.access`; a route that
- * does not (swagger-ui's, unknown URLs) counts as a read, so nothing is left open by omission.
+ * does not (swagger-ui's, unknown URLs) counts as a read, so nothing is left open by omission. `admin` is a
+ * read for these tokens; with AUTH_TOKENS_FILE, only an admin token's (scoped-access.ts).
  */
-export type Access = 'public' | 'read' | 'publish';
+export type Access = 'public' | 'read' | 'publish' | 'admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -25,6 +26,8 @@ export interface AccessTokens {
 }
 
 const BEARER = 'Bearer realm="pubsub-aggregator"';
+/** Basic as well, so that a browser opening the dashboard asks for the token. */
+export const AUTHENTICATE = [BEARER, 'Basic realm="pubsub-aggregator", charset="UTF-8"'];
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
 
@@ -34,7 +37,7 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  * dashboard page can be opened with the read token and its own requests carry it without any script
  * keeping it.
  */
-function presentedToken(header: string | undefined): string {
+export function presentedToken(header: string | undefined): string {
   const match = /^\s*(bearer|basic)\s+(\S+)\s*$/i.exec(header ?? '');
   if (!match) return '';
   if (match[1]!.toLowerCase() === 'bearer') return match[2]!;
@@ -51,7 +54,7 @@ export function accessControl(tokens: AccessTokens) {
   const read = [tokens.publish, tokens.read].filter((token) => token !== '').map(digest);
   return async (request: FastifyRequest): Promise<void> => {
     const access = request.routeOptions.config?.access ?? 'read';
-    const accepted = access === 'publish' ? publish : access === 'read' && tokens.reads ? read : [];
+    const accepted = access === 'publish' ? publish : access !== 'public' && tokens.reads ? read : [];
     if (accepted.length === 0) return;
     const presented = presentedToken(request.headers.authorization);
     const given = digest(presented);
@@ -60,8 +63,6 @@ export function accessControl(tokens: AccessTokens) {
     if (granted && presented !== '') return;
     throw access === 'publish'
       ? new ApiError('UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_TOKEN>', { authenticate: BEARER })
-      // Basic as well, so that a browser opening the dashboard asks for the token.
-      : new ApiError('UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_READ_TOKEN or AUTH_TOKEN>',
-        { authenticate: [BEARER, 'Basic realm="pubsub-aggregator", charset="UTF-8"'] });
+      : new ApiError('UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_READ_TOKEN or AUTH_TOKEN>', { authenticate: AUTHENTICATE });
   };
 }

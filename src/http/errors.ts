@@ -16,6 +16,9 @@ export const ERROR_STATUS = {
   INVALID_QUERY: 400,
   INVALID_CONSUMER: 400,
   UNAUTHORIZED: 401,
+  TOPIC_FORBIDDEN: 403,
+  CONSUMER_FORBIDDEN: 403,
+  ADMIN_REQUIRED: 403,
   NOT_FOUND: 404,
   UNKNOWN_CONSUMER: 404,
   CONSUMER_CONFLICT: 409,
@@ -93,6 +96,8 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
 export function sendError(reply: FastifyReply, api: ApiError, extra: Record<string, unknown> = {}): FastifyReply {
   if (api.statusCode === 503) reply.header('retry-after', String(api.details.retryAfterSeconds ?? 1));
   if (api.details.authenticate) reply.header('www-authenticate', api.details.authenticate);
+  // A token's refusals are logged, named by the token (the request's log carries it); a 401 has no name to log.
+  if (api.statusCode === 403) reply.request.log.info({ code: api.code, url: reply.request.url }, api.message);
   return reply.code(api.statusCode).send({
     statusCode: api.statusCode,
     error: STATUS_CODES[api.statusCode],

@@ -23,6 +23,8 @@ export class Metrics {
   /** The Prometheus text of every series, from one snapshot of the pipeline. */
   readonly scrape: () => Promise<string>;
   private readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  /** Requests per access token of AUTH_TOKENS_FILE, by its name: the file bounds the labels. */
+  private readonly requestsByToken: Counter<'token'>;
   private readonly loopDelaySampler = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
 
   constructor(
@@ -139,6 +141,10 @@ export class Metrics {
       labelNames: ['method', 'route', 'status_code'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
     });
+    this.requestsByToken = new Counter({
+      name: 'aggregator_requests_by_token_total', help: 'Requests per access token of AUTH_TOKENS_FILE, by its name.',
+      labelNames: ['token'], registers: [registry],
+    });
   }
 
   close(): void {
@@ -158,6 +164,7 @@ export class Metrics {
 
   /** An onResponse hook. */
   readonly observeRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (request.grant) this.requestsByToken.inc({ token: request.grant.name });
     this.requestDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
       reply.elapsedTime / 1000,
@@ -167,6 +174,6 @@ export class Metrics {
 
 /** GET /metrics in the Prometheus text format. */
 export const metricsRoutes: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics }) => {
-  app.get('/metrics', async (_request, reply) =>
+  app.get('/metrics', { config: { access: 'admin' } }, async (_request, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.scrape()));
 };

@@ -16,12 +16,22 @@ export function registerOpenApi(app: FastifyInstance, version: string): void {
         version,
         description: 'Publish-subscribe log aggregator with an idempotent consumer: each (topic, event_id) is stored once.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http', scheme: 'bearer',
+            description: 'AUTH_TOKEN (publishing; reads too) and AUTH_READ_TOKEN (reads, with AUTH_READS), or a token of '
+              + 'AUTH_TOKENS_FILE, whose rights are scoped to topics (README, "Access control"). Without any of these settings, no token is needed.',
+          },
+        },
+      },
+      // Every route but the public health checks (which say `security: []` below).
+      security: [{ bearer: [] }],
     },
-    transform: ({ schema, url }) => ({
-      schema: url === '/publish' ? { ...schema, body: PublishBodySchema } : schema,
-      url,
-    }),
+    transform: ({ schema, url, route }) => {
+      const documented = url === '/publish' ? { ...schema, body: PublishBodySchema } : schema;
+      return { schema: route.config?.access === 'public' ? { ...documented, security: [] } : documented, url };
+    },
   });
   app.register(swaggerUi, { routePrefix: '/docs' });
 }

@@ -33,6 +33,20 @@ function unwrap(body: unknown): unknown[] | string {
   return Array.isArray(body.events) ? body.events : '"events" must be an array of events';
 }
 
+/**
+ * The topics a body names, valid events or not: an access token's publish rights are checked on these
+ * before anything else, so a batch with a forbidden topic is refused as forbidden even when it is invalid too.
+ */
+export function namedTopics(body: unknown): Set<string> {
+  const events = unwrap(body);
+  const topics = new Set<string>();
+  if (typeof events === 'string') return topics;
+  for (const event of events) {
+    if (isPlainObject(event) && typeof event.topic === 'string') topics.add(event.topic);
+  }
+  return topics;
+}
+
 function describe(error: ValueError): string {
   const identityRule = error.type === ValueErrorType.StringFormat && IDENTITY_FORMATS[error.schema.format as string];
   if (identityRule) return identityRule(error.value as string) ?? error.message;

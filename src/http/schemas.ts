@@ -73,6 +73,7 @@ export const PublishErrorResponses = {
     errors: [{ index: 1, field: 'timestamp', reason: 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date' }],
   }),
   401: errorExample(401, 'Unauthorized', 'UNAUTHORIZED', 'this route needs Authorization: Bearer <AUTH_TOKEN>'),
+  403: errorExample(403, 'Forbidden', 'TOPIC_FORBIDDEN', 'token orders-writer may not publish to topic "billing.eu"'),
   413: errorExample(413, 'Payload Too Large', 'TOO_MANY_EVENTS', 'the request has 20000 events; at most 10000 are accepted per request'),
   415: errorExample(415, 'Unsupported Media Type', 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'),
   429: errorExample(429, 'Too Many Requests', 'TOPIC_LIMIT',

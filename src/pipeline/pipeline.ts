@@ -120,6 +120,11 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     return this.state.topicEvents.top();
   }
 
+  /** The topics `accepts` takes with the most stored events (at most TOP_TOPICS), most first, and how many it takes. */
+  topTopicsWhere(accepts: (topic: string) => boolean): { top: [topic: string, events: number][]; count: number } {
+    return this.state.topicEvents.topWhere(accepts);
+  }
+
   stats(): PipelineStats {
     const reason = this.notReadyReason();
     const { state, publisher } = this;

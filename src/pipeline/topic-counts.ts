@@ -76,6 +76,16 @@ export class TopicCounts {
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   }
 
+  /**
+   * The topics `accepts` takes with the most events (at most `limit`), most first, and how many it takes:
+   * one pass over every topic, for a reader that may see only some of them (an access token's).
+   */
+  topWhere(accepts: (topic: string) => boolean): { top: [topic: string, events: number][]; count: number } {
+    const taken = [...this.counts].filter(([topic]) => accepts(topic));
+    taken.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    return { top: taken.slice(0, this.limit), count: taken.length };
+  }
+
   /** The full choice, after a reset or a leader's fall: one sort of every topic, not once per request. */
   private chooseLeaders(): void {
     const ranked = [...this.counts].sort((a, b) => b[1] - a[1]);

@@ -15,6 +15,8 @@ export interface ConsumerDefinition {
 
 export interface ConsumerRecord extends ConsumerDefinition {
   name: string;
+  /** The name of the access token that created it (AUTH_TOKENS_FILE); null: created without one. */
+  owner: string | null;
   /** The committed position: every matching event with a seq up to it is acknowledged. */
   position: number;
   createdAt: string;
@@ -29,13 +31,23 @@ export interface ConsumerStatus extends ConsumerRecord {
   oldestUnconsumedAt: string | null;
 }
 
-export type ConsumerCommand =
+/**
+ * The access token a command comes with (AUTH_TOKENS_FILE): a new consumer belongs to its name, and a
+ * non-admin token may act only on its own. Absent: no tokens file, anyone may act on any consumer.
+ */
+export interface ConsumerActor {
+  token: string;
+  admin: boolean;
+}
+
+export type ConsumerCommand = { actor?: ConsumerActor | undefined } & (
   | { kind: 'create'; name: string; definition: ConsumerDefinition; maxConsumers: number }
   | { kind: 'commit'; name: string; seq: number; rewind: boolean }
-  | { kind: 'delete'; name: string };
+  | { kind: 'delete'; name: string });
 
 /** Why a command was refused; each is an error code of the HTTP API. */
-export type ConsumerRefusal = 'UNKNOWN_CONSUMER' | 'CONSUMER_CONFLICT' | 'CONSUMER_LIMIT' | 'COMMIT_BACKWARDS' | 'COMMIT_BEYOND_END';
+export type ConsumerRefusal =
+  'UNKNOWN_CONSUMER' | 'CONSUMER_CONFLICT' | 'CONSUMER_LIMIT' | 'COMMIT_BACKWARDS' | 'COMMIT_BEYOND_END' | 'CONSUMER_FORBIDDEN';
 
 export type ConsumerOutcome =
   /** The consumer as it is now, or (deleted) as it was. */
@@ -71,6 +83,16 @@ export function refuseCommit(
     return { kind: 'refused', refusal: 'COMMIT_BEYOND_END', message: `seq ${seq} is beyond the last stored event (${lastSeq})` };
   }
   return undefined;
+}
+
+/** Whether `actor` may use a consumer owned by `owner`: its own, or any when admin or when no tokens are in use. */
+export const mayUseConsumer = (actor: ConsumerActor | undefined, owner: string | null): boolean =>
+  actor === undefined || actor.admin || actor.token === owner;
+
+/** The refusal of a command on another token's consumer, or undefined when the actor may act on it. */
+export function refuseActor(existing: ConsumerRecord | undefined, command: ConsumerCommand): ConsumerOutcome | undefined {
+  if (!existing || mayUseConsumer(command.actor, existing.owner)) return undefined;
+  return { kind: 'refused', refusal: 'CONSUMER_FORBIDDEN', message: `consumer ${command.name} belongs to another token` };
 }
 
 export const unknownConsumer = (name: string): ConsumerOutcome =>

@@ -141,16 +141,24 @@ export interface TopicDetail {
   purged_through: number;
 }
 
+/**
+ * Topic patterns (src/topic-scope.ts) a read keeps to: an access token's readable topics. Undefined: every
+ * topic. Applied in the query itself, so a page is full of readable events and its cursor never skips one.
+ */
+export type ReadableTopics = readonly string[] | undefined;
+
 export interface EventPageQuery {
   topic?: string | undefined;
   after: number;
   limit: number;
+  readable?: ReadableTopics;
 }
 
 export interface TopicPageQuery {
   /** The last topic name seen; '' starts from the first. */
   after: string;
   limit: number;
+  readable?: ReadableTopics;
 }
 
 /** A stream read: events after `after` of the given topics (undefined: every topic), up to `limit` and `maxBytes`. */
@@ -159,6 +167,8 @@ export interface StreamPageQuery {
   after: number;
   limit: number;
   maxBytes: number;
+  /** With `topics` undefined: only these readable topics. */
+  readable?: ReadableTopics;
 }
 
 /**
@@ -216,10 +226,16 @@ export interface EventReader {
   consumerStatus(name?: string): Promise<ConsumerStatus[]>;
   /** The consumer's events after its committed position, paged as page() pages; undefined for an unknown consumer. */
   consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
-  /** The purge horizon of the given topics (undefined: every topic); { max: 0, min: 0 } when nothing was purged. */
-  purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon>;
-  /** The purge horizon of each of the given topics (undefined: every topic) that lies above `after`, ascending. */
-  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]>;
+  /**
+   * The purge horizon of the given topics (undefined: every topic, or every readable one); { max: 0, min: 0 }
+   * when nothing was purged.
+   */
+  purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon>;
+  /**
+   * The purge horizon of each of the given topics (undefined: every topic, or every readable one) that lies
+   * above `after`, ascending.
+   */
+  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<number[]>;
   /** Figures of the named topics (unknown ones are left out), for /stats. */
   topicDetails(topics: readonly string[]): Promise<TopicDetail[]>;
   /** Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files). */

@@ -47,8 +47,8 @@ export class SubscriberHub implements LiveFeed {
     const gated = this.catchUpGate;
     this.reads = {
       page: (query) => gated.run(() => reader.streamPage(query)),
-      purgedAfter: (topics, after) => gated.run(() => purges.behind(topics, after)),
-      horizonsAbove: (topics, after) => gated.run(() => reader.purgeHorizonsAbove(topics, after)),
+      purgedAfter: (topics, after, readable) => gated.run(() => purges.behind(topics, after, readable)),
+      horizonsAbove: (topics, after, readable) => gated.run(() => reader.purgeHorizonsAbove(topics, after, readable)),
     };
   }
 

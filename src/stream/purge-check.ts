@@ -1,4 +1,4 @@
-import type { EventReader, PurgeHorizon } from '../store/store.js';
+import type { EventReader, PurgeHorizon, ReadableTopics } from '../store/store.js';
 
 /**
  * Whether a read after a cursor may have missed purged events: what the `/events` purge header and the
@@ -16,10 +16,13 @@ export class PurgeCheck {
 
   constructor(private readonly reader: EventReader, private readonly purging: boolean) {}
 
-  /** The horizon of `topics` (undefined: every topic) when some of their events after `after` are purged; else undefined. */
-  async behind(topics: readonly string[] | undefined, after: number): Promise<PurgeHorizon | undefined> {
+  /**
+   * The horizon of `topics` (undefined: every topic, or every `readable` one) when some of their events
+   * after `after` are purged; else undefined.
+   */
+  async behind(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<PurgeHorizon | undefined> {
     if (!this.purging && after >= await this.storeMax()) return undefined;
-    const horizon = await this.reader.purgeHorizon(topics);
+    const horizon = await this.reader.purgeHorizon(topics, readable);
     return after < horizon.max ? horizon : undefined;
   }
 

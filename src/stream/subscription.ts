@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import { gapFrame } from '../store/sse-frames.js';
-import type { PurgeHorizon, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
+import type { TopicScope } from '../topic-scope.js';
 import { ToldPurges } from './told-purges.js';
 
 /** A subscriber's socket, as the stream sees it. */
@@ -18,12 +19,14 @@ export interface StreamSink {
   destroy(): void;
 }
 
-/** Where a stream starts: after this seq, over these topics (undefined: every topic). */
+/** Where a stream starts: after this seq, over these topics (undefined: every topic, or every readable one). */
 export interface StreamStart {
   after: number;
   topics: readonly string[] | undefined;
   /** From a gap's id sent back as Last-Event-ID: the purges that gap told of (see ToldPurges). */
   toldSum?: bigint;
+  /** An access token's readable topics; undefined: no limit. */
+  readable?: TopicScope | undefined;
 }
 
 /** What a subscription needs of the hub: joining once caught up. */
@@ -40,9 +43,9 @@ export interface LiveFeed {
 export interface StreamReads {
   page(query: StreamPageQuery): Promise<StreamPage>;
   /** PurgeCheck.behind */
-  purgedAfter(topics: readonly string[] | undefined, after: number): Promise<PurgeHorizon | undefined>;
+  purgedAfter(topics: readonly string[] | undefined, after: number, readable: ReadableTopics): Promise<PurgeHorizon | undefined>;
   /** EventReader.purgeHorizonsAbove */
-  horizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]>;
+  horizonsAbove(topics: readonly string[] | undefined, after: number, readable: ReadableTopics): Promise<number[]>;
 }
 
 export interface SubscriptionLimits {
@@ -91,7 +94,10 @@ export class Subscription {
    */
   private readBytes: number;
   private readonly keepAlive: NodeJS.Timeout;
-  private readonly topicSet: ReadonlySet<string> | undefined;
+  /** Whether a frame of the shared feed is this stream's; undefined: every one is. */
+  private readonly takes: ((topic: string) => boolean) | undefined;
+  /** With `topics` undefined: the readable topics its reads keep to. */
+  private readonly readable: ReadableTopics;
 
   constructor(
     private readonly sink: StreamSink,
@@ -105,7 +111,10 @@ export class Subscription {
     this.topics = start.topics;
     this.told = new ToldPurges(start.toldSum);
     this.readBytes = limits.pageBytes;
-    this.topicSet = start.topics && new Set(start.topics);
+    const topicSet = start.topics && new Set(start.topics);
+    const scope = start.readable;
+    this.readable = start.topics === undefined ? scope?.filter : undefined;
+    this.takes = topicSet ? (topic) => topicSet.has(topic) : this.readable && ((topic) => scope!.allows(topic));
     this.keepAlive = setInterval(() => {
       if (!this.wrote && !sink.needsDrain) sink.write(KEEP_ALIVE);
       this.wrote = false;
@@ -157,7 +166,7 @@ export class Subscription {
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       try {
         page = await this.reads.page({
-          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes,
+          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes, readable: this.readable,
         });
         untold = await this.untoldPurge();
       } catch (error) {
@@ -178,13 +187,13 @@ export class Subscription {
 
   /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */
   private async untoldPurge(): Promise<{ horizon: PurgeHorizon; above: number[] } | undefined> {
-    const horizon = await this.reads.purgedAfter(this.topics, this.cursor);
+    const horizon = await this.reads.purgedAfter(this.topics, this.cursor, this.readable);
     if (!horizon) {
       this.told.clear();
       return undefined;
     }
     // Read after the horizon: a purge in between is told too, and resuming from the older `min` skips nothing.
-    const above = await this.reads.horizonsAbove(this.topics, this.cursor);
+    const above = await this.reads.horizonsAbove(this.topics, this.cursor, this.readable);
     return this.told.untold(above, this.cursor) ? { horizon, above } : undefined;
   }
 
@@ -230,10 +239,10 @@ export class Subscription {
     const { seqs, ends, topics, frames } = page;
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
-    if (this.topicSet === undefined) return frames.subarray(start);
+    if (this.takes === undefined) return frames.subarray(start);
     const slices: Uint8Array[] = [];
     for (let i = first; i < seqs.length; i++) {
-      if (this.topicSet.has(topics[i]!)) slices.push(frames.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!));
+      if (this.takes(topics[i]!)) slices.push(frames.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!));
     }
     return slices.length === 1 ? slices[0]! : Buffer.concat(slices);
   }

@@ -11,6 +11,7 @@ import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../stream/commit-signal.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
+import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../scoped-access.js';
 import { StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';
 import { PURGED_THROUGH_HEADER } from './events.js';
@@ -52,7 +53,7 @@ const CommitQuerySchema = Type.Object({
 /** Each refusal of the store is an error code of the API (checked here at compile time). */
 const REFUSAL_CODES = {
   UNKNOWN_CONSUMER: 'UNKNOWN_CONSUMER', CONSUMER_CONFLICT: 'CONSUMER_CONFLICT', CONSUMER_LIMIT: 'CONSUMER_LIMIT',
-  COMMIT_BACKWARDS: 'COMMIT_BACKWARDS', COMMIT_BEYOND_END: 'COMMIT_BEYOND_END',
+  COMMIT_BACKWARDS: 'COMMIT_BACKWARDS', COMMIT_BEYOND_END: 'COMMIT_BEYOND_END', CONSUMER_FORBIDDEN: 'CONSUMER_FORBIDDEN',
 } as const satisfies Record<ConsumerRefusal, ErrorCode>;
 
 /** The name, if it is a valid consumer name; else 400 INVALID_CONSUMER. */
@@ -84,7 +85,7 @@ export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no co
 
 function consumerJson(c: ConsumerRecord | ConsumerStatus) {
   return {
-    name: c.name, topics: c.topics, start: c.start, position: c.position,
+    name: c.name, topics: c.topics, start: c.start, position: c.position, owner: c.owner,
     ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
     created_at: c.createdAt, last_commit_at: c.lastCommitAt,
   };
@@ -150,22 +151,25 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     const name = checkName(request.params.name);
     refuseInvalid(request);
     const { topics, start } = request.body;
-    const outcome = await apply({ kind: 'create', name, definition: { topics: normalizeTopics(topics), start }, maxConsumers });
+    const definition = { topics: normalizeTopics(topics), start };
+    checkReadable(request, definition.topics);
+    const outcome = await apply({ kind: 'create', name, definition, maxConsumers, actor: consumerActor(request) });
     return reply.code(outcome.kind === 'created' ? 201 : 200).send(consumerJson(outcome.consumer));
   });
 
-  app.get('/consumers', { schema: { summary: 'Every durable consumer with its lag' } }, async () =>
-    (await reader.consumerStatus()).map(consumerJson));
+  app.get('/consumers', { schema: { summary: "Every durable consumer with its lag (a token's own; an admin's: all)" } }, async (request) =>
+    (await reader.consumerStatus()).filter((consumer) => mayUse(request, consumer)).map(consumerJson));
 
   app.get('/consumers/:name', { schema: { summary: 'A durable consumer with its lag', params: ParamsSchema } }, async (request) => {
     const name = checkName(request.params.name);
     const [consumer] = await reader.consumerStatus(name);
     if (!consumer) throw unknown(name);
+    checkConsumerUse(request, consumer);
     return consumerJson(consumer);
   });
 
   app.delete('/consumers/:name', { schema: { summary: 'Delete a durable consumer', params: ParamsSchema } }, async (request, reply) => {
-    await apply({ kind: 'delete', name: checkName(request.params.name) });
+    await apply({ kind: 'delete', name: checkName(request.params.name), actor: consumerActor(request) });
     return reply.code(204).send();
   });
 
@@ -185,6 +189,8 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     },
   }, async (request, reply) => {
     const name = checkName(request.params.name);
+    const owned = request.grant && await reader.consumer(name);
+    if (owned) checkConsumerUse(request, owned);
     // The position the page starts from, read before it; a rewind committed during the poll is not told of.
     const from = (await purges.mayHavePurged()) ? await reader.consumer(name) : undefined;
     const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
@@ -202,7 +208,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   }, async (request) => {
     const name = checkName(request.params.name);
     refuseInvalid(request);
-    const outcome = await apply({ kind: 'commit', name, seq: request.body.seq, rewind: request.query.rewind });
+    const outcome = await apply({ kind: 'commit', name, seq: request.body.seq, rewind: request.query.rewind, actor: consumerActor(request) });
     return consumerJson(outcome.consumer);
   });
 };

@@ -3,6 +3,7 @@ import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import { Type } from '@sinclair/typebox';
 import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
+import { checkReadable, readFilter } from '../scoped-access.js';
 import { sendPage } from '../send-page.js';
 
 export interface ReadRouteOptions {
@@ -44,9 +45,13 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges
     },
     async (request, reply) => {
       const { topic, after } = request.query;
-      const page = await reader.page(request.query);
+      const topics = topic === undefined ? undefined : [topic];
+      if (topics) checkReadable(request, topics);
+      // Without a topic, an access token reads (and is told of purges of) only the topics it may read.
+      const readable = readFilter(request);
+      const page = await reader.page({ ...request.query, readable });
       // After the page, so that no purge the page missed goes untold.
-      const purged = await purges.behind(topic === undefined ? undefined : [topic], after);
+      const purged = await purges.behind(topics, after, readable);
       if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
       return sendPage(reply, page, stallTimeoutMs);
     },

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { RejectionCounters } from '../rejections.js';
-import { parsePublishBody, type PublishLimits } from '../publish-body.js';
+import { namedTopics, parsePublishBody, type PublishLimits } from '../publish-body.js';
+import { checkPublishable } from '../scoped-access.js';
 import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
 
 interface PublishOptions {
@@ -21,13 +22,15 @@ export const publishRoutes: FastifyPluginAsyncTypebox<PublishOptions> = async (a
       config: { access: 'publish' },
       schema: {
         summary: 'Publish events',
-        description: 'Answers 200 once every event is committed (group commit), or 202 with ?ack=queued once queued.',
+        description: 'Answers 200 once every event is committed (group commit), or 202 with ?ack=queued once queued. '
+          + 'With an access token of AUTH_TOKENS_FILE, a request naming any topic outside its publish patterns is refused whole (403 TOPIC_FORBIDDEN).',
         querystring: PublishQuerySchema,
         security: [{ bearer: [] }],
         response: { 200: CommittedSchema, 202: QueuedSchema, ...PublishErrorResponses },
       },
     },
     async (request, reply) => {
+      if (request.grant) checkPublishable(request, namedTopics(request.body));
       let events;
       try {
         events = parsePublishBody(request.body, request.jsonText, limits, new Date().toISOString());

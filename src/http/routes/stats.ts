@@ -2,10 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { BackgroundRead } from '../../lib/background-read.js';
-import type { TopicDetail } from '../../store/store.js';
+import type { EventReader, TopicDetail } from '../../store/store.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import type { StoreFigures } from '../store-figures.js';
 import type { RejectionCounters } from '../rejections.js';
+import { readScope } from '../scoped-access.js';
 
 interface StatsOptions {
   pipeline: Pipeline;
@@ -18,6 +19,8 @@ interface StatsOptions {
   consumers: ConsumerLagCache;
   /** Open /events/stream connections on this replica. */
   subscribers: () => number;
+  /** For an access token's own topics' figures. */
+  reader: EventReader;
 }
 
 /** "1h2m3s"-style uptime for people; uptime_seconds is there for machines. */
@@ -50,12 +53,14 @@ export const StatsSchema = Type.Object({
   received: count('Events accepted, store-wide (durable)'),
   unique_processed: count('Events ever stored (first arrivals), purged ones included: received = unique_processed + duplicate_dropped'),
   duplicate_dropped: count('Events dropped as duplicates'),
-  topics: Type.Array(Type.String(), { description: 'At most 100 topics: those with the most retained events, most first' }),
+  topics: Type.Array(Type.String(), {
+    description: 'At most 100 topics: those with the most retained events, most first (with an access token that is not admin: of the topics it may read)',
+  }),
   topic_events: Type.Record(Type.String(), count('Retained events'), { description: 'The retained events of each of `topics`' }),
   topic_details: Type.Array(TopicDetailSchema, {
     description: 'The figures of each of `topics`, in the same order, as read at `store.as_of` (re-read in the background, at most ~2 s old); a topic not listed then is left out',
   }),
-  topic_count: count('How many topics there are'),
+  topic_count: count('How many topics there are (with an access token that is not admin: that it may read)'),
   uptime: Type.String(),
   uptime_seconds: count('Seconds since this replica started'),
   queue_depth: count('Events in the ring not yet committed'),
@@ -102,13 +107,17 @@ export const StatsSchema = Type.Object({
  * figures as last read in the background.
  */
 export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
-  app, { pipeline, storeFigures, rejections, startedAt, replicaId, consumers, subscribers },
+  app, { pipeline, storeFigures, rejections, startedAt, replicaId, consumers, subscribers, reader },
 ) => {
-  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async () => {
+  app.get('/stats', { schema: { summary: 'Counters, topics, the store and this replica', response: { 200: StatsSchema } } }, async (request) => {
     const stats = pipeline.stats();
-    const top = pipeline.topTopics();
+    const scope = readScope(request);
+    // A token that may read only some topics sees only those: its own top list, their figures read now.
+    const scoped = scope?.filter !== undefined ? pipeline.topTopicsWhere((topic) => scope.allows(topic)) : undefined;
+    const top = scoped?.top ?? pipeline.topTopics();
     const names = top.map(([topic]) => topic);
-    const { details, diskBytes } = storeFigures.value;
+    const { diskBytes } = storeFigures.value;
+    const details = scoped ? await reader.topicDetails(names) : storeFigures.value.details;
     const uptimeSeconds = Math.floor((Date.now() - startedAt) / 1000);
     const durable = consumers.summary();
     const { index, lastPurge } = stats;
@@ -120,7 +129,7 @@ export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (
       topics: names,
       topic_events: Object.fromEntries(top),
       topic_details: inOrder(names, details),
-      topic_count: stats.topicCount,
+      topic_count: scoped?.count ?? stats.topicCount,
       uptime: formatUptime(uptimeSeconds),
       uptime_seconds: uptimeSeconds,
       queue_depth: stats.queueDepth,

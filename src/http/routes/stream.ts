@@ -6,6 +6,8 @@ import type { EventReader } from '../../store/store.js';
 import type { SubscriberHub } from '../../stream/hub.js';
 import type { StreamSink, StreamStart } from '../../stream/subscription.js';
 import { ApiError } from '../errors.js';
+import { checkConsumerUse, checkReadable, readScope } from '../scoped-access.js';
+import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
 
 /** What a client's EventSource waits before reconnecting. */
@@ -40,10 +42,13 @@ export interface StreamRouteOptions {
  * Where a stream starts, from the request: the one place that turns `Last-Event-ID` (which wins),
  * `consumer`, `after`, `since` and `topic` into a cursor and topics.
  */
-async function streamStart(query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader): Promise<StreamStart> {
+async function streamStart(
+  query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader, mayUse: (consumer: ConsumerRecord) => void,
+): Promise<StreamStart> {
   const asked = query.topic && [...new Set(query.topic)];
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
   if (query.consumer !== undefined && consumer === undefined) throw unknown(query.consumer);
+  if (consumer) mayUse(consumer);
   const topics = consumer ? narrowed(consumer.topics, asked) : asked;
   if (lastEventId !== undefined) return { ...resumedFrom(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
@@ -102,12 +107,13 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       if (hub.size + starting >= maxSubscribers) {
         throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
       }
+      if (request.query.topic) checkReadable(request, request.query.topic);
       // Listened for before the first await: a client that leaves while its start is read must not leave a stream behind.
       const gone = new Promise<void>((resolve) => reply.raw.once('close', resolve));
       starting++;
       let start: StreamStart;
       try {
-        start = await streamStart(request.query, request.headers['last-event-id'], reader);
+        start = await streamStart(request.query, request.headers['last-event-id'], reader, (consumer) => checkConsumerUse(request, consumer));
       } finally {
         starting--;
       }
@@ -118,7 +124,8 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         'x-accel-buffering': 'no',
       });
       res.write(`retry: ${RETRY_MS}\n\n`);
-      hub.subscribe(responseSink(res), start, (closed) => void gone.then(closed));
+      // Over every topic, an access token's stream carries only the topics it may read, gaps included.
+      hub.subscribe(responseSink(res), { ...start, readable: readScope(request) }, (closed) => void gone.then(closed));
     },
   );
 };

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { Topic } from '../../event.js';
+import { readFilter } from '../scoped-access.js';
 import { sendPage } from '../send-page.js';
 import type { ReadRouteOptions } from './events.js';
 
@@ -23,13 +24,16 @@ export const topicsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (
     '/topics',
     {
       schema: {
-        summary: 'Every topic with its stored event count, by name',
+        summary: 'Every topic with its stored event count, by name (an access token\'s: those it may read)',
         description: 'Page with after=<last topic seen> until an empty array. Names sort by the store\'s order.',
         querystring: TopicsQuerySchema,
         // Documentation only: the body is JSON text built by the store, sent as it is.
         response: { 200: Type.Array(TopicCountSchema) },
       },
     },
-    async (request, reply) => sendPage(reply, await reader.topics({ after: request.query.after ?? '', limit: request.query.limit }), stallTimeoutMs),
+    async (request, reply) => {
+      const page = await reader.topics({ after: request.query.after ?? '', limit: request.query.limit, readable: readFilter(request) });
+      return sendPage(reply, page, stallTimeoutMs);
+    },
   );
 };

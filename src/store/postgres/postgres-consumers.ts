@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import {
-  conflictingConsumer, consumerLimit, parseStart, refuseCommit, sameDefinition, startText, unknownConsumer,
+  conflictingConsumer, consumerLimit, parseStart, refuseActor, refuseCommit, sameDefinition, startText, unknownConsumer,
   type ConsumerCommand, type ConsumerOutcome, type ConsumerRecord,
 } from '../consumers.js';
 import { CONSUMER_CREATE_LOCK, SEQ_HORIZON } from './postgres-schema.js';
@@ -14,14 +14,15 @@ export interface PostgresConsumerRow {
   position: string;
   created_at: string;
   last_commit_at: string | null;
+  owner: string | null;
 }
 
-export const CONSUMER_COLUMNS = 'name, topics, start, position, created_at, last_commit_at';
+export const CONSUMER_COLUMNS = 'name, topics, start, position, created_at, last_commit_at, owner';
 
 export function consumerFromRow(row: PostgresConsumerRow): ConsumerRecord {
   return {
     name: row.name, topics: row.topics, start: parseStart(row.start), position: Number(row.position),
-    createdAt: row.created_at, lastCommitAt: row.last_commit_at,
+    createdAt: row.created_at, lastCommitAt: row.last_commit_at, owner: row.owner,
   };
 }
 
@@ -45,6 +46,8 @@ async function run(client: pg.PoolClient, command: ConsumerCommand): Promise<Con
   const { rows: [row] } = await client.query<PostgresConsumerRow>(
     `SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = $1 FOR UPDATE`, [name]);
   const existing = row && consumerFromRow(row);
+  const forbidden = refuseActor(existing, command);
+  if (forbidden) return forbidden;
   const lastSeq = async () => Number((await client.query<{ seq: string }>(LAST_SEQ)).rows[0]!.seq);
   switch (command.kind) {
     case 'create': {
@@ -55,8 +58,8 @@ async function run(client: pg.PoolClient, command: ConsumerCommand): Promise<Con
       const { start, topics } = definition;
       const position = start === 'earliest' ? 0 : start === 'latest' ? await lastSeq() : start;
       const { rows: [created] } = await client.query<PostgresConsumerRow>(
-        `INSERT INTO consumers (name, topics, start, position, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ${CONSUMER_COLUMNS}`,
-        [name, topics, startText(start), position, new Date().toISOString()]);
+        `INSERT INTO consumers (name, topics, start, position, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${CONSUMER_COLUMNS}`,
+        [name, topics, startText(start), position, new Date().toISOString(), command.actor?.token ?? null]);
       return { kind: 'created', consumer: consumerFromRow(created!) };
     }
     case 'commit': {

@@ -4,7 +4,8 @@ import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type PostgresConsumerRow } from './postgres-consumers.js';
-import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
+import type { EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
+import { postgresPatterns } from '../../topic-scope.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -35,7 +36,8 @@ const pageOf = (topicFilter: string) => `
     WINDOW w AS (ORDER BY seq)
   ) sized
   WHERE n = 1 OR 1 + bytes <= $4`;
-const PAGE = pageOf('($3::text IS NULL OR topic = $3)');
+/** $5: an access token's readable topics as regular expressions (NULL: every topic). */
+const PAGE = pageOf('($3::text IS NULL OR topic = $3) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))');
 /** A durable consumer's page: its topics (NULL: every topic). */
 const CONSUMER_PAGE = pageOf('($3::text[] IS NULL OR topic = ANY($3::text[]))');
 
@@ -76,6 +78,7 @@ const STREAM = `
     FROM (
       SELECT seq, topic, doc FROM events, horizon
       WHERE seq > $1 AND seq < horizon.first_unreadable AND doc IS NOT NULL AND ($3::text[] IS NULL OR topic = ANY($3))
+        AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))
       ORDER BY seq LIMIT $2
     ) rows
     WINDOW w AS (ORDER BY seq)
@@ -106,24 +109,30 @@ const START = `
 
 /** Store-wide counts are the sum of every replica's rows. */
 const TOPICS = `
-  SELECT topic, sum(events) AS events FROM topic_counts WHERE topic > $1 GROUP BY topic ORDER BY topic LIMIT $2`;
+  SELECT topic, sum(events) AS events FROM topic_counts WHERE topic > $1 AND ($3::text[] IS NULL OR topic ~ ANY($3::text[]))
+  GROUP BY topic ORDER BY topic LIMIT $2`;
 
 /**
- * The purge horizon of the topics $1 (NULL: every topic). min is 0 as soon as one of them has purged
- * nothing; over every topic that is the first topic without a purge row, so the probe usually stops early.
+ * The purge horizon of the topics $1 (NULL: every topic, or every one matching the readable expressions
+ * $2). min is 0 as soon as one of them has purged nothing; over every topic that is the first topic without
+ * a purge row, so the probe usually stops early.
  */
 const PURGE_HORIZON = `
-  SELECT (SELECT coalesce(max(purged_through), 0) FROM topic_purges WHERE $1::text[] IS NULL OR topic = ANY($1)) AS max,
+  SELECT (SELECT coalesce(max(purged_through), 0) FROM topic_purges
+          WHERE ($1::text[] IS NULL OR topic = ANY($1)) AND ($2::text[] IS NULL OR topic ~ ANY($2::text[]))) AS max,
          CASE WHEN $1::text[] IS NULL
-              THEN CASE WHEN EXISTS (SELECT 1 FROM topic_counts c WHERE NOT EXISTS (SELECT 1 FROM topic_purges p WHERE p.topic = c.topic))
-                        THEN 0 ELSE (SELECT coalesce(min(purged_through), 0) FROM topic_purges) END
+              THEN CASE WHEN EXISTS (SELECT 1 FROM topic_counts c WHERE ($2::text[] IS NULL OR c.topic ~ ANY($2::text[]))
+                                     AND NOT EXISTS (SELECT 1 FROM topic_purges p WHERE p.topic = c.topic))
+                        THEN 0 ELSE (SELECT coalesce(min(purged_through), 0) FROM topic_purges
+                                     WHERE $2::text[] IS NULL OR topic ~ ANY($2::text[])) END
               ELSE (SELECT CASE WHEN bool_and(p.topic IS NOT NULL) THEN min(p.purged_through) ELSE 0 END
                     FROM unnest($1::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
          END AS min`;
 
 const PURGE_HORIZONS_ABOVE = `
   SELECT coalesce(array_agg(purged_through ORDER BY purged_through), '{}') AS horizons
-  FROM topic_purges WHERE purged_through > $1 AND ($2::text[] IS NULL OR topic = ANY($2))`;
+  FROM topic_purges
+  WHERE purged_through > $1 AND ($2::text[] IS NULL OR topic = ANY($2)) AND ($3::text[] IS NULL OR topic ~ ANY($3::text[]))`;
 
 /**
  * /stats figures of the topics $1 that exist: retained events and their doc bytes (summed over replicas),
@@ -157,13 +166,13 @@ export class PostgresEventReader implements EventReader {
     this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, Math.min(READ_STATEMENT_TIMEOUT_MS, statementTimeoutMs));
   }
 
-  async page({ topic, after, limit }: EventPageQuery): Promise<Uint8Array> {
-    const { rows } = await this.query<{ page: string }>(PAGE, [after, limit, topic ?? null, this.maxPageBytes]);
+  async page({ topic, after, limit, readable }: EventPageQuery): Promise<Uint8Array> {
+    const { rows } = await this.query<{ page: string }>(PAGE, [after, limit, topic ?? null, this.maxPageBytes, expressions(readable)]);
     return Buffer.from(rows[0]!.page);
   }
 
-  async streamPage({ topics, after, limit, maxBytes }: StreamPageQuery): Promise<StreamPage> {
-    const { rows: [row] } = await this.query<StreamRow>(STREAM, [after, limit, topics ?? null, maxBytes]);
+  async streamPage({ topics, after, limit, maxBytes, readable }: StreamPageQuery): Promise<StreamPage> {
+    const { rows: [row] } = await this.query<StreamRow>(STREAM, [after, limit, topics ?? null, maxBytes, expressions(readable)]);
     const seqs = Float64Array.from(row!.seqs, Number);
     return {
       frames: Buffer.from(row!.frames),
@@ -180,8 +189,8 @@ export class PostgresEventReader implements EventReader {
     return Number(row!.after);
   }
 
-  async topics({ after, limit }: TopicPageQuery): Promise<Uint8Array> {
-    const { rows } = await this.query<{ topic: string; events: string }>(TOPICS, [after, limit]);
+  async topics({ after, limit, readable }: TopicPageQuery): Promise<Uint8Array> {
+    const { rows } = await this.query<{ topic: string; events: string }>(TOPICS, [after, limit, expressions(readable)]);
     return Buffer.from(JSON.stringify(rows.map((r) => ({ topic: r.topic, events: Number(r.events) }))));
   }
 
@@ -204,13 +213,13 @@ export class PostgresEventReader implements EventReader {
     return { events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last) };
   }
 
-  async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
-    const { rows: [row] } = await this.query<{ max: string; min: string }>(PURGE_HORIZON, [topics ?? null]);
+  async purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon> {
+    const { rows: [row] } = await this.query<{ max: string; min: string }>(PURGE_HORIZON, [topics ?? null, expressions(readable)]);
     return { max: Number(row!.max), min: Number(row!.min) };
   }
 
-  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]> {
-    const { rows: [row] } = await this.query<{ horizons: string[] }>(PURGE_HORIZONS_ABOVE, [after, topics ?? null]);
+  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<number[]> {
+    const { rows: [row] } = await this.query<{ horizons: string[] }>(PURGE_HORIZONS_ABOVE, [after, topics ?? null, expressions(readable)]);
     return row!.horizons.map(Number);
   }
 
@@ -242,6 +251,9 @@ export class PostgresEventReader implements EventReader {
     });
   }
 }
+
+/** Readable topic patterns as the queries' regular-expression parameter; null: every topic. */
+const expressions = (readable: ReadableTopics): string[] | null => (readable === undefined ? null : postgresPatterns(readable));
 
 interface StreamRow {
   frames: string;

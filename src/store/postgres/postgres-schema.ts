@@ -130,7 +130,9 @@ const SCHEMA = `
     position       bigint NOT NULL,
     created_at     text NOT NULL,
     last_commit_at text
-  );`;
+  );
+  -- A consumer belongs to the access token that created it (AUTH_TOKENS_FILE); NULL: created without one.
+  ALTER TABLE consumers ADD COLUMN IF NOT EXISTS owner text;`;
 
 /** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */
 export function migrate(pool: pg.Pool): Promise<void> {

@@ -1,5 +1,5 @@
 import type { ConsumerRecord, ConsumerStatus } from '../consumers.js';
-import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
+import type { EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -26,9 +26,9 @@ export type Read =
   | { kind: 'stream'; query: StreamPageQuery }
   /** The seq a stream starts after: the last one received before `since` (undefined: the last one stored). */
   | { kind: 'start'; since: string | undefined }
-  /** Every topic when `topics` is undefined. */
-  | { kind: 'purge-horizon'; topics: readonly string[] | undefined }
-  | { kind: 'purge-horizons-above'; topics: readonly string[] | undefined; after: number }
+  /** Every topic (or every readable one) when `topics` is undefined. */
+  | { kind: 'purge-horizon'; topics: readonly string[] | undefined; readable: ReadableTopics }
+  | { kind: 'purge-horizons-above'; topics: readonly string[] | undefined; after: number; readable: ReadableTopics }
   | { kind: 'topic-details'; topics: readonly string[] }
   | { kind: 'disk-bytes' };
 

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import {
-  conflictingConsumer, consumerLimit, parseStart, refuseCommit, sameDefinition, startText, unknownConsumer,
+  conflictingConsumer, consumerLimit, parseStart, refuseActor, refuseCommit, sameDefinition, startText, unknownConsumer,
   type ConsumerCommand, type ConsumerOutcome, type ConsumerRecord,
 } from '../consumers.js';
 
@@ -12,14 +12,15 @@ export interface ConsumerRow {
   position: number;
   created_at: string;
   last_commit_at: string | null;
+  owner: string | null;
 }
 
-export const CONSUMER_COLUMNS = 'name, topics, start, position, created_at, last_commit_at';
+export const CONSUMER_COLUMNS = 'name, topics, start, position, created_at, last_commit_at, owner';
 
 export function consumerFromRow(row: ConsumerRow): ConsumerRecord {
   return {
     name: row.name, topics: row.topics === null ? null : JSON.parse(row.topics) as string[], start: parseStart(row.start),
-    position: row.position, createdAt: row.created_at, lastCommitAt: row.last_commit_at,
+    position: row.position, createdAt: row.created_at, lastCommitAt: row.last_commit_at, owner: row.owner,
   };
 }
 
@@ -37,8 +38,8 @@ export class SqliteConsumerWriter {
       get: db.prepare<[string], ConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = ?`),
       count: db.prepare<[], number>('SELECT count(*) FROM consumers').pluck(),
       lastSeq: db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM events').pluck(),
-      insert: db.prepare<[string, string | null, string, number, string]>(
-        'INSERT INTO consumers (name, topics, start, position, created_at) VALUES (?, ?, ?, ?, ?)'),
+      insert: db.prepare<[string, string | null, string, number, string, string | null]>(
+        'INSERT INTO consumers (name, topics, start, position, created_at, owner) VALUES (?, ?, ?, ?, ?, ?)'),
       commit: db.prepare<[number, string, string]>('UPDATE consumers SET position = ?, last_commit_at = ? WHERE name = ?'),
       remove: db.prepare<[string]>('DELETE FROM consumers WHERE name = ?'),
     };
@@ -49,6 +50,8 @@ export class SqliteConsumerWriter {
     const { get, count, lastSeq, insert, commit, remove } = this.statements;
     const row = get.get(command.name);
     const existing = row && consumerFromRow(row);
+    const forbidden = refuseActor(existing, command);
+    if (forbidden) return forbidden;
     switch (command.kind) {
       case 'create': {
         const { name, definition, maxConsumers } = command;
@@ -56,7 +59,7 @@ export class SqliteConsumerWriter {
         if (count.get()! >= maxConsumers) return consumerLimit(maxConsumers);
         const { start, topics } = definition;
         const position = start === 'earliest' ? 0 : start === 'latest' ? lastSeq.get()! : start;
-        insert.run(name, topics && JSON.stringify(topics), startText(start), position, new Date().toISOString());
+        insert.run(name, topics && JSON.stringify(topics), startText(start), position, new Date().toISOString(), command.actor?.token ?? null);
         return { kind: 'created', consumer: consumerFromRow(get.get(name)!) };
       }
       case 'commit': {

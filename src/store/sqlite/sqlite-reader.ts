@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { SqliteConsumerReader } from './sqlite-consumer-reader.js';
 import { COLUMNS, items, jsonArrayWithin, streamItems, type Row } from './sqlite-page.js';
 import { sseFrames } from '../sse-frames.js';
-import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
+import type { EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
+import { cachedMatcher } from '../../topic-scope.js';
 
 /**
  * /events, /topics, stream pages, purge horizons and /stats figures on SQLite, run by the reader worker
@@ -16,24 +17,36 @@ export class SqlitePageReader {
   private readonly db: Database.Database;
   readonly consumers: SqliteConsumerReader;
   private readonly all;
+  private readonly allReadable;
   private readonly byTopic;
   private readonly topicPage;
+  private readonly readableTopicPage;
   private readonly inTopics;
   private readonly last;
   private readonly firstSince;
   private readonly horizonOfAll;
   private readonly horizonOf;
+  private readonly horizonOfReadable;
   private readonly horizonsAboveOfAll;
   private readonly horizonsAboveOf;
+  private readonly horizonsAboveOfReadable;
   private readonly details;
 
   constructor(private readonly path: string, private readonly maxPageBytes: number) {
     this.db = new Database(path, { readonly: true, fileMustExist: true });
+    // An access token's readable topics (patterns, as JSON text), matched by the same matcher as everywhere.
+    const matches = cachedMatcher();
+    this.db.function('readable', { deterministic: true }, (patterns, topic) => Number(matches(String(patterns), String(topic))));
     this.all = this.db.prepare<[number, number], Row>(`SELECT ${COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`);
+    // In seq order, skipping the events of other topics: a page costs the rows up to its last readable event.
+    this.allReadable = this.db.prepare<[number, string, number], Row>(
+      `SELECT ${COLUMNS} FROM events WHERE seq > ? AND readable(?, topic) ORDER BY seq LIMIT ?`);
     this.byTopic = this.db.prepare<[string, number, number], Row>(
       `SELECT ${COLUMNS} FROM events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?`);
     this.topicPage = this.db.prepare<[string, number], { topic: string; events: number }>(
       'SELECT topic, events FROM topics WHERE topic > ? ORDER BY topic LIMIT ?');
+    this.readableTopicPage = this.db.prepare<[string, string, number], { topic: string; events: number }>(
+      'SELECT topic, events FROM topics WHERE topic > ? AND readable(?, topic) ORDER BY topic LIMIT ?');
     this.consumers = new SqliteConsumerReader(this.db, maxPageBytes);
     this.inTopics = this.db.prepare<[string, number, number], Row>(
       `SELECT ${COLUMNS} FROM events WHERE topic IN (SELECT value FROM json_each(?)) AND seq > ? ORDER BY seq LIMIT ?`);
@@ -49,11 +62,15 @@ export class SqlitePageReader {
     this.horizonOf = this.db.prepare<[string], PurgeHorizon>(
       `SELECT coalesce(max(purged_through), 0) AS max, coalesce(min(purged_through), 0) AS min
        FROM topics WHERE topic IN (SELECT value FROM json_each(?))`);
+    this.horizonOfReadable = this.db.prepare<[string], PurgeHorizon>(
+      `SELECT coalesce(max(purged_through), 0) AS max, coalesce(min(purged_through), 0) AS min FROM topics WHERE readable(?, topic)`);
     this.horizonsAboveOfAll = this.db.prepare<[number], number>(
       'SELECT purged_through FROM topics WHERE purged_through > ? ORDER BY purged_through').pluck();
     this.horizonsAboveOf = this.db.prepare<[number, string], number>(
       `SELECT purged_through FROM topics WHERE purged_through > ? AND topic IN (SELECT value FROM json_each(?))
        ORDER BY purged_through`).pluck();
+    this.horizonsAboveOfReadable = this.db.prepare<[number, string], number>(
+      'SELECT purged_through FROM topics WHERE purged_through > ? AND readable(?, topic) ORDER BY purged_through').pluck();
     // The retained range from the events themselves: two seeks of events_by_topic per topic.
     this.details = this.db.prepare<[string], TopicDetail>(
       `SELECT topic, events, bytes, coalesce(first_seq, 0) AS first_seq, coalesce(last_seq, 0) AS last_seq, purged_through,
@@ -65,16 +82,21 @@ export class SqlitePageReader {
        ORDER BY topic`);
   }
 
-  page({ topic, after, limit }: EventPageQuery): Uint8Array {
+  page({ topic, after, limit, readable }: EventPageQuery): Uint8Array {
     // Rows are read lazily: reading stops at the byte cap, whatever `limit` asked for.
-    const rows = topic === undefined ? this.all.iterate(after, limit) : this.byTopic.iterate(topic, after, limit);
+    const rows = topic === undefined ? this.everyTopic(after, limit, readable) : this.byTopic.iterate(topic, after, limit);
     return jsonArrayWithin(items(rows), this.maxPageBytes).page;
   }
 
-  streamPage({ topics, after, limit, maxBytes }: StreamPageQuery): StreamPage {
+  /** Events of every topic, or of every readable one. */
+  private everyTopic(after: number, limit: number, readable: ReadableTopics): Iterable<Row> {
+    return readable === undefined ? this.all.iterate(after, limit) : this.allReadable.iterate(after, JSON.stringify(readable), limit);
+  }
+
+  streamPage({ topics, after, limit, maxBytes, readable }: StreamPageQuery): StreamPage {
     // Read before the page: an empty page then means nothing matching up to here, so the cursor may move on.
     const end = this.last.get()!;
-    const rows = topics === undefined ? this.all.iterate(after, limit)
+    const rows = topics === undefined ? this.everyTopic(after, limit, readable)
       : topics.length === 1 ? this.byTopic.iterate(topics[0]!, after, limit)
         : this.inTopics.iterate(JSON.stringify(topics), after, limit);
     return sseFrames(streamItems(rows), maxBytes, end);
@@ -86,12 +108,14 @@ export class SqlitePageReader {
   }
 
   /** From `topics.purged_through`, which a purge advances in the transaction that deletes the events. */
-  purgeHorizon(topics: readonly string[] | undefined): PurgeHorizon {
-    return topics === undefined ? this.horizonOfAll.get()! : this.horizonOf.get(JSON.stringify(topics))!;
+  purgeHorizon(topics: readonly string[] | undefined, readable: ReadableTopics): PurgeHorizon {
+    if (topics !== undefined) return this.horizonOf.get(JSON.stringify(topics))!;
+    return readable === undefined ? this.horizonOfAll.get()! : this.horizonOfReadable.get(JSON.stringify(readable))!;
   }
 
-  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): number[] {
-    return topics === undefined ? this.horizonsAboveOfAll.all(after) : this.horizonsAboveOf.all(after, JSON.stringify(topics));
+  purgeHorizonsAbove(topics: readonly string[] | undefined, after: number, readable: ReadableTopics): number[] {
+    if (topics !== undefined) return this.horizonsAboveOf.all(after, JSON.stringify(topics));
+    return readable === undefined ? this.horizonsAboveOfAll.all(after) : this.horizonsAboveOfReadable.all(after, JSON.stringify(readable));
   }
 
   topicDetails(topics: readonly string[]): TopicDetail[] {
@@ -105,8 +129,9 @@ export class SqlitePageReader {
       .reduce((sum, path) => sum + (statSync(path, { throwIfNoEntry: false })?.size ?? 0), 0);
   }
 
-  topics({ after, limit }: TopicPageQuery): Uint8Array {
-    return jsonArrayWithin(this.topicPage.all(after, limit).map((row) => [Buffer.from(JSON.stringify(row))]), Infinity).page;
+  topics({ after, limit, readable }: TopicPageQuery): Uint8Array {
+    const rows = readable === undefined ? this.topicPage.all(after, limit) : this.readableTopicPage.all(after, JSON.stringify(readable), limit);
+    return jsonArrayWithin(rows.map((row) => [Buffer.from(JSON.stringify(row))]), Infinity).page;
   }
 
   close(): void {

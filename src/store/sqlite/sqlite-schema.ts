@@ -104,6 +104,8 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE counters ADD COLUMN ring_position INTEGER;
    UPDATE counters SET ring_epoch = (SELECT epoch FROM ring_checkpoint), ring_position = (SELECT position FROM ring_checkpoint);
    DROP TABLE ring_checkpoint;`,
+  // A consumer belongs to the access token that created it (AUTH_TOKENS_FILE); NULL: created without one.
+  'ALTER TABLE consumers ADD COLUMN owner TEXT;',
 ];
 
 /** Brings the schema up to date; `user_version` counts the migrations applied. */

@@ -3,7 +3,7 @@ import type { Logger } from '../../logger.js';
 import { ReadGate } from '../read-gate.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type TopicDetail } from '../store.js';
+import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type ReadableTopics, type TopicDetail } from '../store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
@@ -67,12 +67,12 @@ export class SqliteWorkerReader implements EventReader {
     return (await this.read<'start'>({ kind: 'start', since })).after;
   }
 
-  async purgeHorizon(topics: readonly string[] | undefined): Promise<PurgeHorizon> {
-    return (await this.read<'purge-horizon'>({ kind: 'purge-horizon', topics })).horizon;
+  async purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon> {
+    return (await this.read<'purge-horizon'>({ kind: 'purge-horizon', topics, readable })).horizon;
   }
 
-  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number): Promise<number[]> {
-    return (await this.read<'purge-horizons-above'>({ kind: 'purge-horizons-above', topics, after })).horizons;
+  async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<number[]> {
+    return (await this.read<'purge-horizons-above'>({ kind: 'purge-horizons-above', topics, after, readable })).horizons;
   }
 
   async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {

@@ -1,0 +1,4 @@
+import { postgresStore } from './helpers/stores.js';
+import { tokensSuite } from './suites/tokens.js';
+
+tokensSuite(postgresStore);

@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { tokensSuite } from './suites/tokens.js';
+
+tokensSuite(sqliteStore);
