@@ -92,8 +92,8 @@ function eventOf(record: LogRecord, scopeLogs: ScopeLogs, resource: ResourceView
     attributes,
     droppedAttributesCount: record.droppedAttributesCount,
     flags: record.flags,
-    traceId: Buffer.from(record.traceId).toString('hex'),
-    spanId: Buffer.from(record.spanId).toString('hex'),
+    traceId: hex(record.traceId),
+    spanId: hex(record.spanId),
     eventName: record.eventName,
     resource: resource.payload,
     scope: withoutDefaults({
@@ -127,11 +127,13 @@ function timestampOf(record: LogRecord, receivedAt: string): string {
 }
 
 /** A fixed64 as an unsigned integer (fromObject gives it a signed Long; the value's bits are what count). */
-const uint64 = (value: Int64): bigint => BigInt.asUintN(64, BigInt(value.toString()));
-const uint64Text = (value: Int64): string => {
+const uint64 = (value: Int64 | null): bigint => (value === null ? 0n : BigInt.asUintN(64, BigInt(value.toString())));
+const uint64Text = (value: Int64 | null): string => {
   const text = uint64(value).toString();
   return text === '0' ? '' : text;
 };
+
+const hex = (bytes: Uint8Array | null): string => (bytes ? Buffer.from(bytes).toString('hex') : '');
 
 /** Attributes as one object; a key given twice keeps its last value, as a JSON object would. */
 function attributesOf(attributes: KeyValue[], depth: number): Record<string, Plain> {
@@ -145,18 +147,18 @@ function attributesOf(attributes: KeyValue[], depth: number): Record<string, Pla
 function plain(value: AnyValue, depth: number): Plain {
   if (depth > MAX_PAYLOAD_DEPTH) throw new TooDeep(`payload nests deeper than ${MAX_PAYLOAD_DEPTH} levels`);
   switch (value.value) {
-    case 'stringValue': return value.stringValue;
-    case 'boolValue': return value.boolValue;
+    case 'stringValue': return value.stringValue!;
+    case 'boolValue': return value.boolValue!;
     case 'intValue': {
       // A number only where JSON text of the double is the integer itself (every integer up to 2^53 in size).
-      const text = BigInt.asIntN(64, BigInt(value.intValue.toString())).toString();
+      const text = BigInt.asIntN(64, BigInt(value.intValue!.toString())).toString();
       return String(Number(text)) === text ? Number(text) : text;
     }
     // JSON has no NaN or infinities: those stay as OTLP/JSON writes them.
-    case 'doubleValue': return Number.isFinite(value.doubleValue) ? value.doubleValue : String(value.doubleValue);
+    case 'doubleValue': return Number.isFinite(value.doubleValue) ? value.doubleValue! : String(value.doubleValue);
     case 'arrayValue': return (value.arrayValue?.values ?? []).map((item) => plain(item, depth + 1));
     case 'kvlistValue': return attributesOf(value.kvlistValue?.values ?? [], depth);
-    case 'bytesValue': return Buffer.from(value.bytesValue).toString('base64');
+    case 'bytesValue': return Buffer.from(value.bytesValue!).toString('base64');
     default: return null;
   }
 }

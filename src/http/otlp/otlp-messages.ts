@@ -4,7 +4,8 @@ import otlpRoot from '@opentelemetry/otlp-transformer/build/src/generated/root.j
  * The OTLP logs messages, decoded and encoded by protobufjs code that the OpenTelemetry project generates
  * from the official opentelemetry-proto definitions and publishes in @opentelemetry/otlp-transformer
  * (docs/ingest.md says why this package and version). Its typings only say `Root`; the interfaces below
- * are the decoded messages' fields that this aggregator reads.
+ * are the decoded messages' fields that this aggregator reads. The code is generated with null defaults:
+ * a scalar field that is not on the wire reads as null, a repeated one as [].
  */
 
 /** A protobufjs 64-bit integer (the `long` package's Long). */
@@ -15,13 +16,13 @@ export interface Int64 {
 export interface AnyValue {
   /** Which member of the `value` oneof is set; undefined for an empty AnyValue. */
   value?: 'stringValue' | 'boolValue' | 'intValue' | 'doubleValue' | 'arrayValue' | 'kvlistValue' | 'bytesValue';
-  stringValue: string;
-  boolValue: boolean;
-  intValue: Int64;
-  doubleValue: number;
+  stringValue: string | null;
+  boolValue: boolean | null;
+  intValue: Int64 | null;
+  doubleValue: number | null;
   arrayValue: { values: AnyValue[] } | null;
   kvlistValue: { values: KeyValue[] } | null;
-  bytesValue: Uint8Array;
+  bytesValue: Uint8Array | null;
 }
 
 export interface KeyValue {
@@ -30,41 +31,41 @@ export interface KeyValue {
 }
 
 export interface LogRecord {
-  timeUnixNano: Int64;
-  observedTimeUnixNano: Int64;
-  severityNumber: number;
-  severityText: string;
+  timeUnixNano: Int64 | null;
+  observedTimeUnixNano: Int64 | null;
+  severityNumber: number | null;
+  severityText: string | null;
   body: AnyValue | null;
   attributes: KeyValue[];
-  droppedAttributesCount: number;
-  flags: number;
-  traceId: Uint8Array;
-  spanId: Uint8Array;
-  eventName: string;
+  droppedAttributesCount: number | null;
+  flags: number | null;
+  traceId: Uint8Array | null;
+  spanId: Uint8Array | null;
+  eventName: string | null;
 }
 
 export interface Resource {
   attributes: KeyValue[];
-  droppedAttributesCount: number;
+  droppedAttributesCount: number | null;
 }
 
 export interface InstrumentationScope {
-  name: string;
-  version: string;
+  name: string | null;
+  version: string | null;
   attributes: KeyValue[];
-  droppedAttributesCount: number;
+  droppedAttributesCount: number | null;
 }
 
 export interface ScopeLogs {
   scope: InstrumentationScope | null;
   logRecords: LogRecord[];
-  schemaUrl: string;
+  schemaUrl: string | null;
 }
 
 export interface ResourceLogs {
   resource: Resource | null;
   scopeLogs: ScopeLogs[];
-  schemaUrl: string;
+  schemaUrl: string | null;
 }
 
 export interface LogsRequest {
