@@ -25,7 +25,31 @@ const DEFAULT_SOURCE = 'otlp';
 /** A JSON value as plain JSON can carry it. */
 type Plain = null | boolean | number | string | Plain[] | { [key: string]: Plain };
 
-class TooDeep extends Error {}
+/** Why a record cannot become an event, found while mapping it. */
+class Unfit extends Error {}
+
+/**
+ * Walks one payload's values, counting a lower bound of the JSON bytes they will take (a string's quotes
+ * and characters, a key's quotes and colon, a separator per item) and their nesting. Past the payload
+ * limit or depth the record is refused right there, so a record of a million attributes costs the work
+ * of MAX_PAYLOAD_BYTES, not of the million.
+ */
+class PayloadWalk {
+  private left: number;
+
+  constructor(private readonly maxBytes: number) {
+    this.left = maxBytes;
+  }
+
+  spend(bytes: number): void {
+    this.left -= bytes;
+    if (this.left < 0) throw new Unfit(`payload is more than ${this.maxBytes} bytes of JSON; at most ${this.maxBytes} are accepted`);
+  }
+
+  enter(depth: number): void {
+    if (depth > MAX_PAYLOAD_DEPTH) throw new Unfit(`payload nests deeper than ${MAX_PAYLOAD_DEPTH} levels`);
+  }
+}
 
 /**
  * Each LogRecord of an export request as an event (docs/ingest.md): topic from a resource attribute,
@@ -41,9 +65,9 @@ export function logEvents(request: LogsRequest, mapping: OtlpMapping, limits: Pu
   request.resourceLogs.forEach((resourceLogs, r) => {
     let resource: ResourceView;
     try {
-      resource = resourceView(resourceLogs, mapping);
+      resource = resourceView(resourceLogs, mapping, new PayloadWalk(limits.maxPayloadBytes));
     } catch (error) {
-      if (!(error instanceof TooDeep)) throw error;
+      if (!(error instanceof Unfit)) throw error;
       for (const scopeLogs of resourceLogs.scopeLogs) for (const _ of scopeLogs.logRecords) reject(`resourceLogs[${r}]`, error.message);
       return;
     }
@@ -51,11 +75,12 @@ export function logEvents(request: LogsRequest, mapping: OtlpMapping, limits: Pu
       scopeLogs.logRecords.forEach((record, l) => {
         const where = `resourceLogs[${r}].scopeLogs[${s}].logRecords[${l}]`;
         try {
-          const accepted = acceptEvent(eventOf(record, scopeLogs, resource, receivedAt), result.events.length, limits, receivedAt);
+          const event = eventOf(record, scopeLogs, resource, receivedAt, new PayloadWalk(limits.maxPayloadBytes));
+          const accepted = acceptEvent(event, result.events.length, limits, receivedAt);
           if (Array.isArray(accepted)) reject(where, accepted.map((p) => `${p.field} ${p.reason}`).join('; '));
           else result.events.push(accepted);
         } catch (error) {
-          if (!(error instanceof TooDeep)) throw error;
+          if (!(error instanceof Unfit)) throw error;
           reject(where, error.message);
         }
       });
@@ -71,8 +96,8 @@ interface ResourceView {
   payload: Record<string, Plain>;
 }
 
-function resourceView({ resource, schemaUrl }: ResourceLogs, mapping: OtlpMapping): ResourceView {
-  const attributes = attributesOf(resource?.attributes ?? [], 1);
+function resourceView({ resource, schemaUrl }: ResourceLogs, mapping: OtlpMapping, walk: PayloadWalk): ResourceView {
+  const attributes = attributesOf(resource?.attributes ?? [], 1, walk);
   const named = (key: string): string | undefined => (Object.hasOwn(attributes, key) ? asText(attributes[key]!) : undefined);
   return {
     topic: named(mapping.topicAttribute) ?? mapping.defaultTopic,
@@ -81,8 +106,8 @@ function resourceView({ resource, schemaUrl }: ResourceLogs, mapping: OtlpMappin
   };
 }
 
-function eventOf(record: LogRecord, scopeLogs: ScopeLogs, resource: ResourceView, receivedAt: string) {
-  const attributes = attributesOf(record.attributes, 1);
+function eventOf(record: LogRecord, scopeLogs: ScopeLogs, resource: ResourceView, receivedAt: string, walk: PayloadWalk) {
+  const attributes = attributesOf(record.attributes, 1, walk);
   const scope = scopeLogs.scope;
   const payload = withoutDefaults({
     timeUnixNano: uint64Text(record.timeUnixNano),
@@ -99,13 +124,13 @@ function eventOf(record: LogRecord, scopeLogs: ScopeLogs, resource: ResourceView
     scope: withoutDefaults({
       name: scope?.name ?? '',
       version: scope?.version ?? '',
-      attributes: attributesOf(scope?.attributes ?? [], 1),
+      attributes: attributesOf(scope?.attributes ?? [], 1, walk),
       droppedAttributesCount: scope?.droppedAttributesCount ?? 0,
       schemaUrl: scopeLogs.schemaUrl,
     }),
   });
   // A message field, not a scalar: a body that is set stays, even when it is "" or 0.
-  if (record.body) payload.body = plain(record.body, 1);
+  if (record.body) payload.body = plain(record.body, 1, walk);
   const uid = Object.hasOwn(attributes, RECORD_UID) ? asText(attributes[RECORD_UID]!) : undefined;
   return {
     topic: resource.topic,
@@ -136,18 +161,24 @@ const uint64Text = (value: Int64 | null): string => {
 const hex = (bytes: Uint8Array | null): string => (bytes ? Buffer.from(bytes).toString('hex') : '');
 
 /** Attributes as one object; a key given twice keeps its last value, as a JSON object would. */
-function attributesOf(attributes: KeyValue[], depth: number): Record<string, Plain> {
+function attributesOf(attributes: KeyValue[], depth: number, walk: PayloadWalk): Record<string, Plain> {
   // No prototype: an attribute named __proto__ is data, not the object's prototype.
   const object: Record<string, Plain> = Object.create(null);
-  for (const { key, value } of attributes) object[key] = value ? plain(value, depth + 1) : null;
+  for (const { key, value } of attributes) {
+    walk.spend(key.length + 4);
+    object[key] = value ? plain(value, depth + 1, walk) : null;
+  }
   return object;
 }
 
 /** An AnyValue as plain JSON, exactly: an int64 a double cannot hold as its decimal string, bytes as base64. */
-function plain(value: AnyValue, depth: number): Plain {
-  if (depth > MAX_PAYLOAD_DEPTH) throw new TooDeep(`payload nests deeper than ${MAX_PAYLOAD_DEPTH} levels`);
+function plain(value: AnyValue, depth: number, walk: PayloadWalk): Plain {
+  walk.enter(depth);
+  walk.spend(1);
   switch (value.value) {
-    case 'stringValue': return value.stringValue!;
+    case 'stringValue':
+      walk.spend(value.stringValue!.length + 1);
+      return value.stringValue!;
     case 'boolValue': return value.boolValue!;
     case 'intValue': {
       // A number only where JSON text of the double is the integer itself (every integer up to 2^53 in size).
@@ -156,9 +187,11 @@ function plain(value: AnyValue, depth: number): Plain {
     }
     // JSON has no NaN or infinities: those stay as OTLP/JSON writes them.
     case 'doubleValue': return Number.isFinite(value.doubleValue) ? value.doubleValue! : String(value.doubleValue);
-    case 'arrayValue': return (value.arrayValue?.values ?? []).map((item) => plain(item, depth + 1));
-    case 'kvlistValue': return attributesOf(value.kvlistValue?.values ?? [], depth);
-    case 'bytesValue': return Buffer.from(value.bytesValue!).toString('base64');
+    case 'arrayValue': return (value.arrayValue?.values ?? []).map((item) => plain(item, depth + 1, walk));
+    case 'kvlistValue': return attributesOf(value.kvlistValue?.values ?? [], depth, walk);
+    case 'bytesValue':
+      walk.spend(value.bytesValue!.length);
+      return Buffer.from(value.bytesValue!).toString('base64');
     default: return null;
   }
 }
