@@ -24,12 +24,14 @@ interface Waiting {
  */
 export class OtlpDecoder {
   private worker: Worker | undefined;
+  private closing = false;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
 
   constructor(private readonly settings: DecoderSettings, private readonly log: Logger) {}
 
   decode(encoding: OtlpEncoding, body: Uint8Array, receivedAt: string): Promise<OtlpEvents> {
+    if (this.closing) return Promise.reject(new ApiError('SHUTTING_DOWN', 'the aggregator is shutting down'));
     if (this.waiting.size >= MAX_WAITING) {
       return Promise.reject(new ApiError('DECODER_BUSY', 'the OTLP decoder has too many bodies waiting; retry later', { retryAfterSeconds: 1 }));
     }
@@ -41,6 +43,7 @@ export class OtlpDecoder {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
@@ -72,13 +75,16 @@ export class OtlpDecoder {
     waiting.reject(new ApiError('INTERNAL', 'internal error; the server log has the details'));
   }
 
-  /** The first body was being decoded when the worker died: it is the culprit; the others may be retried. */
+  /**
+   * The worker is gone: stopped by close(), or dead. Then the first body was being decoded when it died: it
+   * is the culprit; the others may be retried.
+   */
   private failWaiting(): void {
     let first = true;
     for (const [id, waiting] of this.waiting) {
       this.waiting.delete(id);
-      waiting.reject(first
-        ? new ApiError('INVALID_BODY', 'decoding the body took more memory than the OTLP decoder has')
+      waiting.reject(this.closing ? new ApiError('SHUTTING_DOWN', 'the aggregator is shutting down')
+        : first ? new ApiError('INVALID_BODY', 'decoding the body took more memory than the OTLP decoder has')
         : new ApiError('DECODER_BUSY', 'the OTLP decoder restarted; retry', { retryAfterSeconds: 1 }));
       first = false;
     }
