@@ -4,7 +4,7 @@ import { ApiError } from '../errors.js';
 import type { DecodeRequest, DecodeResult, DecoderSettings, OtlpEncoding } from './decode-export.js';
 import type { OtlpEvents } from './log-events.js';
 
-const DECODER_WORKER_ENTRY = new URL('../../../workers/otlp-decoder.js', import.meta.url);
+const DECODER_THREAD_ENTRY = new URL('./decoder-thread.js', import.meta.url);
 
 /** Bodies waiting for the decoder at most; past that an export gets 503 (the exporter retries). */
 const MAX_WAITING = 64;
@@ -17,7 +17,7 @@ interface Waiting {
 }
 
 /**
- * The HTTP thread's end of the OTLP decoder worker (workers/otlp-decoder.ts): sends it each body and
+ * The HTTP thread's end of the OTLP decoder thread (decoder-thread.ts): sends it each body and
  * settles the request with its events, or with the ApiError it refused the body with. A decoder that
  * dies (its heap exhausted) fails the body it was decoding with 400 and the ones behind it with 503,
  * and is started again for the next body.
@@ -51,7 +51,7 @@ export class OtlpDecoder {
 
   private started(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(DECODER_WORKER_ENTRY, {
+    const worker = new Worker(DECODER_THREAD_ENTRY, {
       workerData: this.settings, name: 'otlp-decoder', resourceLimits: { maxOldGenerationSizeMb: DECODER_HEAP_MB },
     });
     worker.on('message', (result: DecodeResult) => this.settle(result));

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { decodeExport, type DecodeRequest, type DecodeResult, type DecoderSettings } from '../src/http/otlp/decode-export.js';
+import { decodeExport, type DecodeRequest, type DecodeResult, type DecoderSettings } from './decode-export.js';
 
 /*
  * The OTLP decoder: turns export bodies into events off the HTTP thread, so a hostile body (millions of
