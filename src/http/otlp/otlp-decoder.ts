@@ -54,11 +54,15 @@ export class OtlpDecoder {
     const worker = new Worker(DECODER_THREAD_ENTRY, {
       workerData: this.settings, name: 'otlp-decoder', resourceLimits: { maxOldGenerationSizeMb: DECODER_HEAP_MB },
     });
+    let outOfMemory = false;
     worker.on('message', (result: DecodeResult) => this.settle(result));
-    worker.on('error', (error) => this.log.error({ err: error }, 'OTLP decoder failed'));
+    worker.on('error', (error: Error & { code?: string }) => {
+      outOfMemory = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
+      this.log.error({ err: error }, 'OTLP decoder failed');
+    });
     worker.on('exit', () => {
       if (this.worker === worker) this.worker = undefined;
-      this.failWaiting();
+      this.failWaiting(outOfMemory);
     });
     worker.unref();
     this.worker = worker;
@@ -76,17 +80,18 @@ export class OtlpDecoder {
   }
 
   /**
-   * The worker is gone: stopped by close(), or dead. Then the first body was being decoded when it died: it
-   * is the culprit; the others may be retried.
+   * The worker is gone: stopped by close(), or dead. When its heap ran out, the first body was being
+   * decoded: it is the culprit (400); the others may be retried (503), as may every body when it died of
+   * anything else (logged).
    */
-  private failWaiting(): void {
-    let first = true;
+  private failWaiting(outOfMemory: boolean): void {
+    let culprit = outOfMemory;
     for (const [id, waiting] of this.waiting) {
       this.waiting.delete(id);
       waiting.reject(this.closing ? new ApiError('SHUTTING_DOWN', 'the aggregator is shutting down')
-        : first ? new ApiError('INVALID_BODY', 'decoding the body took more memory than the OTLP decoder has')
+        : culprit ? new ApiError('INVALID_BODY', 'decoding the body took more memory than the OTLP decoder has')
         : new ApiError('DECODER_BUSY', 'the OTLP decoder restarted; retry', { retryAfterSeconds: 1 }));
-      first = false;
+      culprit = false;
     }
   }
 }
