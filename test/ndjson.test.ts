@@ -36,6 +36,12 @@ t.test('NDJSON is all-or-nothing; a bad line is named by its 1-based line number
   const inexact = await post(agg, `${JSON.stringify(good)}\n{"topic":"a","event_id":"b","timestamp":"2026-01-01T00:00:00Z","source":"s","payload":{"n":12345678901234567890}}`);
   t.match(inexact.json(), { code: 'INVALID_EVENT', errors: [{ index: 1, line: 2, field: 'payload', reason: /n: .*not exactly a double/ }] });
 
+  const manyInexact = Array.from({ length: 150 }, (_, i) =>
+    `{"topic":"a","event_id":"e${i}","timestamp":"2026-01-01T00:00:00Z","source":"s","payload":{"n":12345678901234567890}}`);
+  const capped = (await post(agg, manyInexact.join('\n'))).json();
+  t.equal(capped.errors.length, 100, 'at most 100 problems are listed');
+  t.match(capped.errors[99], { index: 99, line: 100 });
+
   const proto = await post(agg, `${JSON.stringify(good)}\n{"__proto__":{"x":1}}`);
   t.match(proto.json(), { code: 'INVALID_JSON', errors: [{ line: 2 }] }, 'the same secure parsing as JSON bodies');
   t.equal((await post(agg, '\n \n')).json().code, 'INVALID_BODY', 'only blank lines: no events');

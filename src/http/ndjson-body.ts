@@ -13,7 +13,7 @@ export class NdjsonBody {
   readonly texts: string[] = [];
 }
 
-/** Reported per request at most, like a JSON body's problems. */
+/** Problems reported per request at most, like a JSON body's. */
 const MAX_BAD_LINES = 100;
 
 /*
@@ -88,8 +88,13 @@ function decode(decoder: TextDecoder, chunk: Buffer | undefined, receivedBytes: 
 /** The events of an NDJSON body, all-or-nothing like an array; each problem names its line. Throws ApiError when refused. */
 export function parseNdjsonEvents(body: NdjsonBody, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
   try {
-    return acceptAll(body.items, limits, receivedAt, () =>
-      body.items.flatMap((item, index) => lossesInEvent(index, item, body.texts[index]!)));
+    return acceptAll(body.items, limits, receivedAt, () => {
+      const losses: EventProblem[] = [];
+      for (let index = 0; index < body.items.length && losses.length < MAX_BAD_LINES; index++) {
+        losses.push(...lossesInEvent(index, body.items[index], body.texts[index]!));
+      }
+      return losses.slice(0, MAX_BAD_LINES);
+    });
   } catch (error) {
     for (const problem of (error as ApiError).details?.errors ?? []) problem.line = body.lines[problem.index];
     throw error;
