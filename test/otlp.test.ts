@@ -259,3 +259,12 @@ function nestedKvlists(depth: number): Buffer {
   const resource = Buffer.concat([Buffer.from([0x12, ...varint(scope.length)]), scope]); // ResourceLogs.scope_logs
   return Buffer.concat([Buffer.from([0x0a, ...varint(resource.length)]), resource]); // request.resource_logs
 }
+
+t.test('with AUTH_TOKEN, /v1/logs needs the publish token like /publish', async (t) => {
+  const agg = await startAggregator(t, { authToken: 'secret' });
+  const body = encodeOtlp(exportOf(RESOURCE, [RECORD]));
+  const refused = await post(agg, body, PROTOBUF);
+  t.equal(refused.statusCode, 401);
+  t.match(refused.json(), { code: 'UNAUTHORIZED' });
+  t.equal((await post(agg, body, { ...PROTOBUF, authorization: 'Bearer secret' })).statusCode, 200);
+});
