@@ -4,6 +4,7 @@ import autocannon from 'autocannon';
 import { EventSource } from '../src/publisher/event-source.js';
 import type { Deployment } from './deployments.js';
 import { histogramIn, observedBetween, type HistogramCounts } from './histogram.js';
+import { FORMATS } from './bodies.js';
 import { DUPLICATE_RATIO, type Scenario } from './scenarios.js';
 import type { ProbeResult } from './stats-probe.js';
 
@@ -11,24 +12,26 @@ export const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 1
 export const percentile = (sorted: number[], q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0, 2);
 
 /** Request bodies, generated before the clock starts, and the exact unique/duplicate split they carry. */
-export function makeBodies(scenario: Pick<Scenario, 'requests' | 'eventsPerRequest' | 'idKind' | 'gzip'>) {
+export function makeBodies(scenario: Pick<Scenario, 'requests' | 'eventsPerRequest' | 'idKind' | 'gzip' | 'format'>) {
   const source = new EventSource({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
+  const { encode } = FORMATS[scenario.format ?? 'json'];
   const bodies = Array.from({ length: scenario.requests }, (): string | Buffer => {
-    const json = JSON.stringify(scenario.eventsPerRequest === 1 ? source.next() : source.batch(scenario.eventsPerRequest));
-    return scenario.gzip ? gzipSync(json) : json;
+    const body = encode(source.batch(scenario.eventsPerRequest));
+    return scenario.gzip ? gzipSync(body) : body;
   });
   return { bodies, unique: source.uniqueCount, duplicates: source.duplicateCount };
 }
 export type Bodies = ReturnType<typeof makeBodies>;
 
 /** An autocannon request that POSTs the bodies in turn and counts the answers' status codes. */
-export function publishRequest(scenario: Pick<Scenario, 'gzip'>, bodies: (string | Buffer)[], statusCodes: Record<string, number>) {
+export function publishRequest(scenario: Pick<Scenario, 'gzip' | 'format'>, bodies: (string | Buffer)[], statusCodes: Record<string, number>) {
   let next = 0;
+  const { contentType } = FORMATS[scenario.format ?? 'json'];
   return {
     sent: () => next,
     request: {
       method: 'POST' as const,
-      headers: { 'content-type': 'application/json', ...(scenario.gzip ? { 'content-encoding': 'gzip' } : {}) },
+      headers: { 'content-type': contentType, ...(scenario.gzip ? { 'content-encoding': 'gzip' } : {}) },
       setupRequest: (request: autocannon.Request) => ({ ...request, body: bodies[next++ % bodies.length] }),
       onResponse: (status: number) => {
         statusCodes[status] = (statusCodes[status] ?? 0) + 1;
@@ -125,7 +128,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   // One load generator per replica, as a load balancer would spread the same connections and requests.
   const connections = shares(scenario.connections, replicas);
   const loads = await Promise.all(shares(bodies.length, replicas).map((amount, i) => autocannon({
-    url: `${deployment.urls[i]}/publish${scenario.query ?? ''}`,
+    url: `${deployment.urls[i]}${FORMATS[scenario.format ?? 'json'].path}${scenario.query ?? ''}`,
     connections: Math.max(1, connections[i]!),
     amount,
     timeout: 60,

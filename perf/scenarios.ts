@@ -1,4 +1,5 @@
 import type { IdKind } from '../src/publisher/event-source.js';
+import type { BodyFormat } from './bodies.js';
 
 export interface Scenario {
   name: string;
@@ -14,6 +15,10 @@ export interface Scenario {
   prefill?: number;
   /** Bodies sent with Content-Encoding: gzip (compressed before the clock starts, as a publisher would). */
   gzip?: boolean;
+  /** How requests carry their events (default: a JSON array to /publish). */
+  format?: BodyFormat;
+  /** Runs with the other scenarios of its group when the group is named (e.g. `otlp`). */
+  group?: string;
   /** Left out of the default run (too slow for it); run by naming it. */
   optIn?: boolean;
 }
@@ -32,6 +37,13 @@ export const SCENARIOS: Scenario[] = [
   { name: 'batch1000-gzip', description: 'batches of 1,000 sent gzip-compressed, 4 connections, random ids', requests: 300, eventsPerRequest: 1_000, connections: 4, idKind: 'v4', gzip: true },
   { name: 'queued', description: 'batches of 100 with ?ack=queued, 8 connections', requests: 3_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', query: '?ack=queued' },
   { name: 'mixed', description: 'batches of 100, 8 connections, while 2 readers poll /events and /stats', requests: 2_000, eventsPerRequest: 100, connections: 8, idKind: 'v4', readers: true },
+  // `otlp` (issue 20): the same events as OTLP exports and NDJSON, each beside the JSON batches it is compared with.
+  ...([['publish-json512', 'json', 512], ['otlp-protobuf512', 'otlp-protobuf', 512], ['otlp-json512', 'otlp-json', 512],
+    ['publish-json1000', 'json', 1_000], ['publish-ndjson1000', 'ndjson', 1_000]] as const)
+    .map(([name, format, size]): Scenario => ({
+      name, description: `${format} batches of ${size}, 4 connections`, requests: Math.round(150_000 / size),
+      eventsPerRequest: size, connections: 4, idKind: 'v4', format, group: 'otlp', optIn: true,
+    })),
   { name: 'batch1000-5m', description: 'batch1000 on a store pre-filled with 5,000,000 events', requests: 300, eventsPerRequest: 1_000, connections: 4, idKind: 'v4', prefill: 5_000_000, optIn: true },
 ];
 

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { topicProblem } from './event-rules.js';
 import { parseDedupWindow, parseRetentionRules, RetentionSyntaxError, type RetentionRule } from './retention.js';
 
 
@@ -67,6 +68,10 @@ export interface Config {
   dedupWindowMs: number | undefined;
   /** Keys the dedup index holds in memory before it seals them into an on-disk segment (SQLite). */
   dedupHotKeys: number;
+  /** The resource attribute whose value is an OTLP log record's topic. */
+  otlpTopicAttribute: string;
+  /** The topic of OTLP log records whose resource lacks otlpTopicAttribute. */
+  otlpDefaultTopic: string;
   /** Test-only: makes the first consumer worker fail at a chosen point (workers/faults.ts); empty: never. */
   fault: string;
 }
@@ -95,6 +100,12 @@ const oneOf = (...values: string[]) => (raw: string, name: string): string => {
   const value = raw.toLowerCase();
   if (!values.includes(value)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
   return value;
+};
+
+const topic = (raw: string, name: string): string => {
+  const problem = raw.length === 0 || raw.length > 255 ? 'must be 1-255 characters' : topicProblem(raw);
+  if (problem !== undefined) throw new ConfigError(`${name} is not a valid topic: ${problem}`);
+  return raw;
 };
 
 /** Any text; empty means unset. */
@@ -170,6 +181,8 @@ const SETTINGS: Record<keyof Config, Setting> = {
   retention: { env: 'RETENTION', flag: 'retention', defaultValue: '', parse: retentionSetting(parseRetentionRules) },
   dedupWindowMs: { env: 'DEDUP_WINDOW', flag: 'dedup-window', defaultValue: 'forever', parse: retentionSetting(parseDedupWindow) },
   dedupHotKeys: { env: 'DEDUP_HOT_KEYS', flag: 'dedup-hot-keys', defaultValue: '1000000', parse: integer(16, 2 ** 24) },
+  otlpTopicAttribute: { env: 'OTLP_TOPIC_ATTRIBUTE', flag: 'otlp-topic-attribute', defaultValue: 'service.name', parse: text },
+  otlpDefaultTopic: { env: 'OTLP_DEFAULT_TOPIC', flag: 'otlp-default-topic', defaultValue: 'otlp', parse: topic },
   fault: { env: 'AGGREGATOR_FAULT', flag: 'fault', defaultValue: '', parse: optionalText },
 };
 

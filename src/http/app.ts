@@ -15,6 +15,7 @@ import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './json-body.js';
+import { registerNdjsonBodyParser } from './ndjson-body.js';
 import type { RejectionCounters } from './rejections.js';
 import { IDENTITY_FORMAT_CHECKS, isRfc3339DateTime } from '../event-rules.js';
 import { ConsumerLagCache } from './consumer-lag.js';
@@ -23,6 +24,8 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { publishRoutes } from './routes/publish.js';
+import { otlpRoutes } from './routes/otlp.js';
+import { OtlpDecoder } from './otlp/otlp-decoder.js';
 import { statsRoutes } from './routes/stats.js';
 import { readStoreFigures } from './store-figures.js';
 import { streamRoutes } from './routes/stream.js';
@@ -76,6 +79,7 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
 
   registerContentEncoding(app, config.bodyLimit);
   registerJsonBodyParser(app);
+  registerNdjsonBodyParser(app, config);
   registerOpenApi(app, VERSION);
   app.setErrorHandler(replyWithError);
   app.setNotFoundHandler((request) => {
@@ -94,6 +98,12 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
   const purging = config.store === 'postgres' || purgesAnything({ rules: config.retention, dedupWindowMs: config.dedupWindowMs });
   const purges = new PurgeCheck(reader, purging);
   app.register(publishRoutes, { pipeline, limits: config, rejections });
+  const otlpDecoder = new OtlpDecoder({
+    topicAttribute: config.otlpTopicAttribute, defaultTopic: config.otlpDefaultTopic,
+    maxEventsPerRequest: config.maxEventsPerRequest, maxPayloadBytes: config.maxPayloadBytes,
+  }, log);
+  app.addHook('onClose', async () => otlpDecoder.close());
+  app.register(otlpRoutes, { pipeline, decoder: otlpDecoder, rejections });
   app.register(eventsRoutes, { ...readOptions, purges });
   const hub = new SubscriberHub(
     reader, purges, commits, {

@@ -38,11 +38,14 @@ export const ERROR_STATUS = {
   SHUTTING_DOWN: 503,
   READERS_BUSY: 503,
   SUBSCRIBER_LIMIT: 503,
+  DECODER_BUSY: 503,
 } as const;
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
 export interface EventProblem {
   index: number;
+  /** The 1-based line of an NDJSON body the event is on. */
+  line?: number;
   field: string;
   reason: string;
 }

@@ -11,6 +11,8 @@ export type JsonPath = (string | number)[];
 export interface JsonLoss {
   path: JsonPath;
   reason: string;
+  /** For a number that did not survive: its literal, so a reader that must keep it exactly can. */
+  literal?: string;
 }
 
 /**
@@ -87,8 +89,9 @@ function scan(text: string, max: number): JsonLoss[] {
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       let end = i + 1;
       while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
-      const loss = numberLoss(text.slice(i, end));
-      if (loss !== undefined) losses.push({ path: path(), reason: loss });
+      const literal = text.slice(i, end);
+      const loss = numberLoss(literal);
+      if (loss !== undefined) losses.push({ path: path(), reason: loss, literal });
       i = end;
     } else {
       if (c === 0x7b) {

@@ -1,12 +1,19 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { OtlpLogsRequestSchema } from './otlp/otlp-json-schema.js';
 import { PublishBodySchema } from './schemas.js';
 
+/** Request bodies the handlers read themselves, for the document only. */
+const DOCUMENTED_BODIES: Record<string, { body: unknown; consumes: string[] }> = {
+  '/publish': { body: PublishBodySchema, consumes: ['application/json', 'application/x-ndjson'] },
+  '/v1/logs': { body: OtlpLogsRequestSchema, consumes: ['application/x-protobuf', 'application/json'] },
+};
+
 /**
- * GET /docs (UI) and /docs/json (OpenAPI 3), generated from the routes' TypeBox schemas. The publish body
- * is added to the document only: its validation runs in the handler, which reports every bad event by
- * index, something a schema validator's first-error answer cannot do.
+ * GET /docs (UI) and /docs/json (OpenAPI 3), generated from the routes' TypeBox schemas. The publish and
+ * OTLP bodies are added to the document only: their validation runs in the handlers, which report every
+ * bad event by index (or line), something a schema validator's first-error answer cannot do.
  */
 export function registerOpenApi(app: FastifyInstance, version: string): void {
   app.register(swagger, {
@@ -29,7 +36,7 @@ export function registerOpenApi(app: FastifyInstance, version: string): void {
       security: [{ bearer: [] }],
     },
     transform: ({ schema, url, route }) => {
-      const documented = url === '/publish' ? { ...schema, body: PublishBodySchema } : schema;
+      const documented = Object.hasOwn(DOCUMENTED_BODIES, url) ? { ...schema, ...DOCUMENTED_BODIES[url] } : schema;
       return { schema: route.config?.access === 'public' ? { ...documented, security: [] } : documented, url };
     },
   });

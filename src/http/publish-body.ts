@@ -131,52 +131,76 @@ function lossesPerEvent(body: unknown, text: string): EventProblem[] {
   return jsonLosses(body, text, MAX_PROBLEMS).map(({ path, reason }) => {
     const where = locate(body, path);
     if (!where || where.inEvent.length === 0) throw refuse('INVALID_BODY', `${renderPath(path) || 'the body'}: ${reason}`);
-    const detail = where.inEvent.length > 1 ? `${renderPath(where.inEvent)}: ${reason}` : reason;
-    return { index: where.index, field: String(where.inEvent[0]), reason: detail };
+    return lossInEvent(where.index, where.inEvent, reason);
   });
 }
 
+function lossInEvent(index: number, inEvent: JsonPath, reason: string): EventProblem {
+  const detail = inEvent.length > 1 ? `${renderPath(inEvent)}: ${reason}` : reason;
+  return { index, field: String(inEvent[0] ?? '(event)'), reason: detail };
+}
+
+/** What parsing one event's own JSON `text` into `event` lost (see lossesPerEvent): for bodies of one event per line. */
+export function lossesInEvent(index: number, event: unknown, text: string): EventProblem[] {
+  return jsonLosses(event, text, MAX_PROBLEMS).map(({ path, reason }) => lossInEvent(index, path, reason));
+}
+
+/** One event checked by the rules of /publish: the event on its way to the store, or why it is refused. */
+export function acceptEvent(item: unknown, index: number, limits: PublishLimits, receivedAt: string): IncomingEvent | EventProblem[] {
+  if (!checkEvent.Check(item)) return problemsOf(index, item);
+  const event = item as PublishedEvent;
+  const payload = serializePayload(event.payload, limits.maxPayloadBytes);
+  if ('problem' in payload) return [{ index, field: 'payload', reason: payload.problem }];
+  return {
+    topic: event.topic, eventId: event.event_id, timestamp: event.timestamp, source: event.source,
+    payload: payload.json, receivedAt,
+  };
+}
+
+/** Refuses a request with more events than MAX_EVENTS_PER_REQUEST. */
+export function refuseTooMany(count: number, limits: PublishLimits): ApiError {
+  return refuse('TOO_MANY_EVENTS', `the request has ${count} events; at most ${limits.maxEventsPerRequest} are accepted per request`);
+}
+
 /**
- * Validates a whole publish body, parsed from the JSON `text`. All-or-nothing: one bad event refuses the
- * request, and the answer names every bad event by index with its reasons. Throws ApiError when the
- * request is refused.
+ * Checks every item of a request. All-or-nothing: one bad event refuses the request, and the answer names
+ * every bad event by index with its reasons; `losses` is asked only once every event is valid. Throws
+ * ApiError when the request is refused.
  */
-export function parsePublishBody(body: unknown, text: string, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
-  const items = unwrap(body);
-  if (typeof items === 'string') throw refuse('INVALID_BODY', items);
+export function acceptAll(
+  items: readonly unknown[], limits: PublishLimits, receivedAt: string, losses: () => EventProblem[],
+): IncomingEvent[] {
   if (items.length === 0) throw refuse('INVALID_BODY', 'the request contains no events');
-  if (items.length > limits.maxEventsPerRequest) {
-    throw refuse('TOO_MANY_EVENTS', `the request has ${items.length} events; at most ${limits.maxEventsPerRequest} are accepted per request`);
-  }
+  if (items.length > limits.maxEventsPerRequest) throw refuseTooMany(items.length, limits);
 
   const events: IncomingEvent[] = [];
   let problems: EventProblem[] = [];
   let invalid = 0;
   items.forEach((item, index) => {
-    let found: EventProblem[];
-    if (checkEvent.Check(item)) {
-      const event = item as PublishedEvent;
-      const payload = serializePayload(event.payload, limits.maxPayloadBytes);
-      if ('json' in payload) {
-        events.push({
-          topic: event.topic, eventId: event.event_id, timestamp: event.timestamp, source: event.source,
-          payload: payload.json, receivedAt,
-        });
-        return;
-      }
-      found = [{ index, field: 'payload', reason: payload.problem }];
-    } else {
-      found = problemsOf(index, item);
+    const accepted = acceptEvent(item, index, limits, receivedAt);
+    if (!Array.isArray(accepted)) {
+      events.push(accepted);
+      return;
     }
     invalid++;
-    problems.push(...found.slice(0, MAX_PROBLEMS - problems.length));
+    problems.push(...accepted.slice(0, MAX_PROBLEMS - problems.length));
   });
   if (invalid === 0) {
     // Only once every event is valid: a valid body nests ~100 levels at most, whatever its text.
-    problems = lossesPerEvent(body, text);
+    problems = losses();
     if (problems.length === 0) return events;
     invalid = new Set(problems.map((problem) => problem.index)).size;
   }
   const shown = problems.length === MAX_PROBLEMS ? ` (the first ${MAX_PROBLEMS} problems are listed)` : '';
   throw refuse('INVALID_EVENT', `${invalid} of ${items.length} events are invalid; nothing was stored${shown}`, problems);
+}
+
+/**
+ * Validates a whole publish body, parsed from the JSON `text` (see acceptAll). Throws ApiError when the
+ * request is refused.
+ */
+export function parsePublishBody(body: unknown, text: string, limits: PublishLimits, receivedAt: string): IncomingEvent[] {
+  const items = unwrap(body);
+  if (typeof items === 'string') throw refuse('INVALID_BODY', items);
+  return acceptAll(items, limits, receivedAt, () => lossesPerEvent(body, text));
 }

@@ -62,7 +62,12 @@ export const ErrorSchema = Type.Object({
   code: Type.String({ description: 'Stable cause of the error; see docs/errors.md' }),
   error: Type.String(),
   message: Type.String(),
-  errors: Type.Optional(Type.Array(Type.Object({ index: Type.Integer(), field: Type.String(), reason: Type.String() }))),
+  errors: Type.Optional(Type.Array(Type.Object({
+    index: Type.Integer(),
+    line: Type.Optional(Type.Integer({ description: 'The 1-based line of an NDJSON body' })),
+    field: Type.String(),
+    reason: Type.String(),
+  }))),
 });
 
 const errorExample = (statusCode: number, error: string, code: string, message: string, extra = {}) =>

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { RejectionCounters } from '../rejections.js';
+import { NdjsonBody, parseNdjsonEvents } from '../ndjson-body.js';
 import { namedTopics, parsePublishBody, type PublishLimits } from '../publish-body.js';
 import { checkPublishable } from '../scoped-access.js';
 import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
@@ -30,10 +31,13 @@ export const publishRoutes: FastifyPluginAsyncTypebox<PublishOptions> = async (a
       },
     },
     async (request, reply) => {
-      if (request.grant) checkPublishable(request, namedTopics(request.body));
+      if (request.grant) checkPublishable(request, namedTopics(request.body instanceof NdjsonBody ? request.body.items : request.body));
       let events;
       try {
-        events = parsePublishBody(request.body, request.jsonText, limits, new Date().toISOString());
+        const receivedAt = new Date().toISOString();
+        events = request.body instanceof NdjsonBody
+          ? parseNdjsonEvents(request.body, limits, receivedAt)
+          : parsePublishBody(request.body, request.jsonText, limits, receivedAt);
       } catch (error) {
         rejections.invalid++;
         throw error;

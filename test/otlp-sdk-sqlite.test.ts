@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { otlpSdkSuite } from './suites/otlp-sdk.js';
+
+otlpSdkSuite(sqliteStore);
