@@ -10,7 +10,7 @@ import type { EventReader } from '../src/store/store.js';
 import { CommitSignal } from '../src/subscribe/commit-signal.js';
 import { SubscriberHub } from '../src/subscribe/hub.js';
 import type { StreamSink } from '../src/subscribe/subscription.js';
-import { SseParser, type SseMessage } from '../src/subscriber/sse-parser.js';
+import { SseParser, type SseMessage } from '../src/clients/sse-parser.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { startAggregator, type TestAggregator } from './helpers/in-process.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { SseParser } from '../src/subscriber/sse-parser.js';
-import { startQuery } from '../src/subscriber/subscriber.js';
+import { SseParser } from '../src/clients/sse-parser.js';
+import { startQuery } from '../src/clients/subscriber.js';
 
 const STREAM = 'retry: 2000\n\n: keep-alive\n\nid: 1\nevent: event\ndata: {"seq":1}\n\nid: 2\r\nevent: event\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
   + 'event: gap\ndata: {"after":0,"resumed_after":5}\n\nid: 7\ndata:no space\n\n';
