@@ -146,3 +146,16 @@ t.test('a batch waits at most lingerMs for more events', async (t) => {
   await eventually(() => publisher.stats.acked, { what: 'the lone event sent without a flush', timeout: 5_000, until: (n) => n === 1 });
   t.equal(publisher.stats.requests, 1);
 });
+
+t.test('retries of a batch wait at most maxRetryDelayMs apart, and maxAttempts ends them with RETRIES_EXHAUSTED', async (t) => {
+  // The pino transport relies on the cap: pino gives it 10 s at exit, which a 10 s backoff could sleep through.
+  const publisher = new Publisher({ url: `http://127.0.0.1:${await freePort()}`, maxRetryDelayMs: 200, maxAttempts: 16 });
+  const event = makeEvent();
+  await publisher.publish(event);
+  const started = Date.now();
+  // 15 waits of at most 200 ms; the default cap (10 s) would need about 40 s for them.
+  await t.rejects(publisher.flush(), { name: 'PublishError', code: 'RETRIES_EXHAUSTED', status: 0, events: [event] });
+  const seconds = (Date.now() - started) / 1000;
+  t.ok(seconds < 12, `16 attempts within ${seconds.toFixed(1)} s`);
+  t.match(publisher.stats, { requests: 16, retries: 15, failed: 1, acked: 0 });
+});

@@ -42,10 +42,13 @@ export function lineToEvent(line: Record<string, unknown>, options: Pick<PinoTra
 /**
  * The pino transport (`pino.transport({ target: 'pubsub-aggregator/pino', options })`), run by pino on its
  * worker thread: lines go through a Publisher. On a clean exit pino ends the stream and waits (up to 10 s)
- * for this worker to close, and closing flushes the publisher, so every line logged is acknowledged first.
+ * for this worker to close, and closing flushes the publisher, so every line logged is acknowledged first;
+ * what is still unacknowledged after those 10 s (the server down all along) is lost with the process.
  */
 export default function pinoTransport(options: PinoTransportOptions) {
   const publisher = new Publisher({
+    // pino gives the worker 10 s at exit: a batch must not sleep through it after a server came back.
+    maxRetryDelayMs: 1_000,
     ...options,
     onError: (error) => process.stderr.write(`pubsub-aggregator/pino: ${error.message}\n`),
   });

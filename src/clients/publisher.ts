@@ -21,6 +21,8 @@ export interface PublisherOptions extends Omit<Connection, 'url'> {
   timeoutMs?: number;
   /** Tries per batch before its events fail with RETRIES_EXHAUSTED (default: no limit). */
   maxAttempts?: number;
+  /** The longest wait between two tries of a batch, in ms (default 10,000), unless Retry-After asks for longer. */
+  maxRetryDelayMs?: number;
   /** Each failure, as it happens (`flush()` also rejects with the first one). */
   onError?: (error: PublishError) => void;
 }
@@ -172,6 +174,7 @@ export class Publisher {
       const body = await this.body(events);
       outcome = await withRetries(() => this.send(body), {
         maxAttempts: this.options.maxAttempts,
+        maxDelayMs: this.options.maxRetryDelayMs,
         onRetry: () => void this.stats.retries++,
       });
     } catch (error) {

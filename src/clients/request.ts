@@ -41,7 +41,13 @@ export async function refusal(res: Response): Promise<Transient | AggregatorErro
  */
 export async function withRetries<T>(
   attempt: () => Promise<T>,
-  { maxAttempts = Infinity, signal, onRetry }: { maxAttempts?: number; signal?: AbortSignal | undefined; onRetry?: (error: Transient, delayMs: number) => void },
+  { maxAttempts = Infinity, maxDelayMs, signal, onRetry }: {
+    maxAttempts?: number | undefined;
+    /** The cap of the exponential backoff (Retry-After may still ask for longer). */
+    maxDelayMs?: number | undefined;
+    signal?: AbortSignal | undefined;
+    onRetry?: (error: Transient, delayMs: number) => void;
+  },
 ): Promise<T> {
   for (let n = 0; ; n++) {
     try {
@@ -49,7 +55,7 @@ export async function withRetries<T>(
     } catch (error) {
       const transient = asTransient(error, signal);
       if (!transient || n + 1 >= maxAttempts) throw transient ?? error;
-      const delay = retryDelayMs(n, transient.retryAfterSeconds);
+      const delay = retryDelayMs(n, transient.retryAfterSeconds, undefined, maxDelayMs);
       onRetry?.(transient, delay);
       await sleep(delay, undefined, signal ? { signal } : {});
     }
