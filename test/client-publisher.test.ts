@@ -1,4 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { Publisher, PublishError } from 'pubsub-aggregator/client';
 import { freePort } from '../scripts/free-port.js';
@@ -19,6 +22,21 @@ function assertStoredOnce(t: Test, stored: Map<string, number>, published: TestE
   t.same(missing.length, 0, `every published event stored exactly once (${missing.length} missing or repeated)`);
   t.equal(stored.size, published.length, 'and nothing else');
 }
+
+t.test('the package exports the client and the pino transport by name, each with its types', async (t) => {
+  const require = createRequire(import.meta.url);
+  const manifest = JSON.parse(readFileSync(require.resolve('pubsub-aggregator/package.json'), 'utf8'));
+  for (const entry of ['./client', './pino']) {
+    const { types, default: code } = manifest.exports[entry];
+    t.ok(existsSync(new URL(`../../${types}`, import.meta.url)), `${entry}: ${types} is built`);
+    t.ok(existsSync(new URL(`../../${code}`, import.meta.url)), `${entry}: ${code} is built`);
+  }
+  const client = await import('pubsub-aggregator/client');
+  t.same(Object.keys(client).sort(), ['AggregatorError', 'DurableConsumer', 'PublishError', 'Publisher', 'consume', 'subscribe']);
+  t.type((await import('pubsub-aggregator/pino')).default, 'function');
+  t.equal(require.resolve('pubsub-aggregator/pino'), fileURLToPath(new URL('../src/clients/pino-transport.js', import.meta.url)),
+    'resolvable by require too, as pino resolves a transport target');
+});
 
 t.test('100,000 events through a spawned server: flush() resolves once every one is committed', async (t) => {
   const server = await spawnServer(join(t.testdir(), 'aggregator.db'));
