@@ -4,7 +4,7 @@ import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { listenForCommits, openEventReader } from './store/open.js';
-import { CommitSignal } from './subscribe/commit-signal.js';
+import { CommitSignal } from './stream/commit-signal.js';
 
 export interface Aggregator {
   app: FastifyInstance;

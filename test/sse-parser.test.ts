@@ -34,5 +34,8 @@ t.test('subscribe --from and --consumer become the stream query', async (t) => {
   t.equal(query('42'), 'topic=a&topic=b&after=42');
   t.equal(query('2026-11-27T10:00:00Z'), 'topic=a&topic=b&since=2026-11-27T10%3A00%3A00Z');
   t.equal(query('earliest', 'billing'), 'topic=a&topic=b&consumer=billing', 'a consumer decides the start');
-  t.throws(() => query('yesterday'), /--from must be earliest, latest, a seq or an RFC 3339 time/);
+  t.throws(() => query('yesterday'), /from must be earliest, latest, a seq or an RFC 3339 time/);
+  t.equal(startQuery({ from: 42 }).toString(), 'after=42', 'a seq as a number');
+  t.equal(startQuery({ from: new Date('2026-11-27T10:00:00Z') }).toString(), 'since=2026-11-27T10%3A00%3A00.000Z', 'a Date');
+  t.equal(startQuery({}).toString(), '', 'latest by default');
 });
