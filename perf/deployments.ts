@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import type { IncomingEvent } from '../src/event.js';
-import { EventSource, type IdKind } from '../src/publisher/event-source.js';
+import { SyntheticEvents, type IdKind } from '../src/clients/synthetic-events.js';
 import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 import { SqliteEventStore } from '../src/store/sqlite/sqlite-store.js';
 import type { EventStore } from '../src/store/store.js';
@@ -29,7 +29,7 @@ export interface Target {
 }
 
 function storeEvents(count: number, idKind: IdKind, batch: number): IncomingEvent[][] {
-  const source = new EventSource({ duplicateRatio: 0, topics: 16, idKind, source: 'perf' });
+  const source = new SyntheticEvents({ duplicateRatio: 0, topics: 16, idKind, source: 'perf' });
   const receivedAt = new Date().toISOString();
   return Array.from({ length: Math.ceil(count / batch) }, (_, i) =>
     source.batch(Math.min(batch, count - i * batch)).map((e) => ({

@@ -19,8 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { EventSource } from '../src/publisher/event-source.js';
-import { SseParser } from '../src/subscriber/sse-parser.js';
+import { SyntheticEvents } from '../src/clients/synthetic-events.js';
+import { SseParser } from '../src/clients/sse-parser.js';
 import { startCluster } from '../scripts/pg-cluster.js';
 import { postgresTarget, sqliteTarget } from './deployments.js';
 import { startServer, type PerfServer } from './server.js';
@@ -118,7 +118,7 @@ function probeSubscriber(url: string, arrivals: Map<string, number>): Promise<Cl
 
 /** Publishes `batches` batches of 100 over 4 connections; returns the rate and each batch's last id and ack time. */
 async function publishBatches(url: string, batches: number): Promise<{ eventsPerSecond: number; acked: Map<string, number> }> {
-  const source = new EventSource({ duplicateRatio: 0, topics: 16, idKind: 'v4', source: 'perf' });
+  const source = new SyntheticEvents({ duplicateRatio: 0, topics: 16, idKind: 'v4', source: 'perf' });
   const bodies = Array.from({ length: batches }, () => source.batch(BATCH));
   const acked = new Map<string, number>();
   let next = 0;

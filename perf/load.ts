@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
-import { EventSource } from '../src/publisher/event-source.js';
+import { SyntheticEvents } from '../src/clients/synthetic-events.js';
 import type { Deployment } from './deployments.js';
 import { histogramIn, observedBetween, type HistogramCounts } from './histogram.js';
 import { FORMATS } from './bodies.js';
@@ -13,7 +13,7 @@ export const percentile = (sorted: number[], q: number) => round(sorted[Math.min
 
 /** Request bodies, generated before the clock starts, and the exact unique/duplicate split they carry. */
 export function makeBodies(scenario: Pick<Scenario, 'requests' | 'eventsPerRequest' | 'idKind' | 'gzip' | 'format'>) {
-  const source = new EventSource({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
+  const source = new SyntheticEvents({ duplicateRatio: DUPLICATE_RATIO, topics: 16, idKind: scenario.idKind, source: 'perf' });
   const { encode } = FORMATS[scenario.format ?? 'json'];
   const bodies = Array.from({ length: scenario.requests }, (): string | Buffer => {
     const body = encode(source.batch(scenario.eventsPerRequest));

@@ -1,4 +1,4 @@
-import type { IdKind } from '../src/publisher/event-source.js';
+import type { IdKind } from '../src/clients/synthetic-events.js';
 import type { BodyFormat } from './bodies.js';
 
 export interface Scenario {

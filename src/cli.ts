@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { EventSource, type IdKind } from './publisher/event-source.js';
-import { runPublisher, type PublisherReport } from './publisher/publisher.js';
-import { runSubscriber } from './subscriber/subscriber.js';
+import { runLoad, type LoadReport } from './clients/load-publisher.js';
+import { subscribe as follow } from './clients/subscriber.js';
+import { SyntheticEvents, type IdKind } from './clients/synthetic-events.js';
 
 const USAGE = `usage:
   pubsub-aggregator serve [server flags, see --help of serve]
@@ -53,7 +53,7 @@ async function publish(args: string[]): Promise<void> {
   const durationSeconds = values.duration === undefined ? undefined : number(values.duration, 0, 'duration', 0.1);
   const events = durationSeconds === undefined ? number(values.events, 5_000, 'events', 1) : undefined;
 
-  const source = new EventSource({
+  const source = new SyntheticEvents({
     duplicateRatio: number(values.duplicates, 0.2, 'duplicates', 0, 1),
     topics: number(values.topics, 8, 'topics', 1),
     idKind: ids as IdKind,
@@ -61,7 +61,7 @@ async function publish(args: string[]): Promise<void> {
   const urls = (values.url ?? ['http://127.0.0.1:8080']).flatMap((u) => u.split(',')).map((u) => u.replace(/\/+$/, ''));
   const token = values.token ?? process.env.AUTH_TOKEN;
   const showProgress = !values.quiet && process.stderr.isTTY;
-  const report = await runPublisher(
+  const report = await runLoad(
     source,
     {
       urls, events, durationSeconds,
@@ -93,21 +93,22 @@ async function subscribe(args: string[]): Promise<void> {
   });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
-  await runSubscriber({
+  const stream = follow({
     url: values.url ?? 'http://127.0.0.1:8080',
     topics: values.topic ?? [],
     from: values.from ?? 'latest',
     consumer: values.consumer,
     token: values.token ?? process.env.AUTH_READ_TOKEN ?? process.env.AUTH_TOKEN,
     signal: stop.signal,
-  }, {
-    event: (json) => process.stdout.write(`${json}\n`),
-    gap: (json) => process.stderr.write(`gap: older events were purged: ${json}\n`),
-    reconnecting: (reason, delayMs) => process.stderr.write(`disconnected (${reason}); reconnecting in ${Math.round(delayMs)} ms\n`),
+    onReconnect: (reason, delayMs) => process.stderr.write(`disconnected (${reason}); reconnecting in ${Math.round(delayMs)} ms\n`),
   });
+  for await (const message of stream) {
+    if (message.type === 'event') process.stdout.write(`${message.data}\n`);
+    else process.stderr.write(`gap: older events were purged: ${JSON.stringify({ after: message.after, resumed_after: message.resumedAfter })}\n`);
+  }
 }
 
-function progressLine(r: PublisherReport, events: number | undefined, duration: number | undefined): string {
+function progressLine(r: LoadReport, events: number | undefined, duration: number | undefined): string {
   const done = events ? r.acked / events : Math.min(1, r.seconds / (duration ?? 1));
   const width = 30;
   const bar = '#'.repeat(Math.round(done * width)).padEnd(width, '.');

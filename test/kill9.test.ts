@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import type { PublishedEvent } from '../src/event.js';
-import { EventSource } from '../src/publisher/event-source.js';
+import { SyntheticEvents } from '../src/clients/synthetic-events.js';
 import { keyOf, makeEvent, prng } from './helpers/events.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 
@@ -12,7 +12,7 @@ const PUBLISHERS = 4;
  * Publishes until the server dies: single events and batches from `source` (with its re-sends of earlier
  * events). Returns every event whose publish was answered 200 (so it must be durable).
  */
-async function publishUntilDead(server: ServerProcess, source: EventSource, random: () => number): Promise<PublishedEvent[]> {
+async function publishUntilDead(server: ServerProcess, source: SyntheticEvents, random: () => number): Promise<PublishedEvent[]> {
   const acked: PublishedEvent[] = [];
   for (;;) {
     const batch = source.batch(random() < 0.5 ? 1 : 1 + Math.floor(random() * 50));
@@ -28,7 +28,7 @@ async function publishUntilDead(server: ServerProcess, source: EventSource, rand
 t.test('kill -9 while publishers run loses no acknowledged event and counts nothing twice', async (t) => {
   const dbPath = join(t.testdir(), 'aggregator.db');
   const random = prng(9);
-  const source = new EventSource({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
+  const source = new SyntheticEvents({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
   const allAcked = new Map<string, PublishedEvent>();
 
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
@@ -64,7 +64,7 @@ t.test('kill -9 while publishers run loses no acknowledged event and counts noth
 t.test('kill -9 while the dedup index seals and merges and retention purges loses no key and stores none twice', async (t) => {
   const dbPath = join(t.testdir(), 'aggregator.db');
   const random = prng(12);
-  const source = new EventSource({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
+  const source = new SyntheticEvents({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
   // A seal every 64 keys and a purge after every few batches: a kill at a random moment lands inside them.
   const purged = 'events.topic-0';
   const env = { DEDUP_HOT_KEYS: '64', RETENTION: `${purged}=20` };

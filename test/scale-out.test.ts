@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
 import type { PublishedEvent } from '../src/event.js';
-import { EventSource } from '../src/publisher/event-source.js';
+import { SyntheticEvents } from '../src/clients/synthetic-events.js';
 import { keyOf, makeEvent, prng } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { startPublishers } from './helpers/publishers.js';
@@ -97,7 +97,7 @@ t.test('kill -9 of one replica while publishers use both: every acknowledged eve
   const a = await env('a');
   let b = await env('b');
   const random = prng(7);
-  const source = new EventSource({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
+  const source = new SyntheticEvents({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
   const acked = new Map<string, PublishedEvent>();
   let failed = 0;
   let stop = false;

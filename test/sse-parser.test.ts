@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { SseParser } from '../src/subscriber/sse-parser.js';
-import { startQuery } from '../src/subscriber/subscriber.js';
+import { SseParser } from '../src/clients/sse-parser.js';
+import { startQuery } from '../src/clients/subscriber.js';
 
 const STREAM = 'retry: 2000\n\n: keep-alive\n\nid: 1\nevent: event\ndata: {"seq":1}\n\nid: 2\r\nevent: event\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
   + 'event: gap\ndata: {"after":0,"resumed_after":5}\n\nid: 7\ndata:no space\n\n';
@@ -34,5 +34,8 @@ t.test('subscribe --from and --consumer become the stream query', async (t) => {
   t.equal(query('42'), 'topic=a&topic=b&after=42');
   t.equal(query('2026-11-27T10:00:00Z'), 'topic=a&topic=b&since=2026-11-27T10%3A00%3A00Z');
   t.equal(query('earliest', 'billing'), 'topic=a&topic=b&consumer=billing', 'a consumer decides the start');
-  t.throws(() => query('yesterday'), /--from must be earliest, latest, a seq or an RFC 3339 time/);
+  t.throws(() => query('yesterday'), /from must be earliest, latest, a seq or an RFC 3339 time/);
+  t.equal(startQuery({ from: 42 }).toString(), 'after=42', 'a seq as a number');
+  t.equal(startQuery({ from: new Date('2026-11-27T10:00:00Z') }).toString(), 'since=2026-11-27T10%3A00%3A00.000Z', 'a Date');
+  t.equal(startQuery({}).toString(), '', 'latest by default');
 });

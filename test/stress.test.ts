@@ -1,5 +1,5 @@
 import t from 'tap';
-import { EventSource } from '../src/publisher/event-source.js';
+import { SyntheticEvents } from '../src/clients/synthetic-events.js';
 import { keyOf, prng } from './helpers/events.js';
 import { startAggregator } from './helpers/in-process.js';
 import { readAllEvents } from './helpers/server-process.js';
@@ -13,7 +13,7 @@ t.test(`${TOTAL} single-event POSTs with about 20% duplicates from ${CLIENTS} cl
   const url = await agg.app.listen({ port: 0, host: '127.0.0.1' });
 
   const random = prng(5);
-  const source = new EventSource({ duplicateRatio: DUPLICATE_SHARE, topics: 8, idKind: 'v4', random });
+  const source = new SyntheticEvents({ duplicateRatio: DUPLICATE_SHARE, topics: 8, idKind: 'v4', random });
   const work = source.batch(TOTAL);
   const { uniqueCount } = source;
   // Shuffle so duplicates arrive interleaved, some before or while their original is still in flight.

@@ -3,8 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
+import { consume, subscribe, type StreamMessage } from 'pubsub-aggregator/client';
 import { freePort } from '../scripts/free-port.js';
-import { runSubscriber } from '../src/subscriber/subscriber.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { readAllEvents, spawnServer } from './helpers/server-process.js';
@@ -18,13 +18,14 @@ t.test('subscribe follows the stream across a kill -9 and restart: every event o
   const seqs: number[] = [];
   const reconnects: string[] = [];
   const stop = new AbortController();
-  const following = runSubscriber({ url: server.url, topics: ['orders.eu'], from: 'earliest', signal: stop.signal }, {
-    event: (json, seq) => {
-      t.equal((JSON.parse(json) as { seq: number }).seq, Number(seq), 'each line is the event JSON of its id');
-      seqs.push(Number(seq));
-    },
-    reconnecting: (reason) => reconnects.push(reason),
-  });
+  const following = (async () => {
+    for await (const message of subscribe({ url: server.url, topics: ['orders.eu'], from: 'earliest', signal: stop.signal, onReconnect: (reason) => reconnects.push(reason) })) {
+      if (message.type !== 'event') continue;
+      t.equal(message.event.seq, message.seq, 'each message is the event JSON of its id');
+      t.same(JSON.parse(message.data), message.event, 'data is its JSON text');
+      seqs.push(message.seq);
+    }
+  })();
   const publish = async (count: number) => {
     const res = await server.publish([...Array.from({ length: count }, () => makeEvent()), makeEvent({ topic: 'other' })]);
     t.equal(res.status, 200);
@@ -47,8 +48,8 @@ t.test('subscribe follows the stream across a kill -9 and restart: every event o
 t.test('subscribe stops at a refusal that waiting cannot fix', async (t) => {
   const server = await spawnServer(join(t.testdir(), 'aggregator.db'));
   t.teardown(() => server.kill());
-  await t.rejects(runSubscriber({ url: server.url, topics: [], from: 'earliest', consumer: 'nobody' }, { event: () => {} }),
-    /HTTP 404: .*UNKNOWN_CONSUMER/);
+  await t.rejects(subscribe({ url: server.url, from: 'earliest', consumer: 'nobody' }).next(),
+    { name: 'AggregatorError', status: 404, code: 'UNKNOWN_CONSUMER' });
 });
 
 t.test('subscribe hands on a gap and, reconnecting after it, resumes after the gap\'s id', async (t) => {
@@ -62,16 +63,69 @@ t.test('subscribe hands on a gap and, reconnecting after it, resumes after the g
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.teardown(() => server.close());
-  const gaps: string[] = [];
+  const gaps: StreamMessage[] = [];
   const stop = new AbortController();
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const following = runSubscriber({ url, topics: [], from: 'earliest', signal: stop.signal }, {
-    event: () => {},
-    gap: (json) => gaps.push(json),
-  });
+  const following = (async () => {
+    for await (const message of subscribe({ url, from: 'earliest', signal: stop.signal })) gaps.push(message);
+  })();
   await eventually(() => resumedFrom.length, { what: 'a reconnect', timeout: 10_000, until: (n) => n >= 2 });
   stop.abort();
   await following;
-  t.same(gaps, ['{"after":0,"resumed_after":15}']);
+  t.same(gaps, [{ type: 'gap', seq: 15, after: 0, resumedAfter: 15 }]);
   t.same(resumedFrom.slice(0, 2), [undefined, '15'], 'the reconnect resumes after the gap, not before it');
+});
+
+t.test('a durable consumer: pages after the committed position, the same page again until committed, across a kill -9', async (t) => {
+  const dbPath = join(t.testdir(), 'aggregator.db');
+  const env = { PORT: String(await freePort()) };
+  let server = await spawnServer(dbPath, env);
+  t.teardown(() => server.kill());
+  t.equal((await server.publish(Array.from({ length: 250 }, () => makeEvent()))).status, 200);
+  const retries: string[] = [];
+  const stop = new AbortController();
+  const billing = consume({
+    url: server.url, consumer: 'billing', create: { topics: ['orders.eu'], start: 'earliest' },
+    limit: 100, waitMs: 1_000, signal: stop.signal, onRetry: (reason) => retries.push(reason),
+  });
+  const pages = billing[Symbol.asyncIterator]();
+  const first = (await pages.next()).value!;
+  t.equal(first.events.length, 100);
+  const again = (await pages.next()).value!;
+  t.same(again.events.map((e) => e.seq), first.events.map((e) => e.seq), 'not committed: the same events come again');
+  await billing.commit(first.next);
+  t.equal((await server.get('/consumers/billing')).position, first.next, 'the commit is stored');
+
+  await server.kill();
+  const restarting = spawnServer(dbPath, env).then((s) => (server = s));
+  const seen = [...first.events];
+  for (let page = (await pages.next()).value; page; page = (await pages.next()).value) {
+    seen.push(...page.events);
+    await billing.commit(page.next);
+    if (seen.length === 250) break;
+  }
+  await restarting;
+  t.ok(retries.length > 0, `it retried through the restart (${retries[0]})`);
+  const stored = await readAllEvents((path) => server.get(path));
+  t.same(seen.map((e) => e.seq), stored.map((e) => e.seq), 'every event once, in seq order, none repeated after its commit');
+  t.equal((await server.get('/consumers/billing')).lag, 0);
+
+  // A long poll with nothing to return ends empty and is asked again; an event arriving meanwhile comes out.
+  const waiting = pages.next();
+  await server.publish([makeEvent()]);
+  t.equal((await waiting).value!.events.length, 1, 'the long poll delivers the next event');
+  stop.abort();
+  t.same(await pages.next(), { value: undefined, done: true }, 'the signal ends the iteration');
+});
+
+t.test('breaking out of the stream ends its connection', async (t) => {
+  const server = await spawnServer(join(t.testdir(), 'aggregator.db'));
+  t.teardown(() => server.kill());
+  await server.publish([makeEvent(), makeEvent()]);
+  for await (const message of subscribe({ url: server.url, from: 'earliest' })) {
+    t.equal(message.type, 'event');
+    break;
+  }
+  await eventually(async () => (await server.get('/metrics') as string).match(/^aggregator_stream_subscribers(?:\{[^}]*\})? (\d+)/m)?.[1],
+    { what: 'no stream open on the server', timeout: 10_000, until: (open) => open === '0' });
 });

@@ -12,7 +12,7 @@ import type { BatchResult, EventReader, EventStore } from '../../src/store/store
 import { CommitSignal } from '../../src/stream/commit-signal.js';
 import { SubscriberHub } from '../../src/stream/hub.js';
 import type { StreamSink, StreamStart } from '../../src/stream/subscription.js';
-import { SseParser, type SseMessage } from '../../src/subscriber/sse-parser.js';
+import { SseParser, type SseMessage } from '../../src/clients/sse-parser.js';
 import { eventually } from './eventually.js';
 
 /*

@@ -1,5 +1,5 @@
 import { request, type IncomingMessage } from 'node:http';
-import { SseParser, type SseMessage } from '../../src/subscriber/sse-parser.js';
+import { SseParser, type SseMessage } from '../../src/clients/sse-parser.js';
 import { eventually } from './eventually.js';
 
 /** A Server-Sent Events client over a real socket: parses frames, records ids, can stop reading. */

@@ -3,7 +3,7 @@ import type { PublishedEvent } from '../event.js';
 
 export type IdKind = 'v4' | 'v7';
 
-export interface EventSourceOptions {
+export interface SyntheticEventsOptions {
   /** Share of events that re-send an earlier event (0–1): what at-least-once delivery looks like. */
   duplicateRatio: number;
   topics: number;
@@ -17,14 +17,17 @@ export interface EventSourceOptions {
 /** Earlier events kept for re-sending; bounded so a long run does not grow without end. */
 const RESERVOIR = 10_000;
 
-/** Generates log events with a chosen share of duplicates, for the publisher CLI and the perf harness. */
-export class EventSource {
+/**
+ * Generates synthetic log events with a chosen share of duplicates, for the publisher CLI, the perf harness
+ * and tests (named so as not to be mistaken for the browser's EventSource, an SSE client).
+ */
+export class SyntheticEvents {
   private readonly sent: PublishedEvent[] = [];
   private readonly newId: () => string;
   uniqueCount = 0;
   duplicateCount = 0;
 
-  constructor(private readonly options: EventSourceOptions) {
+  constructor(private readonly options: SyntheticEventsOptions) {
     this.newId = options.idKind === 'v7' ? uuidv7 : uuidv4;
   }
 
