@@ -8,7 +8,7 @@ import type { EventReader } from '../store/store.js';
 import type { CommitSignal } from '../subscribe/commit-signal.js';
 import { accessControl } from './auth.js';
 import { registerContentEncoding } from './content-encoding.js';
-import { ApiError, replyWithError } from './errors.js';
+import { ApiError, replyToClientError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
@@ -62,8 +62,12 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
       connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
     },
     return503OnClosing: true,
-    // Room for a consumer name that is too long, so that it gets a 400 naming the rule rather than a bare 414.
-    routerOptions: { maxParamLength: 1024 },
+    // Room for any name a request line can carry (Node takes 16 KiB of headers), so that a name too long
+    // gets the name rule's 400 rather than the router's 414.
+    routerOptions: { maxParamLength: 16 * 1024 },
+    // The router's and Node's parser's own refusals answer in the one error shape too.
+    frameworkErrors: replyWithError,
+    clientErrorHandler: replyToClientError,
   });
 
   registerContentEncoding(app, config.bodyLimit);

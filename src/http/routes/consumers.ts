@@ -25,12 +25,13 @@ export interface ConsumerRouteOptions {
   stallTimeoutMs: number;
 }
 
-const NAME = /^[A-Za-z0-9._-]{1,128}$/;
+/** "." and ".." are path segments to every client that normalises URLs: a consumer of that name would be unreachable. */
+const NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$/;
 const MAX_WAIT_MS = 30_000;
 /** Topics one consumer may read: each is read through its own index range when a page is built. */
 const MAX_CONSUMER_TOPICS = 100;
 
-const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-]' }) });
+const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-], not "." or ".."' }) });
 
 const DefinitionSchema = Type.Object({
   topics: Type.Optional(Type.Array(Topic, { maxItems: MAX_CONSUMER_TOPICS, description: 'Absent or empty: every topic' })),
@@ -57,7 +58,7 @@ const REFUSAL_CODES = {
 
 /** The name, if it is a valid consumer name; else 400 INVALID_CONSUMER. */
 export function checkName(name: string): string {
-  if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-"');
+  if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-", other than "." and ".."');
   return name;
 }
 
