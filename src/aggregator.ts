@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import type { Logger } from './logger.js';
+import type { CommittedMessage } from './pipeline/consumer-protocol.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { listenForCommits, openEventReader } from './store/open.js';
 import { CommitSignal } from './subscribe/commit-signal.js';
@@ -9,6 +10,8 @@ import { CommitSignal } from './subscribe/commit-signal.js';
 export interface Aggregator {
   app: FastifyInstance;
   pipeline: Pipeline;
+  /** Raised at every commit, this replica's or (shared store) another's, with the topics it touched. */
+  commits: CommitSignal;
   /** Stops accepting, lets in-flight publishes finish, drains the ring into the store and closes it. */
   close(): Promise<void>;
 }
@@ -22,13 +25,14 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
     throw error;
   });
   const commits = new CommitSignal();
-  pipeline.on('commit', () => commits.notify());
+  pipeline.on('commit', (message: CommittedMessage) => commits.notify(message.topicEvents.map(([topic]) => topic)));
   // Other replicas' commits, on a shared store.
-  const stopListening = listenForCommits(config, () => commits.notify(), log);
+  const stopListening = listenForCommits(config, (topics) => commits.notify(topics), log);
   const app = buildApp({ config, log, pipeline, reader, commits });
   return {
     app,
     pipeline,
+    commits,
     async close() {
       await app.close();
       await stopListening();

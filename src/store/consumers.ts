@@ -48,6 +48,8 @@ export interface ConsumerPage {
   count: number;
   /** The last seq in the page; the committed position when the page is empty. */
   next: number;
+  /** The consumer's topics (null: every topic), read with the page: a long-poll waits for commits of these. */
+  topics: string[] | null;
 }
 
 /** The same definition: a PUT of it again is answered 200, another one 409. */

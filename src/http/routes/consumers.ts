@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Topic } from '../../event.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
@@ -10,6 +10,7 @@ import {
 import type { PurgeCheck } from '../../store/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../subscribe/commit-signal.js';
+import { ConsumerLongPolls } from '../../subscribe/long-polls.js';
 import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { StoredEventSchema } from '../schemas.js';
@@ -112,6 +113,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
+  const longPolls = new ConsumerLongPolls(reader, commits);
 
   /** Runs a command; a refusal becomes its error answer. */
   async function apply(command: ConsumerCommand) {
@@ -119,34 +121,6 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     lags.invalidate();
     if (outcome.kind === 'refused') throw new ApiError(REFUSAL_CODES[outcome.refusal], outcome.message);
     return outcome;
-  }
-
-  /**
-   * The consumer's next page; when it is empty, waits up to `waitMs` for a commit and reads again. The
-   * wait starts listening before each read, so a commit landing between the read and the wait still wakes
-   * it; a wake-up only means "read again".
-   */
-  async function poll(name: string, limit: number, waitMs: number, reply: FastifyReply): Promise<ConsumerPage> {
-    const gone = new AbortController();
-    reply.raw.once('close', () => gone.abort());
-    const ended = AbortSignal.any([gone.signal, closing.signal]);
-    const deadline = performance.now() + waitMs;
-    for (;;) {
-      const remaining = deadline - performance.now();
-      const stop = new AbortController();
-      const woken = remaining > 0 && !ended.aborted ? commits.next(remaining, AbortSignal.any([stop.signal, ended])) : undefined;
-      let waiting = false;
-      try {
-        const page = await reader.consumerPage(name, limit);
-        if (!page) throw unknown(name);
-        if (page.count > 0 || !woken) return page;
-        waiting = true;
-      } finally {
-        // Answered or failed: the wait's listener and timer go now, not when wait_ms runs out.
-        if (!waiting) stop.abort();
-      }
-      await woken;
-    }
   }
 
   app.put('/consumers/:name', {
@@ -192,10 +166,14 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     },
   }, async (request, reply) => {
     const name = checkName(request.params.name);
+    const { limit, wait_ms: waitMs } = request.query;
     // The position the page starts from, read before it; a rewind committed during the poll is not told of.
-    const from = (await purges.mayHavePurged()) ? await reader.consumer(name) : undefined;
-    const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
-    const purged = from && await purges.behind(from.topics ?? undefined, from.position);
+    const from = (await purges.mayHavePurged()) ? await longPolls.read(waitMs, () => reader.consumer(name)) : undefined;
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]));
+    if (!page) throw unknown(name);
+    const purged = from && await longPolls.read(waitMs, () => purges.behind(from.topics ?? undefined, from.position));
     if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
     // Answered because the server stops: the client should not keep the connection for another request.
     if (closing.signal.aborted) reply.header('connection', 'close');
