@@ -5,6 +5,7 @@ import type { InjectOptions } from 'fastify';
 import t from 'tap';
 import { ERROR_STATUS } from '../src/http/errors.js';
 import { makeEvent } from './helpers/events.js';
+import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';
 
 const DOC = new URL('../../docs/errors.md', import.meta.url);
@@ -36,6 +37,29 @@ t.test('every refusal has the one error shape with its code, also Fastify\'s own
     t.type(body.error, 'string', `${what}: names the status`);
     t.type(body.message, 'string', `${what}: says what is wrong`);
   }
+});
+
+t.test('a request reaching a stopping server gets 503 SHUTTING_DOWN in the one shape, with Retry-After', async (t) => {
+  const agg = await startAggregator(t);
+  // Holds the stop open (before the listener closes) long enough for a request to arrive meanwhile, as one
+  // on a kept-alive connection can.
+  let letGo = () => {};
+  agg.app.addHook('preClose', () => new Promise<void>((resolve) => (letGo = resolve)));
+  const address = await agg.app.listen({ host: '127.0.0.1', port: 0 });
+  t.equal((await fetch(`${address}/healthz`)).status, 200);
+  const closing = agg.app.close();
+  try {
+    const res = await eventually(() => fetch(`${address}/healthz`), {
+      what: 'the server to turn requests away', timeout: 5_000, interval: 10, until: (reply) => reply.status !== 200,
+    });
+    t.equal(res.status, 503);
+    const body: any = await res.json();
+    t.same(body, { statusCode: 503, error: 'Service Unavailable', code: 'SHUTTING_DOWN', message: body.message });
+    t.equal(res.headers.get('retry-after'), '1');
+  } finally {
+    letGo();
+  }
+  await closing;
 });
 
 t.test('Fastify\'s and Node\'s own refusals (bad URL, over-long name, oversized headers, broken HTTP, slow client) in the one shape', async (t) => {

@@ -61,7 +61,8 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
       headersTimeout: config.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
     },
-    return503OnClosing: true,
+    // Fastify's own 503 for a request reaching a stopping server has no code and no Retry-After: ours below.
+    return503OnClosing: false,
     // Room for any name a request line can carry (Node takes 16 KiB of headers), so that a name too long
     // gets the name rule's 400 rather than the router's 414.
     routerOptions: { maxParamLength: 16 * 1024 },
@@ -76,6 +77,14 @@ export function buildApp({ config, log, pipeline, reader, commits }: AppDeps): F
   app.setErrorHandler(replyWithError);
   app.setNotFoundHandler((request) => {
     throw new ApiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
+  });
+  // A request that reaches the server while it stops (on a kept-alive connection) is turned away before any work.
+  let stopping = false;
+  app.addHook('preClose', async () => {
+    stopping = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (stopping) throw new ApiError('SHUTTING_DOWN', 'the server is stopping; retry on another replica or after the restart', { retryAfterSeconds: 1 });
   });
 
   app.addHook('onRequest', accessControl({ publish: config.authToken, read: config.authReadToken, reads: config.authReads }));
