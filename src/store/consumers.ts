@@ -70,7 +70,7 @@ export function refuseCommit(
     return { kind: 'refused', refusal: 'COMMIT_BACKWARDS', message: `consumer ${name} is at ${position}; moving it back to ${seq} needs ?rewind=true` };
   }
   if (seq > position && seq > lastSeq) {
-    return { kind: 'refused', refusal: 'COMMIT_BEYOND_END', message: `seq ${seq} is beyond the last stored event (${lastSeq})` };
+    return { kind: 'refused', refusal: 'COMMIT_BEYOND_END', message: `seq ${seq} is beyond the last event ever stored (${lastSeq})` };
   }
   return undefined;
 }
