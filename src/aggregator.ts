@@ -5,7 +5,7 @@ import type { Logger } from './logger.js';
 import type { CommittedMessage } from './pipeline/consumer-protocol.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { listenForCommits, openEventReader } from './store/open.js';
-import { CommitSignal } from './subscribe/commit-signal.js';
+import { CommitSignal } from './stream/commit-signal.js';
 
 export interface Aggregator {
   app: FastifyInstance;

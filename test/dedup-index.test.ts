@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/dedup/key-hash.js';
-import { SqlitePageReader } from '../src/store/sqlite-reader.js';
-import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
+import { cyrb53Key } from '../src/store/sqlite/dedup/key-hash.js';
+import { SqlitePageReader } from '../src/store/sqlite/sqlite-reader.js';
+import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite/sqlite-store.js';
 
 /*
  * The sealed dedup index against a model (the set of keys stored so far): whatever the order of commits,

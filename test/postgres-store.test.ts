@@ -2,7 +2,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import t from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
 import type { IncomingEvent } from '../src/event.js';
-import { PostgresEventStore } from '../src/store/postgres-store.js';
+import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 
 const event = (eventId: string): IncomingEvent => ({
   topic: 't', eventId, timestamp: '2026-11-24T10:00:00Z', source: 'test', payload: '{}', receivedAt: '2026-11-24T10:00:01.000Z',

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import t from 'tap';
 import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
-import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS } from '../src/store/postgres-reader.js';
+import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS } from '../src/store/postgres/postgres-reader.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { createLogger } from '../src/logger.js';
-import { SqliteEventStore } from '../src/store/sqlite-store.js';
-import { SqliteWorkerReader } from '../src/store/sqlite-worker-reader.js';
+import { SqliteEventStore } from '../src/store/sqlite/sqlite-store.js';
+import { SqliteWorkerReader } from '../src/store/sqlite/sqlite-worker-reader.js';
 
 /*
  * The SQLite reader's retention methods (purgeHorizon, topicDetails, diskBytes) against a real database file.

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import t from 'tap';
 import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/dedup/key-hash.js';
-import { KeyIndex } from '../src/store/dedup/key-index.js';
-import { SqlitePageReader } from '../src/store/sqlite-reader.js';
-import { SqliteEventStore } from '../src/store/sqlite-store.js';
+import { cyrb53Key } from '../src/store/sqlite/dedup/key-hash.js';
+import { KeyIndex } from '../src/store/sqlite/dedup/key-index.js';
+import { SqlitePageReader } from '../src/store/sqlite/sqlite-reader.js';
+import { SqliteEventStore } from '../src/store/sqlite/sqlite-store.js';
 
 const event = (topic: string, eventId: string, payload = '{}'): IncomingEvent => ({
   topic, eventId, timestamp: '2026-11-24T10:00:00Z', source: 'test', payload, receivedAt: '2026-11-24T10:00:01.000Z',

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import type { IncomingEvent } from '../src/event.js';
-import { PostgresEventStore } from '../src/store/postgres-store.js';
+import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';

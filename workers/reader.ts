@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/reader-protocol.js';
-import { SqlitePageReader } from '../src/store/sqlite-reader.js';
+import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/sqlite/reader-protocol.js';
+import { SqlitePageReader } from '../src/store/sqlite/sqlite-reader.js';
 
 /*
  * The SQLite reader: builds /events, /topics and stream pages and answers consumer, purge-horizon and

@@ -3,8 +3,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
-import type { BackgroundRead } from '../store/background-read.js';
-import type { ConsumerLagCache } from '../subscribe/consumer-lag.js';
+import type { BackgroundRead } from '../lib/background-read.js';
+import type { ConsumerLagCache } from './consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
 import type { StoreFigures } from './store-figures.js';
 

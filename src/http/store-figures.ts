@@ -1,8 +1,8 @@
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
-import { BackgroundRead } from '../store/background-read.js';
+import { BackgroundRead } from '../lib/background-read.js';
 import type { EventReader, TopicDetail } from '../store/store.js';
-import type { CommitSignal } from '../subscribe/commit-signal.js';
+import type { CommitSignal } from '../stream/commit-signal.js';
 
 /** What /stats shows of the store itself: the listed topics' figures and the size on disk (null: not read yet). */
 export interface StoreFigures {

@@ -1,11 +1,11 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { PostgresCommitListener } from './postgres-commit-listener.js';
-import { PostgresEventReader } from './postgres-reader.js';
-import { MAX_PG_BATCH } from './postgres-schema.js';
-import { PostgresEventStore } from './postgres-store.js';
-import { SqliteEventStore } from './sqlite-store.js';
-import { SqliteWorkerReader } from './sqlite-worker-reader.js';
+import { PostgresCommitListener } from './postgres/postgres-commit-listener.js';
+import { PostgresEventReader } from './postgres/postgres-reader.js';
+import { MAX_PG_BATCH } from './postgres/postgres-schema.js';
+import { PostgresEventStore } from './postgres/postgres-store.js';
+import { SqliteEventStore } from './sqlite/sqlite-store.js';
+import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
 import type { EventReader, EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */

@@ -11,8 +11,8 @@ import type { TestStore } from '../helpers/stores.js';
 import { retentionSettings } from './retention.js';
 import { createLogger } from '../../src/logger.js';
 import { openEventReader } from '../../src/store/open.js';
-import type { TouchedTopics } from '../../src/subscribe/commit-signal.js';
-import { ConsumerLongPolls } from '../../src/subscribe/long-polls.js';
+import type { TouchedTopics } from '../../src/stream/commit-signal.js';
+import { ConsumerLongPolls } from '../../src/stream/long-polls.js';
 
 type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
 

@@ -7,11 +7,11 @@ import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
   normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRecord, type ConsumerRefusal, type ConsumerStatus,
 } from '../../store/consumers.js';
-import type { PurgeCheck } from '../../store/purge-check.js';
+import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
-import type { CommitSignal } from '../../subscribe/commit-signal.js';
-import { ConsumerLongPolls } from '../../subscribe/long-polls.js';
-import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
+import type { CommitSignal } from '../../stream/commit-signal.js';
+import { ConsumerLongPolls } from '../../stream/long-polls.js';
+import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';

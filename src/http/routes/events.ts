@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { PurgeCheck } from '../../store/purge-check.js';
+import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import { Type } from '@sinclair/typebox';
 import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';

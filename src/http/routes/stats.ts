@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { BackgroundRead } from '../../store/background-read.js';
+import type { BackgroundRead } from '../../lib/background-read.js';
 import type { TopicDetail } from '../../store/store.js';
-import type { ConsumerLagCache } from '../../subscribe/consumer-lag.js';
+import type { ConsumerLagCache } from '../consumer-lag.js';
 import type { StoreFigures } from '../store-figures.js';
 import type { RejectionCounters } from '../rejections.js';
 

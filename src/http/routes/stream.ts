@@ -3,8 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { Topic } from '../../event.js';
 import type { EventReader } from '../../store/store.js';
-import type { SubscriberHub } from '../../subscribe/hub.js';
-import type { StreamSink, StreamStart } from '../../subscribe/subscription.js';
+import type { SubscriberHub } from '../../stream/hub.js';
+import type { StreamSink, StreamStart } from '../../stream/subscription.js';
 import { ApiError } from '../errors.js';
 import { checkName, unknown } from './consumers.js';
 

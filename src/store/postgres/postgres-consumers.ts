@@ -2,7 +2,7 @@ import type pg from 'pg';
 import {
   conflictingConsumer, consumerLimit, parseStart, refuseCommit, sameDefinition, startText, unknownConsumer,
   type ConsumerCommand, type ConsumerOutcome, type ConsumerRecord,
-} from './consumers.js';
+} from '../consumers.js';
 import { CONSUMER_CREATE_LOCK, SEQ_HORIZON } from './postgres-schema.js';
 
 /** A row of the consumers table, as the writer and the readers select it. */

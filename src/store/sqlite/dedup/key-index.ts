@@ -3,8 +3,8 @@
  * since the last seal. An open-addressing table with linear probing over two Float64Arrays (16 bytes a slot, off the
  * JavaScript heap). It holds only the keys not yet sealed into segments (dedup-index.ts), so it is sized
  * once for DEDUP_HOT_KEYS and does not grow with history; SQLite only ever appends, where a B-tree keyed by
- * a random hash would dirty one page per insert once it outgrows the cache (measured: 88k → 50k
- * events/s by 1.5M events; this: 213k → 180k).
+ * a random hash would dirty one page per insert once it outgrows the cache (measured in docs/architecture.md,
+ * "Why a hash key, held in memory").
  */
 export class KeyIndex {
   private keys: Float64Array;

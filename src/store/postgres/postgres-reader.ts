@@ -1,10 +1,10 @@
 import type pg from 'pg';
-import { ReadGate } from './read-gate.js';
+import { ReadGate } from '../read-gate.js';
 import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
-import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type PostgresConsumerRow } from './postgres-consumers.js';
-import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from './store.js';
+import type { EventPageQuery, EventReader, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */

@@ -1,5 +1,5 @@
-import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
-import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from './store.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
+import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -8,7 +8,7 @@ import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDe
  */
 
 /** The worker's entry, in the top-level workers/ beside the consumer. */
-export const READER_WORKER_ENTRY = new URL('../../workers/reader.js', import.meta.url);
+export const READER_WORKER_ENTRY = new URL('../../../workers/reader.js', import.meta.url);
 
 export interface ReaderWorkerData {
   dbPath: string;

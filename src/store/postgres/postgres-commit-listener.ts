@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../logger.js';
 import { COMMIT_CHANNEL } from './postgres-schema.js';
 
 const RECONNECT_MIN_MS = 100;

@@ -1,13 +1,13 @@
 import type { Database } from 'better-sqlite3';
 
 /*
- * `seq` is the rowid: one writer appends, so it grows strictly in commit order and is never reused (rows
- * are never deleted).
+ * `seq` is the rowid: one writer appends, so it grows strictly in commit order and is never reused
+ * (retention deletes rows, but `topics.last_seq` outlives them, see below).
  *
  * Dedup does not index the text key (topic, event_id): random ids make that a wide B-tree that every
  * insert lands in at a random page. Each event carries `key_hash`, a 53-bit hash of its key, and the
- * consumer keeps hash → first seq in memory (src/store/key-index.ts), rebuilt from this column at start,
- * so the events table is only ever appended to. A hash that is already taken is checked against the
+ * writer keeps hash → first seq in its dedup index (src/store/sqlite/dedup/: the newest keys in memory, older
+ * ones in sealed segment files), so the events table is only ever appended to. A hash that is already taken is checked against the
  * stored event's real key; the rare different key that shares a hash goes to `colliding_keys`, indexed
  * by its full text.
  *
@@ -67,7 +67,7 @@ const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;`,
   // /events/stream?since= finds the first event received at or after a time without reading every row.
   'CREATE INDEX events_by_received_at ON events (received_at, seq);',
-  // Retention and the sealed dedup index (src/store/dedup/): see the block comment above.
+  // Retention and the sealed dedup index (src/store/sqlite/dedup/): see the block comment above.
   `ALTER TABLE topics ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE topics ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE topics ADD COLUMN purged_through INTEGER NOT NULL DEFAULT 0;

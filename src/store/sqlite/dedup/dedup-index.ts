@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
-import type { IncomingEvent } from '../../event.js';
-import type { DedupIndexFigures } from '../store.js';
+import type { IncomingEvent } from '../../../event.js';
+import type { DedupIndexFigures } from '../../store.js';
 import type { KeyHash } from './key-hash.js';
 import { KeyIndex } from './key-index.js';
 import { SealedSegments } from './sealed-segments.js';

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import {
   conflictingConsumer, consumerLimit, parseStart, refuseCommit, sameDefinition, startText, unknownConsumer,
   type ConsumerCommand, type ConsumerOutcome, type ConsumerRecord,
-} from './consumers.js';
+} from '../consumers.js';
 
 /** A row of the consumers table as both SQLite connections read it. */
 export interface ConsumerRow {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { limitFor, purgesAnything, type RetentionPolicy } from '../retention.js';
+import { limitFor, purgesAnything, type RetentionPolicy } from '../../retention.js';
 import { agoSql, PURGE_LOCK, SEQ_BASE, SEQ_HORIZON } from './postgres-schema.js';
-import type { PurgeReport, Upkeep } from './store.js';
+import type { PurgeReport, Upkeep } from '../store.js';
 
 /*
  * Retention on PostgreSQL, in small steps between batches.

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
-import { limitFor, type RetentionLimit, type RetentionPolicy } from '../retention.js';
-import type { PurgeReport } from './store.js';
+import { limitFor, type RetentionLimit, type RetentionPolicy } from '../../retention.js';
+import type { PurgeReport } from '../store.js';
 
 /*
  * Retention on SQLite, in small steps run by the consumer between batches (it owns the one write

@@ -1,8 +1,8 @@
 import type { Logger } from '../logger.js';
-import { BackgroundRead } from '../store/background-read.js';
+import { BackgroundRead } from '../lib/background-read.js';
 import type { ConsumerStatus } from '../store/consumers.js';
 import type { EventReader } from '../store/store.js';
-import type { CommitSignal } from './commit-signal.js';
+import type { CommitSignal } from '../stream/commit-signal.js';
 
 export interface ConsumerSummary {
   count: number;

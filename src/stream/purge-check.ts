@@ -1,4 +1,4 @@
-import type { EventReader, PurgeHorizon } from './store.js';
+import type { EventReader, PurgeHorizon } from '../store/store.js';
 
 /**
  * Whether a read after a cursor may have missed purged events: what the `/events` purge header and the

@@ -1,15 +1,15 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { IncomingEvent } from '../event.js';
-import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
+import type { IncomingEvent } from '../../event.js';
+import type { ConsumerCommand, ConsumerOutcome } from '../consumers.js';
 import { SqliteConsumerWriter } from './sqlite-consumers.js';
 import { migrate } from './sqlite-schema.js';
-import { purgesAnything, type RetentionPolicy } from '../retention.js';
+import { purgesAnything, type RetentionPolicy } from '../../retention.js';
 import { DedupIndex, type BatchClaims } from './dedup/dedup-index.js';
 import { cyrb53Key, type KeyHash } from './dedup/key-hash.js';
 import { SqliteRetention } from './sqlite-retention.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from '../store.js';
 
 /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss (an fsync per commit). */
 export type Synchronous = 'normal' | 'full';

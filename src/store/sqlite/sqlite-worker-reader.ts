@@ -1,9 +1,9 @@
 import { Worker } from 'node:worker_threads';
-import type { Logger } from '../logger.js';
-import { ReadGate } from './read-gate.js';
-import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
+import type { Logger } from '../../logger.js';
+import { ReadGate } from '../read-gate.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type TopicDetail } from './store.js';
+import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type TopicDetail } from '../store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js';
-import type { PurgeCheck } from '../store/purge-check.js';
+import type { PurgeCheck } from './purge-check.js';
 import { ReadGate } from '../store/read-gate.js';
 import type { EventReader, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteConsumerReader } from './sqlite-consumer-reader.js';
 import { COLUMNS, items, jsonArrayWithin, streamItems, type Row } from './sqlite-page.js';
-import { sseFrames } from './sse-frames.js';
-import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from './store.js';
+import { sseFrames } from '../sse-frames.js';
+import type { EventPageQuery, PurgeHorizon, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 
 /**
  * /events, /topics, stream pages, purge horizons and /stats figures on SQLite, run by the reader worker

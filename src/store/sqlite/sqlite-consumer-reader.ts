@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from './sqlite-consumers.js';
 import { COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
 

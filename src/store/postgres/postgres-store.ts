@@ -1,12 +1,12 @@
 import pg from 'pg';
-import type { IncomingEvent } from '../event.js';
-import type { RetentionPolicy } from '../retention.js';
-import type { ConsumerCommand, ConsumerOutcome } from './consumers.js';
-import { eventDoc } from './event-doc.js';
+import type { IncomingEvent } from '../../event.js';
+import type { RetentionPolicy } from '../../retention.js';
+import type { ConsumerCommand, ConsumerOutcome } from '../consumers.js';
+import { eventDoc } from '../event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
 import { PostgresPurger } from './postgres-purge.js';
 import { agoSql, COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from './store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from '../store.js';
 
 /**
  * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.

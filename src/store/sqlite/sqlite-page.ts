@@ -1,6 +1,6 @@
-import type { IncomingEvent } from '../event.js';
-import { eventDocAround } from './event-doc.js';
-import type { StreamItem } from './sse-frames.js';
+import type { IncomingEvent } from '../../event.js';
+import { eventDocAround } from '../event-doc.js';
+import type { StreamItem } from '../sse-frames.js';
 
 // The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
 export const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
