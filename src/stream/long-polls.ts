@@ -41,10 +41,13 @@ export class ConsumerLongPolls {
   async poll(name: string, limit: number, waitMs: number, ended: AbortSignal): Promise<ConsumerPage | undefined> {
     const deadline = performance.now() + waitMs;
     // The consumer's topics, known from its first page; until then (and for an every-topic consumer) any commit wakes it.
+    let known = false;
     let topics: ReadonlySet<string> | null = null;
     const wants = (touched: TouchedTopics) => touched === undefined || topics === null || touched.some((topic) => topics!.has(topic));
     let retryMs = 0;
     for (;;) {
+      // A wake-up before the topics were known may be for any topic: finding nothing after it is no sign of a lagging horizon.
+      const filtered = known;
       const remaining = deadline - performance.now();
       const stop = new AbortController();
       const woken = remaining > 0 && !ended.aborted
@@ -55,13 +58,14 @@ export class ConsumerLongPolls {
         const page = await this.read(waitMs, () => this.reader.consumerPage(name, limit));
         if (!page || page.count > 0 || !woken) return page;
         topics = page.topics && new Set(page.topics);
+        known = true;
         waiting = true;
       } finally {
         // Answered or failed: the wait's listener and timer go now, not when wait_ms runs out.
         if (!waiting) stop.abort();
       }
       const wasWoken = await woken;
-      retryMs = wasWoken ? FIRST_RETRY_MS : retryMs > 0 && retryMs < LAST_RETRY_MS ? retryMs * 2 : 0;
+      retryMs = wasWoken && filtered ? FIRST_RETRY_MS : retryMs > 0 && retryMs < LAST_RETRY_MS ? retryMs * 2 : 0;
     }
   }
 }

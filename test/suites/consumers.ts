@@ -175,9 +175,10 @@ export function consumersSuite(store: TestStore): void {
     t.teardown(() => reader.close());
     let reads = 0;
     const longPolls = new ConsumerLongPolls({
-      consumerPage: (name, limit) => {
+      consumerPage: async (name, limit) => {
+        const page = await reader.consumerPage(name, limit);
         reads++;
-        return reader.consumerPage(name, limit);
+        return page;
       },
     }, agg.commits);
     const ended = new AbortController();
@@ -185,7 +186,7 @@ export function consumersSuite(store: TestStore): void {
     const seen: TouchedTopics[] = [];
     agg.commits.listen((topics) => seen.push(topics));
     const pending = longPolls.poll('only-a', 10, 20_000, ended.signal);
-    await eventually(async () => reads, { what: 'the first read', timeout: 5_000, interval: 10, until: (n) => n === 1 });
+    await eventually(async () => reads, { what: 'the first read done', timeout: 5_000, interval: 10, until: (n) => n === 1 });
     for (let i = 0; i < 5; i++) await publishTopics(t, agg, ['B']);
     // Time for the wake-ups of those commits (PostgreSQL's NOTIFY comes back over the network) to arrive.
     await new Promise((resolve) => setTimeout(resolve, 300));
