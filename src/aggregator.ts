@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { TokenRegistry } from './http/token-registry.js';
 import type { Logger } from './logger.js';
+import type { CommittedMessage } from './pipeline/consumer-protocol.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { listenForCommits, openEventReader } from './store/open.js';
 import { CommitSignal } from './stream/commit-signal.js';
@@ -12,6 +13,8 @@ export interface Aggregator {
   pipeline: Pipeline;
   /** Reads AUTH_TOKENS_FILE again (SIGHUP); false when it was refused (the tokens in force stay) or there is none. */
   reloadTokens(reason: string): boolean;
+  /** Raised at every commit, this replica's or (shared store) another's, with the topics it touched. */
+  commits: CommitSignal;
   /** Stops accepting, lets in-flight publishes finish, drains the ring into the store and closes it. */
   close(): Promise<void>;
 }
@@ -27,14 +30,15 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
     throw error;
   });
   const commits = new CommitSignal();
-  pipeline.on('commit', () => commits.notify());
+  pipeline.on('commit', (message: CommittedMessage) => commits.notify(message.topicEvents.map(([topic]) => topic)));
   // Other replicas' commits, on a shared store.
-  const stopListening = listenForCommits(config, () => commits.notify(), log);
+  const stopListening = listenForCommits(config, (topics) => commits.notify(topics), log);
   const app = buildApp({ config, log, pipeline, reader, commits, tokens });
   tokens?.watch();
   return {
     app,
     pipeline,
+    commits,
     reloadTokens: (reason) => tokens?.reload(reason) ?? false,
     async close() {
       tokens?.close();

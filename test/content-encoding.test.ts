@@ -51,3 +51,22 @@ t.test('a gzip bomb gets 413 without being inflated past BODY_LIMIT', async (t) 
   t.ok(ms < 2_000, `refused in ${ms.toFixed(0)} ms`);
   t.ok(process.memoryUsage().rss - rssBefore < 128 * 1024 * 1024, 'memory did not grow by the inflated size');
 });
+
+t.test('bytes after the gzip member are refused with 400, even zeros; a bodyless GET ignores Content-Encoding', async (t) => {
+  const agg = await startAggregator(t);
+  for (const [what, tail] of [['trailing zeros', Buffer.alloc(8)], ['one zero byte', Buffer.alloc(1)], ['trailing text', Buffer.from('junk')]] as const) {
+    const res = await agg.app.inject({ method: 'POST', url: '/publish', headers: headers('gzip'), payload: Buffer.concat([gzipped(makeEvent()), tail]) });
+    t.equal(res.statusCode, 400, what);
+    t.match(res.json(), { code: 'INVALID_ENCODING' }, what);
+  }
+  const twoMembers = Buffer.concat([gzipSync('['), gzipSync(JSON.stringify(makeEvent())), gzipSync(']')]);
+  const members = await agg.app.inject({ method: 'POST', url: '/publish', headers: headers('gzip'), payload: twoMembers });
+  t.equal(members.statusCode, 200, 'several gzip members in a row are one body (RFC 1952)');
+  t.equal((await agg.get('/stats')).received, 1, 'only the well-formed body was counted');
+  for (const encoding of ['br', 'gzip', 'compress']) {
+    const res = await agg.app.inject({ method: 'GET', url: '/stats', headers: { 'content-encoding': encoding } });
+    t.equal(res.statusCode, 200, `GET with Content-Encoding: ${encoding}`);
+  }
+  t.equal((await agg.app.inject({ method: 'DELETE', url: '/consumers/none', headers: { 'content-encoding': 'br' } })).json().code,
+    'UNKNOWN_CONSUMER', 'a bodyless DELETE too');
+});

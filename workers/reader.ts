@@ -29,7 +29,7 @@ function answer(request: ReadRequest): ReadAnswer {
       return { type: 'consumer-status', id, consumers: reader.consumers.status(request.name) };
     case 'consumer-page': {
       const page = reader.consumers.page(request.name, request.limit);
-      return { type: 'consumer-page', id, page: page && { events: own(page.events), count: page.count, next: page.next } };
+      return { type: 'consumer-page', id, page: page && { ...page, events: own(page.events) } };
     }
     case 'stream':
       return { type: 'stream', id, page: reader.streamPage(request.query) };

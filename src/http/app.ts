@@ -10,7 +10,7 @@ import { accessControl } from './auth.js';
 import { tokenAccessControl } from './scoped-access.js';
 import type { TokenRegistry } from './token-registry.js';
 import { registerContentEncoding } from './content-encoding.js';
-import { ApiError, replyWithError } from './errors.js';
+import { ApiError, replyToClientError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { VERSION } from '../version.js';
@@ -72,9 +72,14 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
       headersTimeout: config.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
     },
-    return503OnClosing: true,
-    // Room for a consumer name that is too long, so that it gets a 400 naming the rule rather than a bare 414.
-    routerOptions: { maxParamLength: 1024 },
+    // Fastify's own 503 for a request reaching a stopping server has no code and no Retry-After: ours below.
+    return503OnClosing: false,
+    // Room for any name a request line can carry (Node takes 16 KiB of headers), so that a name too long
+    // gets the name rule's 400 rather than the router's 414.
+    routerOptions: { maxParamLength: 16 * 1024 },
+    // The router's and Node's parser's own refusals answer in the one error shape too.
+    frameworkErrors: replyWithError,
+    clientErrorHandler: replyToClientError,
   });
 
   registerContentEncoding(app, config.bodyLimit);
@@ -84,6 +89,14 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
   app.setErrorHandler(replyWithError);
   app.setNotFoundHandler((request) => {
     throw new ApiError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
+  });
+  // A request that reaches the server while it stops (on a kept-alive connection) is turned away before any work.
+  let stopping = false;
+  app.addHook('preClose', async () => {
+    stopping = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (stopping) throw new ApiError('SHUTTING_DOWN', 'the server is stopping; retry on another replica or after the restart', { retryAfterSeconds: 1 });
   });
 
   app.decorateRequest('grant', undefined);

@@ -60,6 +60,8 @@ export interface ConsumerPage {
   count: number;
   /** The last seq in the page; the committed position when the page is empty. */
   next: number;
+  /** The consumer's topics (null: every topic), read with the page: a long-poll waits for commits of these. */
+  topics: string[] | null;
 }
 
 /** The same definition: a PUT of it again is answered 200, another one 409. */
@@ -80,7 +82,7 @@ export function refuseCommit(
     return { kind: 'refused', refusal: 'COMMIT_BACKWARDS', message: `consumer ${name} is at ${position}; moving it back to ${seq} needs ?rewind=true` };
   }
   if (seq > position && seq > lastSeq) {
-    return { kind: 'refused', refusal: 'COMMIT_BEYOND_END', message: `seq ${seq} is beyond the last stored event (${lastSeq})` };
+    return { kind: 'refused', refusal: 'COMMIT_BEYOND_END', message: `seq ${seq} is beyond the last event ever stored (${lastSeq})` };
   }
   return undefined;
 }

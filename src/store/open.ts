@@ -62,7 +62,9 @@ export function openEventReader(config: ReaderConfig, log: Logger): Promise<Even
  * Other writers' commits, on a shared store: `onCommit` is called for each (a wake-up, no data); closed by
  * the returned function. SQLite has one writer, whose commits the pipeline reports itself.
  */
-export function listenForCommits(config: ReaderConfig, onCommit: () => void, log: Logger): () => Promise<void> {
+export function listenForCommits(
+  config: ReaderConfig, onCommit: (topics: readonly string[] | undefined) => void, log: Logger,
+): () => Promise<void> {
   if (config.store === 'sqlite') return () => Promise.resolve();
   const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log, config.pgStatementTimeoutMs);
   return () => listener.close();

@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { makeEvent } from '../helpers/events.js';
@@ -6,6 +8,11 @@ import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
 import { spawnServer } from '../helpers/server-process.js';
 import type { TestClient } from '../helpers/client.js';
 import type { TestStore } from '../helpers/stores.js';
+import { retentionSettings } from './retention.js';
+import { createLogger } from '../../src/logger.js';
+import { openEventReader } from '../../src/store/open.js';
+import type { TouchedTopics } from '../../src/stream/commit-signal.js';
+import { ConsumerLongPolls } from '../../src/stream/long-polls.js';
 
 type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
 
@@ -139,6 +146,126 @@ export function consumersSuite(store: TestStore): void {
     t.same(answer.body.events.map((e: any) => e.seq), [event.seq], 'woken by the matching event, not by the other topic');
     t.ok(latency < 2_000, `answered ${latency.toFixed(0)} ms after the publish (${(performance.now() - started).toFixed(0)} ms in all)`);
     t.equal((await poll(agg, 'w', '?wait_ms=30001')).body.code, 'INVALID_QUERY', 'wait_ms is at most 30000');
+  });
+
+  t.test('100 long-polls of one topic: another topic\'s publish wakes none (no 503), one of theirs answers all', async (t) => {
+    const agg = await start(t);
+    const names = Array.from({ length: 100 }, (_, i) => `lp-${i}`);
+    for (const name of names) t.equal((await put(agg, name, { topics: ['A'], start: 'latest' })).status, 201);
+    const answered: number[] = [];
+    const polls = names.map((name, i) => poll(agg, name, '?wait_ms=25000').then((reply) => {
+      answered.push(i);
+      return reply;
+    }));
+    // Time for the polls' first reads to find nothing and start waiting (a poll still reading later is no harm).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await publishTopics(t, agg, ['B']);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    t.same(answered, [], 'a publish on another topic answers no long-poll');
+    const [event] = await publishTopics(t, agg, ['A']);
+    const replies = await Promise.all(polls);
+    t.same(replies.map((r) => r.status), names.map(() => 200), 'every long-poll answered 200 (none 503 READERS_BUSY)');
+    t.ok(replies.every((r) => r.body.events.length === 1 && r.body.events[0].seq === event.seq), 'each with the event of its topic');
+  });
+
+  t.test('a long-poll reads again for commits of its topics only (this replica\'s and, through NOTIFY, any other\'s)', async (t) => {
+    const agg = await start(t);
+    t.equal((await put(agg, 'only-a', { topics: ['A'], start: 'latest' })).status, 201);
+    const reader = await openEventReader(agg.config, createLogger('silent', 'test'));
+    t.teardown(() => reader.close());
+    let reads = 0;
+    const longPolls = new ConsumerLongPolls({
+      consumerPage: async (name, limit) => {
+        const page = await reader.consumerPage(name, limit);
+        reads++;
+        return page;
+      },
+    }, agg.commits);
+    const ended = new AbortController();
+    t.teardown(() => ended.abort());
+    const seen: TouchedTopics[] = [];
+    agg.commits.listen((topics) => seen.push(topics));
+    const pending = longPolls.poll('only-a', 10, 20_000, ended.signal);
+    await eventually(async () => reads, { what: 'the first read done', timeout: 5_000, interval: 10, until: (n) => n === 1 });
+    for (let i = 0; i < 5; i++) await publishTopics(t, agg, ['B']);
+    // Time for the wake-ups of those commits (PostgreSQL's NOTIFY comes back over the network) to arrive.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.ok(seen.filter((topics) => JSON.stringify(topics) === '["B"]').length >= 5, 'the five commits were signalled, naming B');
+    // A wake-up for any topic (PostgreSQL's listener connecting, late on a busy machine) reads again, by design.
+    t.equal(reads, 1 + seen.filter((topics) => topics === undefined).length, 'five commits of another topic made no read');
+    const [event] = await publishTopics(t, agg, ['A']);
+    const page = (await pending)!;
+    t.same(JSON.parse(Buffer.from(page.events).toString()).map((e: any) => e.seq), [event.seq], 'the commit of its topic answered it');
+  });
+
+  t.test('a commit of the `next` a page returned is accepted after retention purged those events (also their keys)', async (t) => {
+    for (const env of [{ RETENTION: 'gone=1s' }, { DEDUP_WINDOW: '1s' }] as Record<string, string>[]) {
+      const agg = await start(t, retentionSettings(env));
+      t.equal((await put(agg, 'late-committer', { start: 'earliest' })).status, 201);
+      const stored = await publishTopics(t, agg, ['gone', 'gone', 'gone']);
+      const page = await poll(agg, 'late-committer');
+      t.same(page.body.events.map((e: any) => e.seq), stored.map((e) => e.seq), `${JSON.stringify(env)}: the page before the purge`);
+      await eventually(async () => ({ events: await agg.get('/events'), stats: await agg.get('/stats') }), {
+        what: 'every event purged (and, with DEDUP_WINDOW, its key forgotten)', timeout: 15_000, interval: 100,
+        // SQLite forgets a key already outside the window with its event; PostgreSQL keeps a tombstone until its next forget step.
+        until: ({ events, stats }) => events.length === 0 && (!env.DEDUP_WINDOW || agg.config.store === 'sqlite' || stats.store.dedup_keys === 0),
+      });
+      const committed = await commit(agg, 'late-committer', page.body.next);
+      t.equal(committed.status, 200, `${JSON.stringify(env)}: committing next is accepted (${committed.body.code ?? 'ok'})`);
+      t.equal(committed.body.position, page.body.next);
+      t.equal((await commit(agg, 'late-committer', page.body.next + 1)).body.code, 'COMMIT_BEYOND_END', 'one past it is still refused');
+    }
+  });
+
+  t.test('consumer bodies are validated strictly: nothing is coerced; refused bodies change nothing', async (t) => {
+    const agg = await start(t);
+    const stored = await publishTopics(t, agg, ['s', 's', 's', 's', 's', 's', 's', 's']);
+    for (const body of [{ start: '5' }, { start: true }, { start: null }, { start: [5] }, { start: 5.5 }, { topics: 'a', start: 'earliest' },
+      { topics: [1], start: 'earliest' }, { topics: null, start: 'earliest' }]) {
+      const res = await put(agg, 'strict', body);
+      t.equal(res.status, 400, `definition ${JSON.stringify(body)} is refused`);
+      t.equal(res.body.code, 'INVALID_BODY');
+    }
+    t.equal((await agg.request('GET', '/consumers/strict')).status, 404, 'no consumer was created');
+    t.equal((await put(agg, 'strict', { start: stored[2].seq })).status, 201);
+    for (const body of [{ seq: true }, { seq: null }, { seq: '0x3' }, { seq: [7] }, { seq: String(stored[4].seq) }, { seq: false }, {}, [], null]) {
+      for (const query of ['', '?rewind=true']) {
+        const res = await agg.request('POST', `/consumers/strict/commit${query}`, body);
+        t.equal(res.status, 400, `commit ${JSON.stringify(body)}${query} is refused`);
+        t.equal(res.body.code, 'INVALID_BODY');
+      }
+    }
+    t.equal((await agg.get('/consumers/strict')).position, stored[2].seq, 'the position did not move');
+    t.equal((await commit(agg, 'strict', stored[4].seq, '?rewind=false')).status, 200, 'the query is still read as text: rewind=false');
+    t.equal((await commit(agg, 'strict', stored[3].seq, '?rewind=yes')).body.code, 'INVALID_QUERY');
+  });
+
+  t.test('consumer names: "." and ".." and any name over 128 characters get 400 INVALID_CONSUMER on every route', async (t) => {
+    const agg = await start(t);
+    // Over real HTTP, as URL-normalising clients (and Fastify's inject) would turn /consumers/.. into /.
+    await agg.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = agg.app.server.address() as AddressInfo;
+    const send = (method: string, path: string, body?: unknown) => new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+      const request = httpRequest({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+        let text = '';
+        res.on('data', (chunk) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      request.on('error', reject);
+      request.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+    for (const name of ['.', '..', 'x'.repeat(129), 'x'.repeat(1025), 'x'.repeat(8000)]) {
+      for (const [method, path, body] of [
+        ['PUT', '', { start: 'earliest' }], ['GET', ''], ['GET', '/events'], ['POST', '/commit', { seq: 0 }], ['DELETE', ''],
+      ] as const) {
+        const res = await send(method, `/consumers/${name}${path}`, body);
+        t.equal(res.status, 400, `${method} /consumers/${name.slice(0, 10)}…(${name.length})${path}`);
+        t.match(res.body, { statusCode: 400, error: 'Bad Request', code: 'INVALID_CONSUMER' });
+      }
+    }
+    t.equal((await send('PUT', '/consumers/...', { start: 'earliest' })).status, 201, 'three dots are an ordinary name');
+    t.equal((await send('GET', '/events/stream?consumer=..')).body.code, 'INVALID_CONSUMER', 'the stream\'s consumer= too');
   });
 
   t.test('lag and oldest_unconsumed_at; /metrics has the lag per consumer, /stats a summary', async (t) => {

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FastifyRequest } from 'fastify';
 import { Topic } from '../../event.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
@@ -9,6 +10,7 @@ import {
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../stream/commit-signal.js';
+import { ConsumerLongPolls } from '../../stream/long-polls.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../scoped-access.js';
@@ -26,12 +28,13 @@ export interface ConsumerRouteOptions {
   stallTimeoutMs: number;
 }
 
-const NAME = /^[A-Za-z0-9._-]{1,128}$/;
+/** "." and ".." are path segments to every client that normalises URLs: a consumer of that name would be unreachable. */
+const NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$/;
 const MAX_WAIT_MS = 30_000;
 /** Topics one consumer may read: each is read through its own index range when a page is built. */
 const MAX_CONSUMER_TOPICS = 100;
 
-const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-]' }) });
+const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-], not "." or ".."' }) });
 
 const DefinitionSchema = Type.Object({
   topics: Type.Optional(Type.Array(Topic, { maxItems: MAX_CONSUMER_TOPICS, description: 'Absent or empty: every topic' })),
@@ -58,11 +61,11 @@ const REFUSAL_CODES = {
 
 /** The name, if it is a valid consumer name; else 400 INVALID_CONSUMER. */
 export function checkName(name: string): string {
-  if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-"');
+  if (!NAME.test(name)) throw new ApiError('INVALID_CONSUMER', 'a consumer name is 1–128 characters of A-Z, a-z, 0-9, ".", "_" and "-", other than "." and ".."');
   return name;
 }
 
-/** A body or query that broke its schema: the route validates after the name, so a bad name is named first. */
+/** A query (or body) that broke its schema: reported by the handler, after the name, so a bad name is named first. */
 function refuseInvalid(request: FastifyRequest): void {
   const error = request.validationError;
   if (!error) return;
@@ -70,15 +73,20 @@ function refuseInvalid(request: FastifyRequest): void {
 }
 
 /**
- * Refuses a body with fields its schema does not name: Fastify's validator would drop them silently, and
- * silently accepted fields hide client bugs.
+ * Checks a body against its schema as it was sent, the name first (so a bad name is named first whatever the
+ * body). Fastify's validator coerces ("5" → 5, true → 1, null → 0, [7] → 7, "a" → ["a"]) and would take what
+ * the schema refuses; the compiled TypeBox check coerces nothing, and refuses fields the schema does not
+ * name (additionalProperties: false), which silently accepted would hide client bugs.
  */
-const onlyFields = (schema: { properties: object }) => async (request: FastifyRequest): Promise<void> => {
-  const body = request.body;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
-  const unknownField = Object.keys(body).find((key) => !Object.hasOwn(schema.properties, key));
-  if (unknownField !== undefined) throw new ApiError('INVALID_BODY', `body has an unknown field "${unknownField}"`);
-};
+function strictBody(schema: TSchema) {
+  const body = TypeCompiler.Compile(schema);
+  return async (request: FastifyRequest<{ Params: Static<typeof ParamsSchema> }>): Promise<void> => {
+    checkName(request.params.name);
+    if (body.Check(request.body)) return;
+    const error = body.Errors(request.body).First()!;
+    throw new ApiError('INVALID_BODY', `body${error.path}: ${error.message}`);
+  };
+}
 
 /** 404 UNKNOWN_CONSUMER, for every route that names a consumer (the stream's consumer= too). */
 export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
@@ -106,6 +114,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
+  const longPolls = new ConsumerLongPolls(reader, commits);
 
   /** Runs a command; a refusal becomes its error answer. */
   async function apply(command: ConsumerCommand) {
@@ -115,38 +124,10 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     return outcome;
   }
 
-  /**
-   * The consumer's next page; when it is empty, waits up to `waitMs` for a commit and reads again. The
-   * wait starts listening before each read, so a commit landing between the read and the wait still wakes
-   * it; a wake-up only means "read again".
-   */
-  async function poll(name: string, limit: number, waitMs: number, reply: FastifyReply): Promise<ConsumerPage> {
-    const gone = new AbortController();
-    reply.raw.once('close', () => gone.abort());
-    const ended = AbortSignal.any([gone.signal, closing.signal]);
-    const deadline = performance.now() + waitMs;
-    for (;;) {
-      const remaining = deadline - performance.now();
-      const stop = new AbortController();
-      const woken = remaining > 0 && !ended.aborted ? commits.next(remaining, AbortSignal.any([stop.signal, ended])) : undefined;
-      let waiting = false;
-      try {
-        const page = await reader.consumerPage(name, limit);
-        if (!page) throw unknown(name);
-        if (page.count > 0 || !woken) return page;
-        waiting = true;
-      } finally {
-        // Answered or failed: the wait's listener and timer go now, not when wait_ms runs out.
-        if (!waiting) stop.abort();
-      }
-      await woken;
-    }
-  }
-
   app.put('/consumers/:name', {
     schema: { summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema },
     attachValidation: true,
-    preValidation: onlyFields(DefinitionSchema),
+    preValidation: strictBody(DefinitionSchema),
   }, async (request, reply) => {
     const name = checkName(request.params.name);
     refuseInvalid(request);
@@ -191,10 +172,14 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     const name = checkName(request.params.name);
     const owned = request.grant && await reader.consumer(name);
     if (owned) checkConsumerUse(request, owned);
+    const { limit, wait_ms: waitMs } = request.query;
     // The position the page starts from, read before it; a rewind committed during the poll is not told of.
-    const from = (await purges.mayHavePurged()) ? await reader.consumer(name) : undefined;
-    const page = await poll(name, request.query.limit, request.query.wait_ms, reply);
-    const purged = from && await purges.behind(from.topics ?? undefined, from.position);
+    const from = (await purges.mayHavePurged()) ? await longPolls.read(waitMs, () => reader.consumer(name)) : undefined;
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]));
+    if (!page) throw unknown(name);
+    const purged = from && await longPolls.read(waitMs, () => purges.behind(from.topics ?? undefined, from.position));
     if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
     // Answered because the server stops: the client should not keep the connection for another request.
     if (closing.signal.aborted) reply.header('connection', 'close');
@@ -204,7 +189,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   app.post('/consumers/:name/commit', {
     schema: { summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema },
     attachValidation: true,
-    preValidation: onlyFields(CommitSchema),
+    preValidation: strictBody(CommitSchema),
   }, async (request) => {
     const name = checkName(request.params.name);
     refuseInvalid(request);

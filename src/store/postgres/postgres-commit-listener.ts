@@ -7,10 +7,22 @@ const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 3_000;
 
+/** The topics a commit's NOTIFY names (a JSON array); undefined (any topic) for an empty payload: too many to name. */
+function touchedTopics(payload: string | undefined): readonly string[] | undefined {
+  if (!payload) return undefined;
+  try {
+    const topics: unknown = JSON.parse(payload);
+    return Array.isArray(topics) && topics.every((topic) => typeof topic === 'string') ? topics : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * LISTENs for every replica's commits (the NOTIFY in the commit statement) and calls `onCommit` for each.
- * A lost connection reconnects by itself with backoff; since notifications sent meanwhile are lost,
- * `onCommit` is also called after each (re)connect, so a subscriber looks at the store once more.
+ * LISTENs for every replica's commits (the NOTIFY in the commit statement) and calls `onCommit` for each,
+ * with the topics it touched. A lost connection reconnects by itself with backoff; since notifications
+ * sent meanwhile are lost, `onCommit` is also called after each (re)connect, for any topic, so every
+ * subscriber looks at the store once more.
  */
 export class PostgresCommitListener {
   private client: pg.Client | undefined;
@@ -18,8 +30,8 @@ export class PostgresCommitListener {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly url: string, private readonly replica: string, private readonly onCommit: () => void,
-    private readonly log: Logger, private readonly timeoutMs: number) {
+  constructor(private readonly url: string, private readonly replica: string,
+    private readonly onCommit: (topics: readonly string[] | undefined) => void, private readonly log: Logger, private readonly timeoutMs: number) {
     void this.connect();
   }
 
@@ -46,12 +58,12 @@ export class PostgresCommitListener {
     };
     client.on('error', reconnect);
     client.on('end', () => reconnect());
-    client.on('notification', () => this.onCommit());
+    client.on('notification', (message) => this.onCommit(touchedTopics(message.payload)));
     try {
       await client.connect();
       await client.query(`LISTEN ${COMMIT_CHANNEL}`);
       this.delay = RECONNECT_MIN_MS;
-      this.onCommit();
+      this.onCommit(undefined);
     } catch (error) {
       await client.end().catch(() => undefined);
       reconnect(error as Error);

@@ -26,8 +26,13 @@ export function consumerFromRow(row: PostgresConsumerRow): ConsumerRecord {
   };
 }
 
-/** The last seq a reader may see: rows at or above the commit horizon may still be joined by lower ones. */
-const LAST_SEQ = `SELECT coalesce(max(seq), 0) AS seq FROM events WHERE seq < ${SEQ_HORIZON}`;
+/**
+ * The last seq ever committed that a reader may see: rows at or above the commit horizon may still be joined
+ * by lower ones. A purge keeps a tombstone row, but DEDUP_WINDOW deletes tombstones too: the topics' purge
+ * horizons remember the highest purged seq, which a page may have returned as `next` before the purge.
+ */
+const LAST_SEQ = `SELECT greatest((SELECT max(seq) FROM events WHERE seq < ${SEQ_HORIZON}),
+                                  (SELECT max(purged_through) FROM topic_purges), 0) AS seq`;
 
 /**
  * A consumer command in a transaction of its own (inTransaction), on the writer's connection for

@@ -210,7 +210,10 @@ export class PostgresEventReader implements EventReader {
     if (!consumer) return undefined;
     const { rows: [row] } = await this.query<{ page: string; count: string; last: string | null }>(
       CONSUMER_PAGE, [consumer.position, limit, consumer.topics, this.maxPageBytes]);
-    return { events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last) };
+    return {
+      events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last),
+      topics: consumer.topics,
+    };
   }
 
   async purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon> {

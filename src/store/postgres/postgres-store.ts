@@ -66,7 +66,8 @@ export function storeError(error: unknown): StoreError {
  * fight over a hot row), its ring checkpoint, the store-wide counters after the batch (the other
  * replicas' rows plus this one's new values, as a statement does not see its own writes), and, when it
  * stored rows, a NOTIFY that wakes every replica's subscribers at commit (a SELECT in a WITH runs only
- * when referenced, hence `notified` in the result).
+ * when referenced, hence `notified` in the result), naming the topics stored as a JSON array so that only
+ * their long-polls wake; an empty payload (too many topics for NOTIFY's 8000 bytes) wakes every one.
  *
  * With DEDUP_WINDOW ($9, ms), a key whose row (event or tombstone) was received longer ago than the window
  * is forgotten at once, whether or not the purge has got to it: `stale` locks those rows, sorted by key
@@ -78,6 +79,8 @@ export function storeError(error: unknown): StoreError {
  * so topic totals stay exact even when the purge tombstoned it meanwhile. Without a window, `forgotten` is
  * empty and the statement is the plain insert.
  */
+/** NOTIFY's payload must be shorter than 8000 bytes. */
+const MAX_NOTIFY_BYTES = 8000;
 const commitBatchSql = (windowed: boolean) => `
   WITH batch AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
@@ -118,7 +121,8 @@ const commitBatchSql = (windowed: boolean) => `
     SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
     FROM replica_counters WHERE replica <> $4
   ), notified AS (
-    SELECT pg_notify('${COMMIT_CHANNEL}', '') FROM (SELECT 1 FROM inserted LIMIT 1) stored
+    SELECT pg_notify('${COMMIT_CHANNEL}', CASE WHEN octet_length(touched) < ${MAX_NOTIFY_BYTES} THEN touched ELSE '' END)
+    FROM (SELECT json_agg(DISTINCT topic)::text AS touched FROM inserted HAVING count(*) > 0) stored
   )
   SELECT (SELECT coalesce(array_agg(seq), '{}') FROM inserted) AS seqs, (SELECT count(*) FROM notified) AS notified,
          others.unique + mine.unique_processed AS unique, others.duplicates + mine.duplicate_dropped AS duplicates

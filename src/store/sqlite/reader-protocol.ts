@@ -1,4 +1,4 @@
-import type { ConsumerRecord, ConsumerStatus } from '../consumers.js';
+import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import type { EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 
 /*
@@ -40,7 +40,7 @@ export type ReadAnswer =
   | { type: 'consumer'; id: number; consumer: ConsumerRecord | undefined }
   | { type: 'consumer-status'; id: number; consumers: ConsumerStatus[] }
   /** undefined: no such consumer. */
-  | { type: 'consumer-page'; id: number; page: { events: ArrayBuffer; count: number; next: number } | undefined }
+  | { type: 'consumer-page'; id: number; page: (Omit<ConsumerPage, 'events'> & { events: ArrayBuffer }) | undefined }
   /** A stream page; its typed arrays' buffers are transferred. */
   | { type: 'stream'; id: number; page: StreamPage }
   | { type: 'start'; id: number; after: number }

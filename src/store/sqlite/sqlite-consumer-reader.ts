@@ -49,7 +49,7 @@ export class SqliteConsumerReader {
     const seqs: number[] = [];
     const rows = this.matching(consumer, limit);
     const { page, count } = jsonArrayWithin(items(noting(rows, seqs)), this.maxPageBytes);
-    return { events: page, count, next: count > 0 ? seqs[count - 1]! : consumer.position };
+    return { events: page, count, next: count > 0 ? seqs[count - 1]! : consumer.position, topics: consumer.topics };
   }
 
   private *matching({ topics, position }: ConsumerRecord, limit: number): Generator<Row> {

@@ -27,17 +27,18 @@ export function consumerFromRow(row: ConsumerRow): ConsumerRecord {
 /**
  * The writer's side of the consumers table, on the event store's own connection: SQLite has one writer,
  * and better-sqlite3 runs each command synchronously, so a command always falls between two batches and
- * never contends for the write lock. Each command is its own small transaction.
+ * never contends for the write lock. Each command is its own small transaction. `lastSeq` is the last seq
+ * ever committed, which the store keeps: retention may have purged that event, and even forgotten its key,
+ * yet a page returned it as `next`, so committing it must stay possible.
  */
 export class SqliteConsumerWriter {
   private readonly statements;
   readonly apply: (command: ConsumerCommand) => ConsumerOutcome;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, private readonly lastSeq: () => number) {
     this.statements = {
       get: db.prepare<[string], ConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = ?`),
       count: db.prepare<[], number>('SELECT count(*) FROM consumers').pluck(),
-      lastSeq: db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM events').pluck(),
       insert: db.prepare<[string, string | null, string, number, string, string | null]>(
         'INSERT INTO consumers (name, topics, start, position, created_at, owner) VALUES (?, ?, ?, ?, ?, ?)'),
       commit: db.prepare<[number, string, string]>('UPDATE consumers SET position = ?, last_commit_at = ? WHERE name = ?'),
@@ -47,7 +48,7 @@ export class SqliteConsumerWriter {
   }
 
   private run(command: ConsumerCommand): ConsumerOutcome {
-    const { get, count, lastSeq, insert, commit, remove } = this.statements;
+    const { get, count, insert, commit, remove } = this.statements;
     const row = get.get(command.name);
     const existing = row && consumerFromRow(row);
     const forbidden = refuseActor(existing, command);
@@ -58,13 +59,13 @@ export class SqliteConsumerWriter {
         if (existing) return sameDefinition(existing, definition) ? { kind: 'exists', consumer: existing } : conflictingConsumer(name);
         if (count.get()! >= maxConsumers) return consumerLimit(maxConsumers);
         const { start, topics } = definition;
-        const position = start === 'earliest' ? 0 : start === 'latest' ? lastSeq.get()! : start;
+        const position = start === 'earliest' ? 0 : start === 'latest' ? this.lastSeq() : start;
         insert.run(name, topics && JSON.stringify(topics), startText(start), position, new Date().toISOString(), command.actor?.token ?? null);
         return { kind: 'created', consumer: consumerFromRow(get.get(name)!) };
       }
       case 'commit': {
         if (!existing) return unknownConsumer(command.name);
-        const refused = refuseCommit(command.name, existing.position, command.seq, command.rewind, lastSeq.get()!);
+        const refused = refuseCommit(command.name, existing.position, command.seq, command.rewind, this.lastSeq());
         if (refused) return refused;
         commit.run(command.seq, new Date().toISOString(), command.name);
         return { kind: 'committed', consumer: consumerFromRow(get.get(command.name)!) };

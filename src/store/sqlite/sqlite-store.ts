@@ -91,7 +91,7 @@ export class SqliteEventStore implements EventStore {
       ),
     };
     this.commitTransaction = this.db.transaction(this.insertBatch.bind(this));
-    this.consumers = new SqliteConsumerWriter(this.db);
+    this.consumers = new SqliteConsumerWriter(this.db, () => this.nextSeq - 1);
 
     const row = this.db.prepare('SELECT unique_processed, duplicate_dropped FROM counters').get() as {
       unique_processed: number;
