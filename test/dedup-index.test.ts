@@ -2,10 +2,9 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSy
 import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
-import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/sqlite/dedup/key-hash.js';
 import { SqlitePageReader } from '../src/store/sqlite/sqlite-reader.js';
 import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite/sqlite-store.js';
+import { modelEvent, modelOptions, modelSteps, runModel, settle } from './helpers/dedup-model.js';
 
 /*
  * The sealed dedup index against a model (the set of keys stored so far): whatever the order of commits,
@@ -14,61 +13,14 @@ import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite/s
  */
 
 const checkpoint = { epoch: 'test', position: 0 };
-const event = (topic: string, eventId: string, receivedAt = new Date().toISOString()): IncomingEvent => ({
-  topic, eventId, timestamp: '2026-11-24T10:00:00Z', source: 'test', payload: '{"n":1}', receivedAt,
-});
-/** Drives upkeep to the end, as the consumer does between batches. */
-const settle = (store: SqliteEventStore) => {
-  for (let i = 0; i < 10_000 && store.maintain(50).pending; i++);
-};
+const event = modelEvent;
 
 t.test('keys stay exact through seals, merges, restarts and abandoned stores (model-based)', async (t) => {
   const dir = t.testdir();
   let run = 0;
-  // A 4-bit hash: every decision meets colliding keys, in memory and in segments alike.
-  const weakHash = (topic: string, id: string) => cyrb53Key(topic, id) % 16;
-  const key = fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 0, max: 60 }));
-  const step = fc.oneof(
-    { weight: 6, arbitrary: fc.array(key, { minLength: 1, maxLength: 12 }).map((keys) => ({ kind: 'batch' as const, keys })) },
-    { weight: 2, arbitrary: fc.constant({ kind: 'upkeep' as const }) },
-    { weight: 3, arbitrary: fc.constant({ kind: 'slice' as const }) },
-    { weight: 1, arbitrary: fc.constant({ kind: 'restart' as const }) },
-    { weight: 1, arbitrary: fc.constant({ kind: 'abandon' as const }) },
-  );
-  // Topic c keeps its newest 5 events: the others' keys live on in purged_keys.
-  const retention = { rules: [{ pattern: 'c', matcher: /^c$/, maxAgeMs: undefined, maxEvents: 5 }], dedupWindowMs: undefined };
+  const step = fc.oneof(...modelSteps(60, 12, { batch: 6, upkeep: 2, slice: 3, restart: 1, abandon: 1 }));
   await fc.assert(fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), fc.boolean(), fc.boolean(), (steps, weak, purge) => {
-    const path = join(dir, `model-${run++}.db`);
-    const options: SqliteStoreOptions = {
-      synchronous: 'normal', maxBytes: 0, hotKeys: 16, ...(weak ? { keyHash: weakHash } : {}), ...(purge ? { retention } : {}),
-    };
-    let store = new SqliteEventStore(path, options);
-    const stored = new Set<string>();
-    for (const s of steps) {
-      if (s.kind === 'batch') {
-        const expected = s.keys.map(([topic, n]) => {
-          const fresh = !stored.has(`${topic}/${n}`);
-          stored.add(`${topic}/${n}`);
-          return fresh ? 1 : 0;
-        });
-        const { isNew } = store.commitBatch(s.keys.map(([topic, n]) => event(topic, String(n))), checkpoint);
-        if (JSON.stringify([...isNew]) !== JSON.stringify(expected)) {
-          throw new Error(`keys ${JSON.stringify(s.keys)}: got ${JSON.stringify([...isNew])}, expected ${JSON.stringify(expected)}`);
-        }
-      } else if (s.kind === 'upkeep') {
-        settle(store);
-      } else if (s.kind === 'slice') {
-        // One slice of a seal or merge, then more batches meet it half done.
-        store.maintain(0.01);
-      } else if (s.kind === 'restart') {
-        store.close();
-        store = new SqliteEventStore(path, options);
-      } else {
-        // Left open and never closed: what a kill -9 leaves behind (no shutdown seal).
-        store = new SqliteEventStore(path, options);
-      }
-    }
-    store.close();
+    runModel(join(dir, `model-${run++}.db`), modelOptions(weak, purge), steps).store.close();
   }), { numRuns: Number(process.env.MODEL_RUNS ?? 200) });
   t.pass('no run found a stored key called new or a new key called a duplicate');
 });

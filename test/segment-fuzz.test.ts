@@ -3,9 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import t from 'tap';
-import type { IncomingEvent } from '../src/event.js';
-import { cyrb53Key } from '../src/store/sqlite/dedup/key-hash.js';
-import { SqliteEventStore, type SqliteStoreOptions } from '../src/store/sqlite/sqlite-store.js';
+import { modelOptions, modelSteps, runModel, settle } from './helpers/dedup-model.js';
 import { segmentFiles } from './helpers/segment-damage.js';
 
 /*
@@ -18,10 +16,6 @@ import { segmentFiles } from './helpers/segment-damage.js';
  */
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
-const checkpoint = { epoch: 'fuzz', position: 0 };
-const event = (topic: string, eventId: string): IncomingEvent => ({
-  topic, eventId, timestamp: '2026-11-24T10:00:00Z', source: 'fuzz', payload: '{"n":1}', receivedAt: new Date().toISOString(),
-});
 
 type Damage = { kind: 'flip' | 'zero' | 'truncate' | 'append'; file: number; at: number; tail: boolean; length: number; garbage: Uint8Array };
 
@@ -42,16 +36,9 @@ function harm(file: string, damage: Damage): void {
   writeFileSync(file, bytes);
 }
 
-const settle = (store: SqliteEventStore) => {
-  for (let i = 0; i < 10_000 && store.maintain(50).pending; i++);
-};
-
 t.test('damaged segment files never change a dedup answer nor stop the writer (model-based fuzz)', async (t) => {
   const dir = t.testdir();
   let run = 0;
-  // A 4-bit hash: every decision meets colliding keys, in memory and in segments alike.
-  const weakHash = (topic: string, id: string) => cyrb53Key(topic, id) % 16;
-  const key = fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 0, max: 80 }));
   const damage = fc.record({
     kind: fc.constantFrom('flip', 'zero', 'truncate', 'append'),
     file: fc.nat(),
@@ -61,48 +48,16 @@ t.test('damaged segment files never change a dedup answer nor stop the writer (m
     garbage: fc.uint8Array({ minLength: 1, maxLength: 64 }),
   });
   const step = fc.oneof(
-    { weight: 6, arbitrary: fc.array(key, { minLength: 1, maxLength: 16 }).map((keys) => ({ kind: 'batch' as const, keys })) },
-    { weight: 2, arbitrary: fc.constant({ kind: 'upkeep' as const }) },
-    { weight: 2, arbitrary: fc.constant({ kind: 'slice' as const }) },
-    { weight: 2, arbitrary: fc.constant({ kind: 'restart' as const }) },
-    { weight: 1, arbitrary: fc.constant({ kind: 'abandon' as const }) },
+    ...modelSteps(80, 16, { batch: 6, upkeep: 2, slice: 2, restart: 2, abandon: 1 }),
     { weight: 4, arbitrary: fc.array(damage, { minLength: 1, maxLength: 3 }).map((damages) => ({ kind: 'damage' as const, damages })) },
   );
-  // Topic c keeps its newest 5 events: the others' keys live on in purged_keys, which rebuilds read too.
-  const retention = { rules: [{ pattern: 'c', matcher: /^c$/, maxAgeMs: undefined, maxEvents: 5 }], dedupWindowMs: undefined };
   const started = performance.now();
   await fc.assert(fc.property(fc.array(step, { minLength: 1, maxLength: 50 }), fc.boolean(), fc.boolean(), (steps, weak, purge) => {
     const path = join(dir, `fuzz-${run++}.db`);
-    const options: SqliteStoreOptions = {
-      synchronous: 'normal', maxBytes: 0, hotKeys: 16, ...(weak ? { keyHash: weakHash } : {}), ...(purge ? { retention } : {}),
-    };
-    let store = new SqliteEventStore(path, options);
-    const stored = new Set<string>();
-    for (const s of steps) {
-      if (s.kind === 'batch') {
-        const expected = s.keys.map(([topic, n]) => {
-          const fresh = !stored.has(`${topic}/${n}`);
-          stored.add(`${topic}/${n}`);
-          return fresh ? 1 : 0;
-        });
-        const { isNew } = store.commitBatch(s.keys.map(([topic, n]) => event(topic, String(n))), checkpoint);
-        if (JSON.stringify([...isNew]) !== JSON.stringify(expected)) {
-          throw new Error(`keys ${JSON.stringify(s.keys)}: got ${JSON.stringify([...isNew])}, expected ${JSON.stringify(expected)}`);
-        }
-      } else if (s.kind === 'upkeep') {
-        settle(store);
-      } else if (s.kind === 'slice') {
-        store.maintain(0.01);
-      } else if (s.kind === 'restart') {
-        store.close();
-        store = new SqliteEventStore(path, options);
-      } else if (s.kind === 'abandon') {
-        store = new SqliteEventStore(path, options);
-      } else {
-        const files = segmentFiles(path);
-        for (const d of s.damages) if (files.length > 0) harm(files[d.file % files.length]!, d);
-      }
-    }
+    const { store, stored } = runModel(path, modelOptions(weak, purge), steps, (s: { kind: 'damage'; damages: Damage[] }) => {
+      const files = segmentFiles(path);
+      for (const d of s.damages) if (files.length > 0) harm(files[d.file % files.length]!, d);
+    });
     settle(store);
     store.close();
     const db = new Database(path, { readonly: true });
