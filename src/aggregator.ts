@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
-import { TokenRegistry } from './http/token-registry.js';
+import { TokenRegistry } from './http/access/token-registry.js';
 import type { Logger } from './logger.js';
 import type { CommittedMessage } from './pipeline/consumer-protocol.js';
 import { Pipeline } from './pipeline/pipeline.js';

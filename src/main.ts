@@ -1,6 +1,6 @@
 import { createAggregator } from './aggregator.js';
 import { ConfigError, describeSettings, loadConfig, type Config } from './config.js';
-import { TokenFileError } from './http/token-file.js';
+import { TokenFileError } from './http/access/token-file.js';
 import { createLogger } from './logger.js';
 
 if (process.argv.includes('--help')) {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { invalidUtf8 } from '../src/http/json-body.js';
-import { jsonLosses, numberLoss } from '../src/http/json-fidelity.js';
+import { invalidUtf8 } from '../src/http/body/json-body.js';
+import { jsonLosses, numberLoss } from '../src/http/body/json-fidelity.js';
 
 const losses = (text: string) => jsonLosses(JSON.parse(text), text);
 

@@ -2,7 +2,7 @@ import { statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { loadConfig } from '../src/config.js';
-import { parseTokenFile, TokenFileError } from '../src/http/token-file.js';
+import { parseTokenFile, TokenFileError } from '../src/http/access/token-file.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { spawnServer, type ServerProcess } from './helpers/server-process.js';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingEvent } from '../../event.js';
-import { acceptEvent, MAX_PAYLOAD_DEPTH, type PublishLimits } from '../publish-body.js';
+import { acceptEvent, MAX_PAYLOAD_DEPTH, type PublishLimits } from '../body/publish-body.js';
 import type { AnyValue, Int64, KeyValue, LogRecord, LogsRequest, ResourceLogs, ScopeLogs } from './otlp-messages.js';
 
 /** How log records become events: OTLP_TOPIC_ATTRIBUTE and OTLP_DEFAULT_TOPIC. */

@@ -13,7 +13,7 @@ import type { CommitSignal } from '../../stream/commit-signal.js';
 import { ConsumerLongPolls } from '../../stream/long-polls.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
-import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../scoped-access.js';
+import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../access/scoped-access.js';
 import { StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';
 import { PURGED_THROUGH_HEADER } from './events.js';

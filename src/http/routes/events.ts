@@ -3,7 +3,7 @@ import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import { Type } from '@sinclair/typebox';
 import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
-import { checkReadable, readFilter } from '../scoped-access.js';
+import { checkReadable, readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
 
 export interface ReadRouteOptions {

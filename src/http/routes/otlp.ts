@@ -6,7 +6,7 @@ import type { OtlpDecoder } from '../otlp/otlp-decoder.js';
 import { encodeLogsResponse } from '../otlp/otlp-messages.js';
 import { OtlpLogsResponseSchema } from '../otlp/otlp-json-schema.js';
 import type { RejectionCounters } from '../rejections.js';
-import { checkPublishable } from '../scoped-access.js';
+import { checkPublishable } from '../access/scoped-access.js';
 import { PublishErrorResponses } from '../schemas.js';
 
 interface OtlpOptions {

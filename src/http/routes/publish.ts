@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { RejectionCounters } from '../rejections.js';
-import { NdjsonBody, parseNdjsonEvents } from '../ndjson-body.js';
-import { namedTopics, parsePublishBody, type PublishLimits } from '../publish-body.js';
-import { checkPublishable } from '../scoped-access.js';
+import { NdjsonBody, parseNdjsonEvents } from '../body/ndjson-body.js';
+import { namedTopics, parsePublishBody, type PublishLimits } from '../body/publish-body.js';
+import { checkPublishable } from '../access/scoped-access.js';
 import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
 
 interface PublishOptions {

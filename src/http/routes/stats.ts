@@ -6,7 +6,7 @@ import type { EventReader, TopicDetail } from '../../store/store.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import type { StoreFigures } from '../store-figures.js';
 import type { RejectionCounters } from '../rejections.js';
-import { readScope } from '../scoped-access.js';
+import { readScope } from '../access/scoped-access.js';
 
 interface StatsOptions {
   pipeline: Pipeline;

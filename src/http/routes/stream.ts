@@ -6,7 +6,7 @@ import type { EventReader } from '../../store/store.js';
 import type { SubscriberHub } from '../../stream/hub.js';
 import type { StreamSink, StreamStart } from '../../stream/subscription.js';
 import { ApiError } from '../errors.js';
-import { checkConsumerUse, checkReadable, readScope } from '../scoped-access.js';
+import { checkConsumerUse, checkReadable, readScope } from '../access/scoped-access.js';
 import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { Topic } from '../../event.js';
-import { readFilter } from '../scoped-access.js';
+import { readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
 import type { ReadRouteOptions } from './events.js';
 

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { TopicScope } from '../topic-scope.js';
+import { TopicScope } from '../../topic-scope.js';
 
 /*
  * AUTH_TOKENS_FILE: the access tokens, each stored as the SHA-256 (hex) of its UTF-8 bytes, never in clear,

@@ -1,8 +1,8 @@
 import type { FastifyRequest } from 'fastify';
-import { mayUseConsumer, type ConsumerActor, type ConsumerRecord } from '../store/consumers.js';
-import type { TopicScope } from '../topic-scope.js';
+import { mayUseConsumer, type ConsumerActor, type ConsumerRecord } from '../../store/consumers.js';
+import type { TopicScope } from '../../topic-scope.js';
 import { AUTHENTICATE, presentedToken } from './auth.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../errors.js';
 import type { Grant } from './token-file.js';
 import type { TokenRegistry } from './token-registry.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
-import { ApiError } from './errors.js';
+import { ApiError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

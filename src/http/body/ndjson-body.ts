@@ -2,8 +2,8 @@ import type { Readable } from 'node:stream';
 import { TextDecoder } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
-import type { IncomingEvent } from '../event.js';
-import { ApiError, type EventProblem } from './errors.js';
+import type { IncomingEvent } from '../../event.js';
+import { ApiError, type EventProblem } from '../errors.js';
 import { acceptAll, lossesInEvent, refuseTooMany, type PublishLimits } from './publish-body.js';
 
 /** An NDJSON publish body: the value of each non-blank line, with its 1-based line number and its text. */

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../logger.js';
 import { parseTokenFile, TokenFileError, type FileToken, type Grant } from './token-file.js';
 
 /** How often the file's modification time is looked at; a poll, so an editor's rename-over-it is seen too. */

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from './errors.js';
+import { ApiError } from '../errors.js';
 
 /** A request body stream as Fastify reads it after preParsing: it checks Content-Length against the encoded bytes. */
 type DecodedBody = Readable & { receivedEncodedLength: number };

@@ -1,10 +1,10 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
-import type { IncomingEvent } from '../event.js';
-import { ApiError, type ErrorCode, type EventProblem } from './errors.js';
+import type { IncomingEvent } from '../../event.js';
+import { ApiError, type ErrorCode, type EventProblem } from '../errors.js';
 import { jsonLosses, type JsonPath } from './json-fidelity.js';
-import { EventSchema, type PublishedEvent } from '../event.js';
-import { IDENTITY_FORMATS } from '../event-rules.js';
+import { EventSchema, type PublishedEvent } from '../../event.js';
+import { IDENTITY_FORMATS } from '../../event-rules.js';
 
 const checkEvent = TypeCompiler.Compile(EventSchema);
 
