@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../src/logger.js';
-import type {
-  CommittedMessage, ConsumerCommandRequest, ConsumerCommandResult, ConsumerMessage, ConsumerWorkerData,
+import {
+  packAcks, type CommittedMessage, type ConsumerCommandRequest, type ConsumerCommandResult, type ConsumerMessage, type ConsumerWorkerData,
 } from '../src/pipeline/consumer-protocol.js';
-import { readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
+import { NOBODY_WAITS, readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
 import { StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
@@ -175,7 +175,7 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       // Space first, report second: once a publish is acknowledged, its records no longer count as queued.
       ring.release();
       post(summarize(batch, result.isNew, {
-        type: 'committed', acks: [], records: batch.length, counters: result.counters,
+        type: 'committed', acks: packAcks([]), records: batch.length, counters: result.counters,
         topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs, reportedAt: performance.timeOrigin + performance.now(),
       }));
       return;
@@ -200,11 +200,11 @@ function summarize(batch: QueuedEvent[], isNew: Uint8Array, message: CommittedMe
   for (let i = 0; i < batch.length; i++) {
     const event = batch[i]!;
     if (!isNew[i]) log.info({ topic: event.topic, event_id: event.eventId, source: event.source }, 'duplicate dropped');
-    if (event.requestId === 0) continue;
+    if (event.requestId === NOBODY_WAITS) continue;
     let counts = perRequest.get(event.requestId);
     if (!counts) perRequest.set(event.requestId, (counts = [0, 0]));
     counts[isNew[i] ? 0 : 1]++;
   }
-  for (const [requestId, [unique, duplicates]] of perRequest) message.acks.push(requestId, unique, duplicates);
+  message.acks = packAcks(Array.from(perRequest, ([requestId, [unique, duplicates]]) => ({ requestId, unique, duplicates })));
   return message;
 }

@@ -11,15 +11,13 @@ import type { DedupIndexFigures, PurgeReport, SeqRange, StoreCounters } from '..
 /** The worker's entry: workers/ stays at the top level (the design card); this is the one place naming it. */
 export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import.meta.url);
 
-/** The settings the consumer needs, and no others. */
-export type ConsumerConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'batchLingerMs' | 'logLevel' |
-  'retention' | 'dedupWindowMs' | 'dedupHotKeys' | 'fault'>;
-
-export const CONSUMER_SETTINGS: readonly (keyof ConsumerConfig)[] = [
+/** The settings the consumer needs, and no others: listed once, and the type follows the list. */
+export const CONSUMER_SETTINGS = [
   'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
   'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
-];
+] as const satisfies readonly (keyof Config)[];
+
+export type ConsumerConfig = Pick<Config, (typeof CONSUMER_SETTINGS)[number]>;
 
 export interface ConsumerWorkerData {
   ring: SharedArrayBuffer;
@@ -45,8 +43,8 @@ export interface ReadyMessage {
 
 export interface CommittedMessage {
   type: 'committed';
-  /** Flat triples (requestId, unique, duplicates), one per request with events in the batch. */
-  acks: number[];
+  /** One per publish request with events in the batch. */
+  acks: PackedAcks;
   records: number;
   counters: StoreCounters;
   /** Events this commit stored per topic. */
@@ -102,3 +100,27 @@ export interface UpkeepMessage {
 
 export type ConsumerMessage =
   | ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage | UpkeepMessage | ConsumerCommandResult;
+
+/** One publish request's share of a commit. */
+export interface RequestAck {
+  requestId: number;
+  unique: number;
+  duplicates: number;
+}
+
+declare const packed: unique symbol;
+/**
+ * A commit's acks as posted: flat (requestId, unique, duplicates) triples in one number array, which a
+ * postMessage copies far faster than as many objects. Only packAcks and unpackAcks know the layout.
+ */
+export type PackedAcks = readonly number[] & { readonly [packed]: true };
+
+export function packAcks(acks: Iterable<RequestAck>): PackedAcks {
+  const flat: number[] = [];
+  for (const { requestId, unique, duplicates } of acks) flat.push(requestId, unique, duplicates);
+  return flat as unknown as PackedAcks;
+}
+
+export function* unpackAcks(acks: PackedAcks): Generator<RequestAck> {
+  for (let i = 0; i < acks.length; i += 3) yield { requestId: acks[i]!, unique: acks[i + 1]!, duplicates: acks[i + 2]! };
+}

@@ -1,3 +1,5 @@
+import { NOBODY_WAITS } from '../ring/event-codec.js';
+import { unpackAcks, type PackedAcks } from './consumer-protocol.js';
 import { PublishError } from './errors.js';
 
 export interface CommitAck {
@@ -18,7 +20,7 @@ const MAX_REQUEST_ID = 0xffffffff;
 
 /**
  * Publish requests waiting for their events to commit (group commit: one consumer batch can settle many
- * requests, and one large request can span several batches). Request id 0 is never handed out: it marks
+ * requests, and one large request can span several batches). Request id NOBODY_WAITS is never handed out: it marks
  * events nobody waits for.
  */
 export class PendingAcks {
@@ -37,7 +39,7 @@ export class PendingAcks {
 
   nextId(): number {
     do this.lastId = (this.lastId % MAX_REQUEST_ID) + 1;
-    while (this.pending.has(this.lastId));
+    while (this.pending.has(this.lastId) || this.lastId === NOBODY_WAITS);
     return this.lastId;
   }
 
@@ -51,16 +53,16 @@ export class PendingAcks {
     });
   }
 
-  /** Applies the flat (requestId, unique, duplicates) triples of one commit. */
-  settle(acks: readonly number[]): void {
-    for (let i = 0; i < acks.length; i += 3) {
-      const entry = this.pending.get(acks[i]!);
+  /** Applies the acks of one commit. */
+  settle(acks: PackedAcks): void {
+    for (const { requestId, unique, duplicates } of unpackAcks(acks)) {
+      const entry = this.pending.get(requestId);
       if (!entry) continue; // already failed or timed out: the client was told to retry
-      entry.unique += acks[i + 1]!;
-      entry.duplicates += acks[i + 2]!;
-      entry.remaining -= acks[i + 1]! + acks[i + 2]!;
+      entry.unique += unique;
+      entry.duplicates += duplicates;
+      entry.remaining -= unique + duplicates;
       if (entry.remaining === 0) {
-        this.pending.delete(acks[i]!);
+        this.pending.delete(requestId);
         entry.resolve({ accepted: entry.accepted, unique: entry.unique, duplicates: entry.duplicates });
       }
     }

@@ -1,5 +1,6 @@
 import type { IncomingEvent } from '../event.js';
-import { encodedLength, writeEvent } from '../ring/event-codec.js';
+import { encodedLength, NOBODY_WAITS, writeEvent } from '../ring/event-codec.js';
+import type { PackedAcks } from './consumer-protocol.js';
 import { RingProducer } from '../ring/ring.js';
 import { PublishError } from './errors.js';
 import { PendingAcks, type CommitAck } from './pending-acks.js';
@@ -34,7 +35,7 @@ export class RingPublisher {
 
   /** Queues the events; nobody waits for their commit (?ack=queued). */
   enqueue(events: readonly IncomingEvent[]): void {
-    this.write(events, 0);
+    this.write(events, NOBODY_WAITS);
   }
 
   /** Queues the events and resolves once every one of them is committed. */
@@ -44,8 +45,8 @@ export class RingPublisher {
     return this.acks.wait(requestId, events.length);
   }
 
-  /** Applies the (requestId, unique, duplicates) triples of one commit. */
-  settle(acks: readonly number[]): void {
+  /** Applies the acks of one commit. */
+  settle(acks: PackedAcks): void {
     this.acks.settle(acks);
   }
 

@@ -9,6 +9,9 @@ import type { RecordSpan, RingProducer } from './ring.js';
 const FIELDS = ['topic', 'eventId', 'timestamp', 'source', 'payload', 'receivedAt'] as const;
 const FIXED_BYTES = 4 + FIELDS.length * 4;
 
+/** The request id of events nobody waits for (?ack=queued); PendingAcks never hands it out. */
+export const NOBODY_WAITS = 0;
+
 export interface QueuedEvent extends IncomingEvent {
   requestId: number;
 }
