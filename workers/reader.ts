@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ReadAnswer, ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/sqlite/reader-protocol.js';
+import type { AnswerTo, ReadAnswer, ReadAnswers, ReaderMessage, ReaderWorkerData, ReadRequest } from '../src/store/sqlite/reader-protocol.js';
 import { SqlitePageReader } from '../src/store/sqlite/sqlite-reader.js';
 
 /*
@@ -16,34 +16,29 @@ const post = (message: ReaderMessage, transfer: ArrayBuffer[] = []): void => por
 // A page's bytes are a buffer of their own (never a pooled slab), so it can be transferred.
 const own = (page: Uint8Array): ArrayBuffer => page.buffer as ArrayBuffer;
 
-function answer(request: ReadRequest): ReadAnswer {
-  const { id } = request;
-  switch (request.kind) {
-    case 'events':
-      return { type: 'page', id, body: own(reader.page(request.query)) };
-    case 'topics':
-      return { type: 'page', id, body: own(reader.topics(request.query)) };
-    case 'consumer':
-      return { type: 'consumer', id, consumer: reader.consumers.consumer(request.name) };
-    case 'consumer-status':
-      return { type: 'consumer-status', id, consumers: reader.consumers.status(request.name) };
-    case 'consumer-page': {
-      const page = reader.consumers.page(request.name, request.limit);
-      return { type: 'consumer-page', id, page: page && { ...page, events: own(page.events) } };
-    }
-    case 'stream':
-      return { type: 'stream', id, page: reader.streamPage(request.query) };
-    case 'start':
-      return { type: 'start', id, after: reader.startAfter(request.since) };
-    case 'purge-horizon':
-      return { type: 'purge-horizon', id, horizon: reader.purgeHorizon(request.topics, request.readable) };
-    case 'purge-horizons-above':
-      return { type: 'purge-horizons-above', id, horizons: reader.purgeHorizonsAbove(request.topics, request.after, request.readable) };
-    case 'topic-details':
-      return { type: 'topic-details', id, topics: reader.topicDetails(request.topics) };
-    case 'disk-bytes':
-      return { type: 'disk-bytes', id, bytes: reader.diskBytes() };
-  }
+type Read = ReadRequest['kind'];
+/** Each kind of read's handler, typed to answer what the protocol says that kind answers. */
+const handlers: { [K in Read]: (request: Extract<ReadRequest, { kind: K }>) => ReadAnswers[K] } = {
+  events: ({ query }) => ({ type: 'page', body: own(reader.page(query)) }),
+  topics: ({ query }) => ({ type: 'page', body: own(reader.topics(query)) }),
+  consumer: ({ name }) => ({ type: 'consumer', consumer: reader.consumers.consumer(name) }),
+  'consumer-status': ({ name }) => ({ type: 'consumer-status', consumers: reader.consumers.status(name) }),
+  'consumer-page': ({ name, limit }) => {
+    const page = reader.consumers.page(name, limit);
+    return { type: 'consumer-page', page: page && { ...page, events: own(page.events) } };
+  },
+  stream: ({ query }) => ({ type: 'stream', page: reader.streamPage(query) }),
+  start: ({ since }) => ({ type: 'start', after: reader.startAfter(since) }),
+  'purge-horizon': ({ topics, readable }) => ({ type: 'purge-horizon', horizon: reader.purgeHorizon(topics, readable) }),
+  'purge-horizons-above': ({ topics, after, readable }) =>
+    ({ type: 'purge-horizons-above', horizons: reader.purgeHorizonsAbove(topics, after, readable) }),
+  'topic-details': ({ topics }) => ({ type: 'topic-details', topics: reader.topicDetails(topics) }),
+  'disk-bytes': () => ({ type: 'disk-bytes', bytes: reader.diskBytes() }),
+};
+
+function answer<K extends Read>(request: Extract<ReadRequest, { kind: K }>): AnswerTo<K> {
+  const handler = handlers[request.kind] as (request: Extract<ReadRequest, { kind: K }>) => ReadAnswers[K];
+  return { ...handler(request), id: request.id };
 }
 
 function transferred(message: ReadAnswer): ArrayBuffer[] {

@@ -34,24 +34,30 @@ export type Read =
 
 export type ReadRequest = Read & { id: number };
 
-/** The answer to each kind of read. */
-export type ReadAnswer =
-  | { type: 'page'; id: number; body: ArrayBuffer }
-  | { type: 'consumer'; id: number; consumer: ConsumerRecord | undefined }
-  | { type: 'consumer-status'; id: number; consumers: ConsumerStatus[] }
+/** What each kind of read answers: the worker posts it with the read's id, and the caller's type follows the kind. */
+export interface ReadAnswers {
+  /** The page as the UTF-8 bytes of a JSON array. */
+  events: { type: 'page'; body: ArrayBuffer };
+  topics: { type: 'page'; body: ArrayBuffer };
+  consumer: { type: 'consumer'; consumer: ConsumerRecord | undefined };
+  'consumer-status': { type: 'consumer-status'; consumers: ConsumerStatus[] };
   /** undefined: no such consumer. */
-  | { type: 'consumer-page'; id: number; page: (Omit<ConsumerPage, 'events'> & { events: ArrayBuffer }) | undefined }
+  'consumer-page': { type: 'consumer-page'; page: (Omit<ConsumerPage, 'events'> & { events: ArrayBuffer }) | undefined };
   /** A stream page; its typed arrays' buffers are transferred. */
-  | { type: 'stream'; id: number; page: StreamPage }
-  | { type: 'start'; id: number; after: number }
-  | { type: 'purge-horizon'; id: number; horizon: PurgeHorizon }
-  | { type: 'purge-horizons-above'; id: number; horizons: number[] }
-  | { type: 'topic-details'; id: number; topics: TopicDetail[] }
-  | { type: 'disk-bytes'; id: number; bytes: number };
+  stream: { type: 'stream'; page: StreamPage };
+  start: { type: 'start'; after: number };
+  'purge-horizon': { type: 'purge-horizon'; horizon: PurgeHorizon };
+  'purge-horizons-above': { type: 'purge-horizons-above'; horizons: number[] };
+  'topic-details': { type: 'topic-details'; topics: TopicDetail[] };
+  'disk-bytes': { type: 'disk-bytes'; bytes: number };
+}
+
+/** The answer to a read of kind K, as posted. */
+export type AnswerTo<K extends Read['kind']> = ReadAnswers[K] & { id: number };
+export type ReadAnswer = AnswerTo<Read['kind']>;
 
 export type ReaderMessage =
   | { type: 'ready' }
-  /** The page as the UTF-8 bytes of a JSON array. */
   | ReadAnswer
   /** The read failed; `code` is SQLite's (SQLITE_IOERR, …), for the log. */
   | { type: 'failed'; id: number; message: string; code: string };

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../logger.js';
 import { ReadGate } from '../read-gate.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
-import { READER_WORKER_ENTRY, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
+import { READER_WORKER_ENTRY, type AnswerTo, type Read, type ReadAnswer, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
 import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type ReadableTopics, type TopicDetail } from '../store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
@@ -12,7 +12,6 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
 
 /** The answer of the type `T` names. */
-type AnswerOf<T extends ReadAnswer['type']> = Extract<ReadAnswer, { type: T }>;
 
 /**
  * /events and /topics on SQLite, served by the reader worker (workers/reader.ts) so that reads never run
@@ -39,48 +38,48 @@ export class SqliteWorkerReader implements EventReader {
   }
 
   async page(query: EventPageQuery): Promise<Uint8Array> {
-    return new Uint8Array((await this.read<'page'>({ kind: 'events', query })).body);
+    return new Uint8Array((await this.read({ kind: 'events', query })).body);
   }
 
   async topics(query: TopicPageQuery): Promise<Uint8Array> {
-    return new Uint8Array((await this.read<'page'>({ kind: 'topics', query })).body);
+    return new Uint8Array((await this.read({ kind: 'topics', query })).body);
   }
 
   async consumer(name: string): Promise<ConsumerRecord | undefined> {
-    return (await this.read<'consumer'>({ kind: 'consumer', name })).consumer;
+    return (await this.read({ kind: 'consumer', name })).consumer;
   }
 
   async consumerStatus(name?: string): Promise<ConsumerStatus[]> {
-    return (await this.read<'consumer-status'>({ kind: 'consumer-status', name })).consumers;
+    return (await this.read({ kind: 'consumer-status', name })).consumers;
   }
 
   async consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined> {
-    const { page } = await this.read<'consumer-page'>({ kind: 'consumer-page', name, limit });
+    const { page } = await this.read({ kind: 'consumer-page', name, limit });
     return page && { ...page, events: new Uint8Array(page.events) };
   }
 
   async streamPage(query: StreamPageQuery): Promise<StreamPage> {
-    return (await this.read<'stream'>({ kind: 'stream', query })).page;
+    return (await this.read({ kind: 'stream', query })).page;
   }
 
   async startAfter(since: string | undefined): Promise<number> {
-    return (await this.read<'start'>({ kind: 'start', since })).after;
+    return (await this.read({ kind: 'start', since })).after;
   }
 
   async purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon> {
-    return (await this.read<'purge-horizon'>({ kind: 'purge-horizon', topics, readable })).horizon;
+    return (await this.read({ kind: 'purge-horizon', topics, readable })).horizon;
   }
 
   async purgeHorizonsAbove(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<number[]> {
-    return (await this.read<'purge-horizons-above'>({ kind: 'purge-horizons-above', topics, after, readable })).horizons;
+    return (await this.read({ kind: 'purge-horizons-above', topics, after, readable })).horizons;
   }
 
   async topicDetails(topics: readonly string[]): Promise<TopicDetail[]> {
-    return (await this.read<'topic-details'>({ kind: 'topic-details', topics })).topics;
+    return (await this.read({ kind: 'topic-details', topics })).topics;
   }
 
   async diskBytes(): Promise<number> {
-    return (await this.read<'disk-bytes'>({ kind: 'disk-bytes' })).bytes;
+    return (await this.read({ kind: 'disk-bytes' })).bytes;
   }
 
   async close(): Promise<void> {
@@ -89,15 +88,16 @@ export class SqliteWorkerReader implements EventReader {
     await this.worker?.terminate();
   }
 
-  /** Sends a read; the worker answers each kind of read with the message of its kind. */
-  private read<T extends ReadAnswer['type']>(request: Read): Promise<AnswerOf<T>> {
-    return this.gate.run(() => new Promise<AnswerOf<T>>((resolve, reject) => {
+  /** Sends a read; its answer's type follows from its kind (ReadAnswers). */
+  private read<K extends Read['kind']>(request: Extract<Read, { kind: K }>): Promise<AnswerTo<K>> {
+    return this.gate.run(() => new Promise<AnswerTo<K>>((resolve, reject) => {
       if (!this.worker) {
         reject(new StoreError('the reader worker is restarting', 'READER_RESTARTING'));
         return;
       }
       const id = this.nextId++;
-      this.inFlight.set(id, { resolve: (answer) => resolve(answer as AnswerOf<T>), reject });
+      // The id ties this answer to this read, and the worker's handlers are typed to answer kind K with AnswerTo<K>.
+      this.inFlight.set(id, { resolve: (answer) => resolve(answer as unknown as AnswerTo<K>), reject });
       this.worker.postMessage({ id, ...request } satisfies ReadRequest);
     }));
   }
