@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { TokenRegistry } from './http/access/token-registry.js';
 import type { Logger } from './logger.js';
-import type { CommittedMessage } from './pipeline/consumer-protocol.js';
+import type { CommittedMessage } from './pipeline/writer-protocol.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { listenForCommits, openEventReader } from './store/open.js';
 import { CommitSignal } from './stream/commit-signal.js';
@@ -19,7 +19,7 @@ export interface Aggregator {
   close(): Promise<void>;
 }
 
-/** Wires the pipeline: HTTP (src/http) → ring (src/ring) → consumer worker (workers/) → store (src/store). */
+/** Wires the pipeline: HTTP (src/http) → ring (src/ring) → writer (workers/) → store (src/store). */
 export async function createAggregator(config: Config, log: Logger): Promise<Aggregator> {
   // First: a missing or malformed tokens file stops the start (TokenFileError) before anything runs.
   const tokens = config.authTokensFile ? new TokenRegistry(config.authTokensFile, log) : undefined;

@@ -22,9 +22,9 @@ export interface Config {
   logLevel: string;
   /** Data bytes of the SharedArrayBuffer ring between the HTTP thread and the consumer (a power of two). */
   ringBytes: number;
-  /** Most events the consumer commits in one SQLite transaction. */
+  /** Most events the writer commits in one SQLite transaction. */
   batchMax: number;
-  /** How long the consumer waits for more events before committing a batch that is not full. */
+  /** How long the writer waits for more events before committing a batch that is not full. */
   batchLingerMs: number;
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
@@ -72,7 +72,7 @@ export interface Config {
   otlpTopicAttribute: string;
   /** The topic of OTLP log records whose resource lacks otlpTopicAttribute. */
   otlpDefaultTopic: string;
-  /** Test-only: makes the first consumer worker fail at a chosen point (workers/faults.ts); empty: never. */
+  /** Test-only: makes the first writer fail at a chosen point (workers/faults.ts); empty: never. */
   fault: string;
 }
 

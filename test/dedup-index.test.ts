@@ -33,7 +33,7 @@ t.test('a grown store restarts from its sealed segments, reading only the newest
     store.commitBatch(Array.from({ length: 1_000 }, (_, i) => event('grown', `${b}-${i}`)), checkpoint);
     settle(store);
   }
-  const figures = store.maintain(0).index;
+  const figures = store.upkeep(0).index;
   t.equal(figures.keys, 20_000, 'every key is held');
   t.ok(figures.segments >= 1 && figures.segments < 10, `sealed and merged into few segments (${figures.segments})`);
   t.ok(figures.hotKeys <= 1_000, 'at most DEDUP_HOT_KEYS keys in memory');
@@ -108,7 +108,7 @@ t.test('a purged key is still a duplicate; a forgotten one (DEDUP_WINDOW) is new
   // Received now: kept, and remembered.
   store.commitBatch(Array.from({ length: 40 }, (_, i) => event('p', `new-${i}`)), checkpoint);
   settle(store);
-  const upkeep = store.maintain(0);
+  const upkeep = store.upkeep(0);
   t.equal(upkeep.lastPurge?.total, 40, 'the old events were purged');
   const replay = store.commitBatch([event('p', 'new-3'), event('p', 'old-3')], checkpoint);
   t.same([...replay.isNew], [0, 1], 'inside the window: a duplicate; outside it: stored again');
@@ -135,15 +135,15 @@ t.test('a seal the disk refuses is a StoreError the consumer retries; keys stay 
   // The key directory replaced by a file: every segment write fails as a full or broken disk would.
   rmSync(`${path}.keys`, { recursive: true });
   writeFileSync(`${path}.keys`, '');
-  // Upkeep slices until the seal reaches its write (on a loaded machine, more than one slice).
+  // UpkeepReport slices until the seal reaches its write (on a loaded machine, more than one slice).
   t.throws(() => {
-    for (let i = 0; i < 1_000; i++) store.maintain(50);
+    for (let i = 0; i < 1_000; i++) store.upkeep(50);
   }, { name: 'StoreError', code: 'ENOTDIR' });
   t.same([...store.commitBatch([...batch(10), ...batch(40)], checkpoint).isNew], [...Array(10).fill(0), ...Array(30).fill(1)]);
   rmSync(`${path}.keys`);
   mkdirSync(`${path}.keys`);
   settle(store);
-  t.ok(store.maintain(0).index.segments >= 1, 'the seal went through once the disk took it');
+  t.ok(store.upkeep(0).index.segments >= 1, 'the seal went through once the disk took it');
   store.close();
   store = new SqliteEventStore(path, options);
   t.teardown(() => store.close());

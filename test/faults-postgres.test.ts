@@ -220,7 +220,7 @@ t.test('every aggregator connection terminated in turn: the replica recovers by 
   await recovered(server, 'after the terminations');
   await Promise.all([load.stop(), commands.stop()]);
 
-  t.ok(['consumer', 'reader', 'listener'].every((kind) => terminated.has(`pubsub-aggregator ${kind}`)),
+  t.ok(['writer', 'reader', 'listener'].every((kind) => terminated.has(`pubsub-aggregator ${kind}`)),
     `writer, reader and listener connections were terminated: ${[...terminated].join(', ')}`);
   t.ok(commands.done > 0, 'consumer commands ran');
   await nothingLostNoRestart(t, url, load, server, ': a lost connection is not a crash');

@@ -10,7 +10,7 @@ import { streamGapSuite } from './suites/stream-gaps.js';
 
 /*
  * What readers are told of purged events on SQLite. The stream's `gap` event, over a real store file, the
- * reader worker and the hub, with purges the test runs on the writer (maintain) at chosen moments: before
+ * reader worker and the hub, with purges the test runs on the writer (upkeep) at chosen moments: before
  * the streams start, between two reads of a stream, before the shared feed reads; count rules (or an age
  * rule on events received long ago) decide exactly which seqs go (SQLite's seqs count 1, 2, 3, … here;
  * the suite shared with PostgreSQL takes them from the commits). And the X-Purged-Through header of

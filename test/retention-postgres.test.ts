@@ -84,7 +84,7 @@ t.test('a key past DEDUP_WINDOW is stored again at once, before any purge, by ex
   t.equal(first.isNew.reduce((n, x) => n + x, 0), 20);
   await sleep(1_100);
 
-  // The same stale keys sent through both replicas at once, in opposite orders; no maintain() has run.
+  // The same stale keys sent through both replicas at once, in opposite orders; no upkeep() has run.
   const [x, y] = await Promise.all([
     a.commitBatch(keys.map((k) => event(k, '{"by":"a"}')), { epoch: 'e', position: 2 }),
     b.commitBatch([...keys].reverse().map((k) => event(k, '{"by":"b"}')), { epoch: 'e', position: 1 }),
@@ -100,7 +100,7 @@ t.test('a key past DEDUP_WINDOW is stored again at once, before any purge, by ex
   const snapshot = await a.snapshot();
   t.same(snapshot.counters, { uniqueProcessed: 40, duplicateDropped: 20 }, 'the re-stored copies count as unique');
   t.same([...snapshot.topicEvents], [['w', 20]], 'the topic still holds 20 retained events');
-  const upkeep = await b.maintain(50);
+  const upkeep = await b.upkeep(50);
   t.equal(upkeep.index.keys, 20, 'keys held: one per key');
   t.same((await a.commitBatch([event('k0')], { epoch: 'e', position: 3 })).isNew, [0], 'a re-stored key is a duplicate again');
 });
@@ -224,7 +224,7 @@ t.test('a database from before retention upgrades in place: tombstones allowed, 
   t.same(indexes.map((r) => r.name), ['events_retained', 'events_retained_by_topic'], 'the partial indexes replace events_by_topic');
   t.same((await storeFigures(url)).counted_bytes, (await storeFigures(url)).bytes, 'bytes per topic were counted from the docs');
 
-  const upkeep = await store.maintain(100);
+  const upkeep = await store.upkeep(100);
   t.same([...upkeep.topicEvents], [['odd', 2]], 'the purge cut odd to 2');
   t.match(upkeep, { index: { keys: 10 }, lastPurge: { events: 3, total: 3 } });
   figuresAgree(t, await storeFigures(url));
@@ -246,7 +246,7 @@ t.test('the reader reports purge horizons and topic figures as the purge left th
   });
   t.same(await reader.purgeHorizon(undefined), { max: 0, min: 0 }, 'nothing purged yet');
 
-  await store.maintain(100);
+  await store.upkeep(100);
   const [, , a2, a3, a4] = before.filter((e) => e.topic === 'a');
   const b = before.filter((e) => e.topic === 'b');
   t.same((await page()).map((e: { seq: number }) => e.seq), [a3!.seq, a4!.seq, ...b.map((e) => e.seq)], 'a keeps its newest 2');
@@ -291,6 +291,6 @@ t.test('the purge sweep over many topics: the right index whatever the statistic
   walk((plan!['QUERY PLAN'] as any)[0].Plan);
   t.same(scans, ['Index Scan events_retained_by_topic'], "each topic's oldest retained event through the (topic, seq) index");
 
-  const upkeep = await store.maintain(1);
+  const upkeep = await store.upkeep(1);
   t.equal(upkeep.pending, false, 'a slice that found nothing due leaves the rest of the sweep to the next round of upkeep');
 });

@@ -41,7 +41,7 @@ async function publishAll(t: Test, agg: TestAggregator, events: TestEvent[]) {
 }
 
 const settle = (store: SqliteEventStore) => {
-  for (let i = 0; i < 10_000 && store.maintain(50).pending; i++);
+  for (let i = 0; i < 10_000 && store.upkeep(50).pending; i++);
 };
 
 /**
@@ -96,7 +96,7 @@ t.test('H2: a merge that meets damaged pairs rebuilds each damaged input from th
   t.teardown(() => store.close());
   t.doesNotThrow(() => settle(store), 'upkeep goes through');
   t.equal(rebuilt.length, 4, 'the merge met each damaged input, which was rebuilt');
-  t.equal(store.maintain(0).index.segments, 1, 'and then merged them into one');
+  t.equal(store.upkeep(0).index.segments, 1, 'and then merged them into one');
   const fresh = keys('fresh', 1_000).map(incoming);
   t.equal(sum(store.commitBatch([...stored, ...fresh], checkpoint).isNew), 1_000, 'no stored key is new, every new key is');
 });

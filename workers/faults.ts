@@ -1,6 +1,6 @@
 /*
  * Test-only fault injection. The supervisor passes the fault setting (AGGREGATOR_FAULT, read with the rest
- * of the configuration) to the first consumer worker only, as "<point>:<n>": the worker throws at that point
+ * of the configuration) to the first writer only, as "<point>:<n>": the worker throws at that point
  * of its n-th batch, which kills the thread the way a real crash would. Unset in production, where the
  * injector does nothing.
  */

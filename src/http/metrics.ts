@@ -95,7 +95,7 @@ export class Metrics {
         if (bytes !== null) this.set(bytes);
       },
     });
-    // The dedup index and retention, from the consumer's last upkeep report (0 until its first).
+    // The dedup index and retention, from the writer's last upkeep report (0 until its first).
     gauge('aggregator_dedup_keys', 'Keys the dedup index holds, purged events\' keys included.', () => stats().index?.keys ?? 0);
     gauge('aggregator_dedup_index_memory_bytes', 'Memory the dedup index takes.', () => stats().index?.memoryBytes ?? 0);
     gauge('aggregator_dedup_hot_keys', 'Keys in the dedup index\'s in-memory tables (the newest).', () => stats().index?.hotKeys ?? 0);

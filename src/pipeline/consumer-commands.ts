@@ -1,10 +1,10 @@
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import { StoreError } from '../store/store.js';
-import type { ConsumerCommandRequest, ConsumerCommandResult } from './consumer-protocol.js';
+import type { ConsumerCommandRequest, ConsumerCommandResult } from './writer-protocol.js';
 import { PublishError } from './errors.js';
 
 /**
- * Durable-consumer commands in flight to the consumer worker, each waiting for the result with its id.
+ * Durable-consumer commands in flight to the writer, each waiting for the result with its id.
  * A worker that dies or stops fails them all: such a command may or may not have been applied, and each
  * is safe to repeat (create and commit are idempotent, a repeated delete answers "unknown").
  */

@@ -1,5 +1,5 @@
 import { NOBODY_WAITS } from '../ring/event-codec.js';
-import { unpackAcks, type PackedAcks } from './consumer-protocol.js';
+import { unpackAcks, type PackedAcks } from './writer-protocol.js';
 import { PublishError } from './errors.js';
 
 export interface CommitAck {

@@ -7,9 +7,9 @@ import { createRingBuffer } from '../ring/ring.js';
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import type { DedupIndexFigures, PurgeReport, StoreCounters } from '../store/store.js';
 import { ConsumerCommands } from './consumer-commands.js';
-import { CONSUMER_SETTINGS, type CommittedMessage, type ConsumerConfig, type ConsumerMessage } from './consumer-protocol.js';
-import { ConsumerState } from './consumer-state.js';
-import { ConsumerSupervisor } from './consumer-supervisor.js';
+import { WRITER_SETTINGS, type CommittedMessage, type WriterConfig, type WriterMessage } from './writer-protocol.js';
+import { WriterState } from './writer-state.js';
+import { WriterSupervisor } from './writer-supervisor.js';
 import { PublishError } from './errors.js';
 import type { CommitAck } from './pending-acks.js';
 import { RingPublisher } from './ring-publisher.js';
@@ -29,7 +29,7 @@ export interface PipelineStats {
   ringCapacityBytes: number;
   pendingAcks: number;
   rejectedQueueFull: number;
-  /** The dedup index's figures, once the consumer has reported them. */
+  /** The dedup index's figures, once the writer has reported them. */
   index: DedupIndexFigures | undefined;
   lastPurge: PurgeReport | undefined;
   consumer: {
@@ -44,13 +44,13 @@ export interface PipelineStats {
 
 /**
  * The HTTP thread's end of the event path: accepted events go into the ring (RingPublisher), the consumer
- * worker runs under a supervisor, and its messages update the consumer state and settle waiting
+ * worker runs under a supervisor, and its messages update the writer state and settle waiting
  * publishes. Emits `commit` with each commit's report (records, timing, the seq range it stored).
  */
 export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   private readonly publisher: RingPublisher;
-  private readonly supervisor: ConsumerSupervisor;
-  private readonly state = new ConsumerState();
+  private readonly supervisor: WriterSupervisor;
+  private readonly state = new WriterState();
   private readonly commands: ConsumerCommands;
 
   private constructor(config: Config, private readonly log: Logger) {
@@ -59,10 +59,10 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     this.publisher = new RingPublisher(ring, {
       ackTimeoutMs: config.ackTimeoutMs, maxTopics: config.maxTopics, storedTopics: this.state.topicEvents,
     });
-    const consumerConfig = Object.fromEntries(CONSUMER_SETTINGS.map((key) => [key, config[key]])) as ConsumerConfig;
-    this.supervisor = new ConsumerSupervisor({
+    const writerConfig = Object.fromEntries(WRITER_SETTINGS.map((key) => [key, config[key]])) as WriterConfig;
+    this.supervisor = new WriterSupervisor({
       log,
-      workerData: { ring, epoch: randomUUID(), config: consumerConfig, waitForStore: false },
+      workerData: { ring, epoch: randomUUID(), config: writerConfig, waitForStore: false },
       onMessage: (message) => this.onMessage(message),
       onCrash: () => {
         const crashed = new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry');
@@ -73,7 +73,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     this.commands = new ConsumerCommands((request) => this.supervisor.send(request));
   }
 
-  /** Starts the consumer and resolves once it is ready; rejects if the store cannot be opened. */
+  /** Starts the writer and resolves once it is ready; rejects if the store cannot be opened. */
   static async start(config: Config, log: Logger): Promise<Pipeline> {
     const pipeline = new Pipeline(config, log);
     await pipeline.supervisor.start();
@@ -107,7 +107,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   }
 
   /**
-   * Creates, commits or deletes a durable consumer through the consumer worker, the store's one writer.
+   * Creates, commits or deletes a durable consumer through the writer worker, the store's one writer.
    * Throws PublishError when the worker is not running, StoreError when the store refused the transaction.
    */
   consumerCommand(command: ConsumerCommand): Promise<ConsumerOutcome> {
@@ -152,7 +152,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     };
   }
 
-  /** Closes the ring, lets the consumer commit everything in it, and waits for the worker to exit. */
+  /** Closes the ring, lets the writer commit everything in it, and waits for the worker to exit. */
   async stop(timeoutMs = 30_000): Promise<void> {
     this.publisher.closeRing();
     await this.supervisor.stop(timeoutMs);
@@ -170,7 +170,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
     return storeError && `store error: ${storeError.code}: ${storeError.message}`;
   }
 
-  private onMessage(message: ConsumerMessage): void {
+  private onMessage(message: WriterMessage): void {
     this.state.apply(message);
     switch (message.type) {
       case 'ready':

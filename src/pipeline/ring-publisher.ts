@@ -1,6 +1,6 @@
 import type { IncomingEvent } from '../event.js';
 import { encodedLength, NOBODY_WAITS, writeEvent } from '../ring/event-codec.js';
-import type { PackedAcks } from './consumer-protocol.js';
+import type { PackedAcks } from './writer-protocol.js';
 import { RingProducer } from '../ring/ring.js';
 import { PublishError } from './errors.js';
 import { PendingAcks, type CommitAck } from './pending-acks.js';
@@ -8,13 +8,13 @@ import { PendingAcks, type CommitAck } from './pending-acks.js';
 export interface RingPublisherOptions {
   ackTimeoutMs: number;
   maxTopics: number;
-  /** The topics the store holds, as the consumer last reported them. */
+  /** The topics the store holds, as the writer last reported them. */
   storedTopics: { has(topic: string): boolean; readonly size: number };
 }
 
 /**
  * The producer: puts each request's events into the ring all-or-nothing, and keeps the requests that wait
- * for their commit until the consumer reports it (group commit: one batch settles many requests).
+ * for their commit until the writer reports it (group commit: one batch settles many requests).
  */
 export class RingPublisher {
   private readonly producer: RingProducer;
@@ -55,7 +55,7 @@ export class RingPublisher {
     this.acks.failAll(error);
   }
 
-  /** The store now holds these topics (or the consumer restarted and reported all of them). */
+  /** The store now holds these topics (or the writer restarted and reported all of them). */
   storedTopicsChanged(topics: Iterable<string> = this.pendingTopics): void {
     for (const topic of topics) if (this.options.storedTopics.has(topic)) this.pendingTopics.delete(topic);
   }
@@ -69,7 +69,7 @@ export class RingPublisher {
     return { depth: this.producer.depth(), usedBytes: this.producer.usedBytes(), capacityBytes: this.producer.capacity };
   }
 
-  /** Closes the ring: the consumer drains what is in it and stops. */
+  /** Closes the ring: the writer drains what is in it and stops. */
   closeRing(): void {
     this.producer.close();
   }

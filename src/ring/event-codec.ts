@@ -3,7 +3,7 @@ import type { RecordSpan, RingProducer } from './ring.js';
 
 /*
  * One ring record per event: u32 request id, then six fields, each a u32 byte length and UTF-8 bytes,
- * in the order of FIELDS. The request id lets the consumer report back which publish requests a commit
+ * in the order of FIELDS. The request id lets the writer report back which publish requests a commit
  * made durable; 0 means nobody waits for this event (?ack=queued).
  */
 const FIELDS = ['topic', 'eventId', 'timestamp', 'source', 'payload', 'receivedAt'] as const;

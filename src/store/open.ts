@@ -9,12 +9,12 @@ import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
 import { StoreError, StoreOpenError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
-export type WriterConfig = Pick<Config,
+export type StoreConfig = Pick<Config,
   'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
 export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'maxPageBytes'>;
 
 /*
- * The one place that turns settings into a store: the consumer worker opens the writer, the HTTP side the
+ * The one place that turns settings into a store: the writer opens the writer, the HTTP side the
  * reader. Each store states its own limits here.
  */
 
@@ -23,7 +23,7 @@ export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pg
  * plain Error fields, so the message itself says what failed — and, for PostgreSQL, says it without the
  * host and port the driver names (those go to the log), since the message reaches /readyz.
  */
-export async function openEventStore(config: WriterConfig, log: Logger): Promise<EventStore> {
+export async function openEventStore(config: StoreConfig, log: Logger): Promise<EventStore> {
   if (config.store === 'sqlite') {
     try {
       const store = new SqliteEventStore(config.dbPath, {

@@ -7,7 +7,7 @@ import type { ConsumerCommand, ConsumerOutcome, ConsumerPage, ConsumerRecord, Co
  */
 /**
  * A store that cannot be opened, said in words written for operators (no secrets): the one error of the
- * consumer worker whose message /readyz and publishes show. Any other error's message stays in the log.
+ * writer whose message /readyz and publishes show. Any other error's message stays in the log.
  */
 export class StoreOpenError extends Error {
   override name = 'StoreOpenError';
@@ -78,12 +78,12 @@ export interface EventStore {
    * index. Does at most about `budgetMs` of work, so publishes never wait long behind it; resolves to
    * whether more is pending (call again soon) and the index's figures.
    */
-  maintain(budgetMs: number): MaybePromise<Upkeep>;
+  upkeep(budgetMs: number): MaybePromise<UpkeepReport>;
   close(): MaybePromise<void>;
 }
 
 /** The store's figures that only its writer knows, reported after each upkeep step. */
-export interface Upkeep {
+export interface UpkeepReport {
   /** More upkeep is due now; otherwise the next is due after a pause. */
   pending: boolean;
   index: DedupIndexFigures;

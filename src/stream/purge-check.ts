@@ -4,7 +4,7 @@ import type { EventReader, PurgeHorizon, ReadableTopics } from '../store/store.j
  * Whether a read after a cursor may have missed purged events: what the `/events` purge header and the
  * stream's `gap` tell. Asked after the read it is about: purges only advance, so a horizon read after the
  * page sees every purge the page missed (one that came in between is told too, which is why the header says
- * "may"). A horizon learned any other way (the consumer's upkeep reports) can arrive after a read that a
+ * "may"). A horizon learned any other way (the writer's upkeep reports) can arrive after a read that a
  * purge already emptied, so it could only ever skip the check wrongly.
  *
  * Where no purge can happen while this process runs (`purging` false: SQLite without RETENTION or

@@ -16,7 +16,7 @@ export const modelEvent = (topic: string, eventId: string, receivedAt = new Date
 
 /** Drives upkeep to the end, as the writer does between batches. */
 export const settle = (store: SqliteEventStore) => {
-  for (let i = 0; i < 10_000 && store.maintain(50).pending; i++);
+  for (let i = 0; i < 10_000 && store.upkeep(50).pending; i++);
 };
 
 export type ModelStep =
@@ -64,7 +64,7 @@ export function runModel<S extends { kind: string }>(
       }
       case 'upkeep': settle(store); break;
       // One slice of a seal or merge, then more batches meet it half done.
-      case 'slice': store.maintain(0.01); break;
+      case 'slice': store.upkeep(0.01); break;
       case 'restart': store.close(); store = new SqliteEventStore(path, options); break;
       // Left open and never closed: what a kill -9 leaves behind (no shutdown seal).
       case 'abandon': store = new SqliteEventStore(path, options); break;

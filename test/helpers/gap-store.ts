@@ -37,7 +37,7 @@ export interface GapStoreKind {
   open(t: Test, retention: string): Promise<GapStore>;
 }
 
-type Writer = Pick<EventStore, 'maintain'> & { commitBatch(...args: Parameters<EventStore['commitBatch']>): BatchResult | Promise<BatchResult> };
+type Writer = Pick<EventStore, 'upkeep'> & { commitBatch(...args: Parameters<EventStore['commitBatch']>): BatchResult | Promise<BatchResult> };
 
 function gapStore(store: Writer, real: EventReader): GapStore {
   let stored = 0;
@@ -53,7 +53,7 @@ function gapStore(store: Writer, real: EventReader): GapStore {
       return seqs;
     },
     async purge() {
-      for (let i = 0; i < 1_000 && (await store.maintain(50)).pending; i++);
+      for (let i = 0; i < 1_000 && (await store.upkeep(50)).pending; i++);
     },
     reader: {
       page: (query) => real.page(query),

@@ -106,7 +106,7 @@ function pageJson({ events, next }: ConsumerPage): Uint8Array {
 
 /**
  * Durable consumers: server-side cursors with their lag (README, "Durable consumers"). Writes go to the
- * consumer worker, the store's one writer; reads to the reader. Access is 'read' throughout: a consumer
+ * writer worker, the store's one writer; reads to the reader. Access is 'read' throughout: a consumer
  * is a reader's own cursor, and managing one reveals nothing a reader could not read already.
  */
 export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {

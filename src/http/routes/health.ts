@@ -3,7 +3,7 @@ import type { Pipeline } from '../../pipeline/pipeline.js';
 import { sendError, toApiError } from '../errors.js';
 
 /**
- * GET /healthz: the process answers. GET /readyz: the consumer runs and the store accepts commits; if not,
+ * GET /healthz: the process answers. GET /readyz: the writer runs and the store accepts commits; if not,
  * 503 in the error shape with the code and Retry-After a publish would get, plus `status` and `reason`
  * (the message), which orchestrators and dashboards read.
  */

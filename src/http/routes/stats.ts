@@ -36,7 +36,7 @@ export function formatUptime(totalSeconds: number): string {
 }
 
 const count = (description?: string) => Type.Integer({ minimum: 0, ...(description && { description }) });
-/** A figure the consumer reports after its first upkeep step; null until then. */
+/** A figure the writer reports after its first upkeep step; null until then. */
 const reported = (description: string) => Type.Union([count(description), Type.Null()]);
 
 export const TopicDetailSchema = Type.Object({
@@ -103,7 +103,7 @@ export const StatsSchema = Type.Object({
 }, { additionalProperties: false });
 
 /**
- * GET /stats, from memory only: counters from the consumer's latest report and the ring, and the store's
+ * GET /stats, from memory only: counters from the writer's latest report and the ring, and the store's
  * figures as last read in the background.
  */
 export const statsRoutes: FastifyPluginAsyncTypebox<StatsOptions> = async (

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { limitFor, purgesAnything, type RetentionPolicy } from '../../retention.js';
 import { agoSql, PURGE_LOCK, SEQ_BASE, SEQ_HORIZON } from './postgres-schema.js';
 import { inTransaction } from './postgres-transaction.js';
-import type { PurgeReport, Upkeep } from '../store.js';
+import type { PurgeReport, UpkeepReport } from '../store.js';
 
 /*
  * Retention on PostgreSQL, in small steps between batches.
@@ -152,7 +152,7 @@ export class PostgresPurger {
 
   constructor(private readonly pool: pg.Pool, private readonly replica: string, private readonly policy: RetentionPolicy) {}
 
-  async maintain(budgetMs: number): Promise<Upkeep> {
+  async upkeep(budgetMs: number): Promise<UpkeepReport> {
     const started = performance.now();
     const spent = () => performance.now() - started >= budgetMs;
     const purgedFrom = new Set<string>();

@@ -6,7 +6,7 @@ import { eventDoc } from '../event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
 import { PostgresPurger } from './postgres-purge.js';
 import { agoSql, COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from '../store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type UpkeepReport } from '../store.js';
 
 /**
  * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.
@@ -176,8 +176,8 @@ export class PostgresEventStore implements EventStore {
   /** `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever). */
   static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined },
     statementTimeoutMs = STATEMENT_TIMEOUT_MS): Promise<PostgresEventStore> {
-    const pool = createPool(url, `pubsub-aggregator consumer ${replica}`, 1, statementTimeoutMs);
-    const transactions = createPool(url, `pubsub-aggregator consumer transactions ${replica}`, 1, statementTimeoutMs);
+    const pool = createPool(url, `pubsub-aggregator writer ${replica}`, 1, statementTimeoutMs);
+    const transactions = createPool(url, `pubsub-aggregator writer transactions ${replica}`, 1, statementTimeoutMs);
     try {
       await migrate(pool);
     } catch (error) {
@@ -263,9 +263,9 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
-  async maintain(budgetMs: number): Promise<Upkeep> {
+  async upkeep(budgetMs: number): Promise<UpkeepReport> {
     try {
-      return await this.purger.maintain(budgetMs);
+      return await this.purger.upkeep(budgetMs);
     } catch (error) {
       throw storeError(error);
     }

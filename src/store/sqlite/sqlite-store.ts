@@ -9,7 +9,7 @@ import { purgesAnything, type RetentionPolicy } from '../../retention.js';
 import { DedupIndex, type BatchClaims, type SegmentRebuilt } from './dedup/dedup-index.js';
 import { cyrb53Key, type KeyHash } from './dedup/key-hash.js';
 import { SqliteRetention } from './sqlite-retention.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type Upkeep } from '../store.js';
+import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type UpkeepReport } from '../store.js';
 
 /** SQLite `synchronous`: `normal` survives a process crash, `full` also a power loss (an fsync per commit). */
 export type Synchronous = 'normal' | 'full';
@@ -153,7 +153,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   /** Seals and merges the dedup index, purges by retention, and keeps the WAL in bounds, until the budget is spent. */
-  maintain(budgetMs: number): Upkeep {
+  upkeep(budgetMs: number): UpkeepReport {
     const deadline = performance.now() + budgetMs;
     asStoreError(() => this.dedup.work(deadline, this.nextSeq - 1));
     const purge = this.retention && asStoreError(() => this.retention!.step(deadline, Date.now()));

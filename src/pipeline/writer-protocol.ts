@@ -3,27 +3,27 @@ import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import type { DedupIndexFigures, PurgeReport, SeqRange, StoreCounters } from '../store/store.js';
 
 /*
- * The consumer worker's protocol: its entry module, the data it starts with, and every message it posts
+ * The writer's protocol: its entry module, the data it starts with, and every message it posts
  * back, and the one kind of message it is sent. Both sides import this module and nothing else of each
  * other. Events themselves travel through the ring, not through these messages.
  */
 
 /** The worker's entry: workers/ stays at the top level (the design card); this is the one place naming it. */
-export const CONSUMER_WORKER_ENTRY = new URL('../../workers/consumer.js', import.meta.url);
+export const WRITER_WORKER_ENTRY = new URL('../../workers/writer.js', import.meta.url);
 
-/** The settings the consumer needs, and no others: listed once, and the type follows the list. */
-export const CONSUMER_SETTINGS = [
+/** The settings the writer needs, and no others: listed once, and the type follows the list. */
+export const WRITER_SETTINGS = [
   'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
   'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
 ] as const satisfies readonly (keyof Config)[];
 
-export type ConsumerConfig = Pick<Config, (typeof CONSUMER_SETTINGS)[number]>;
+export type WriterConfig = Pick<Config, (typeof WRITER_SETTINGS)[number]>;
 
-export interface ConsumerWorkerData {
+export interface WriterWorkerData {
   ring: SharedArrayBuffer;
   /** Identifies this process's ring; the store keeps (epoch, position) of the last commit beside the events. */
   epoch: string;
-  config: ConsumerConfig;
+  config: WriterConfig;
   /**
    * Whether the worker waits for a store that is away (PostgreSQL unreachable) instead of failing. A
    * restarted worker does, so a database that is away never counts as crashes; the first start fails
@@ -98,7 +98,7 @@ export interface UpkeepMessage {
   topicEvents: [topic: string, events: number][];
 }
 
-export type ConsumerMessage =
+export type WriterMessage =
   | ReadyMessage | CommittedMessage | StoreErrorMessage | SnapshotMessage | UpkeepMessage | ConsumerCommandResult;
 
 /** One publish request's share of a commit. */

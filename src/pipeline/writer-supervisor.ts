@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { StoreOpenError } from '../store/store.js';
-import { CONSUMER_WORKER_ENTRY, type ConsumerCommandRequest, type ConsumerMessage, type ConsumerWorkerData } from './consumer-protocol.js';
+import { WRITER_WORKER_ENTRY, type ConsumerCommandRequest, type WriterMessage, type WriterWorkerData } from './writer-protocol.js';
 
 const CRASH_WINDOW_MS = 60_000;
 
@@ -17,20 +17,20 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
 
 export interface SupervisorOptions {
-  workerData: ConsumerWorkerData;
+  workerData: WriterWorkerData;
   log: Logger;
-  onMessage: (message: ConsumerMessage) => void;
+  onMessage: (message: WriterMessage) => void;
   /** Called when a running worker dies, before any restart. */
   onCrash: (error: Error) => void;
 }
 
 /**
- * Keeps exactly one consumer worker alive. A worker that dies is restarted with exponential backoff;
+ * Keeps exactly one writer alive. A worker that dies is restarted with exponential backoff;
  * one that keeps dying (MAX_CRASHES_IN_WINDOW within CRASH_WINDOW_MS) is left down and the reason kept
  * for /readyz, so a broken disk does not become a hot crash loop. Only bugs count: a worker never dies of
  * a store that is away (it retries), and a restarted one waits for it (waitForStore).
  */
-export class ConsumerSupervisor {
+export class WriterSupervisor {
   private worker: Worker | undefined;
   private up = false;
   private stopping = false;
@@ -46,7 +46,7 @@ export class ConsumerSupervisor {
     return new Promise((resolve, reject) => {
       const worker = this.spawn();
       const failed = (error: Error) => reject(error);
-      const ready = (message: ConsumerMessage) => {
+      const ready = (message: WriterMessage) => {
         if (message.type !== 'ready') return;
         worker.off('message', ready);
         worker.off('error', failed);
@@ -96,9 +96,9 @@ export class ConsumerSupervisor {
     const { workerData, log } = this.options;
     // The fault hook is for the first worker only, so a restarted worker shows recovery.
     const data = this.restarts === 0 ? workerData : { ...workerData, waitForStore: true, config: { ...workerData.config, fault: '' } };
-    const worker = new Worker(CONSUMER_WORKER_ENTRY, { workerData: data, name: 'consumer' });
+    const worker = new Worker(WRITER_WORKER_ENTRY, { workerData: data, name: 'writer' });
     this.worker = worker;
-    worker.on('message', (message: ConsumerMessage) => {
+    worker.on('message', (message: WriterMessage) => {
       if (message.type === 'ready') {
         this.up = true;
         this.lastError = undefined;

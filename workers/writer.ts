@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../src/logger.js';
 import {
-  packAcks, type CommittedMessage, type ConsumerCommandRequest, type ConsumerCommandResult, type ConsumerMessage, type ConsumerWorkerData,
-} from '../src/pipeline/consumer-protocol.js';
+  packAcks, type CommittedMessage, type ConsumerCommandRequest, type ConsumerCommandResult, type WriterMessage, type WriterWorkerData,
+} from '../src/pipeline/writer-protocol.js';
 import { NOBODY_WAITS, readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
@@ -11,27 +11,27 @@ import { StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } 
 import { faultInjector } from './faults.js';
 
 /*
- * The consumer: the ring's only reader and the store's only writer. It drains the ring in batches,
+ * The writer: the ring's only reader and the store's only writer. It drains the ring in batches,
  * commits each batch in one transaction together with the ring position it reached, and only then
  * releases the ring space and reports the commit, so a record leaves the ring only once it is durable.
  */
 
 const IDLE_WAIT_MS = 100;
-/** Upkeep (purging, sealing the dedup index) runs in slices of at most this much work... */
+/** UpkeepReport (purging, sealing the dedup index) runs in slices of at most this much work... */
 const UPKEEP_SLICE_MS = 10;
 /** ...with at least this many times as long for batches in between while events wait, so publishes keep most of the thread... */
 const UPKEEP_SHARE = 3;
 /** ...and, when nothing is pending, once this often (retention's next round, figures for /stats). */
 const UPKEEP_EVERY_MS = 1_000;
-/** How often a consumer of a shared store re-reads the store-wide counters and changed topics. */
+/** How often a writer of a shared store re-reads the store-wide counters and changed topics. */
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
 
-const { ring: ringBuffer, epoch, config, waitForStore } = workerData as ConsumerWorkerData;
-const log = createLogger(config.logLevel, 'consumer');
+const { ring: ringBuffer, epoch, config, waitForStore } = workerData as WriterWorkerData;
+const log = createLogger(config.logLevel, 'writer');
 const fault = faultInjector(config.fault);
-const post = (message: ConsumerMessage): void => parentPort!.postMessage(message);
+const post = (message: WriterMessage): void => parentPort!.postMessage(message);
 
 let lastSnapshot = performance.now();
 let nextUpkeep = 0;
@@ -46,7 +46,7 @@ if (checkpoint?.epoch === epoch) {
   ring.release();
 }
 post({ type: 'ready', counters: initial.counters, topicEvents: [...initial.topicEvents], skippedRecords });
-log.debug({ skippedRecords, counters: initial.counters }, 'consumer ready');
+log.debug({ skippedRecords, counters: initial.counters }, 'writer ready');
 
 // Consumer commands run one after another: on SQLite every store call is synchronous, so a message
 // handler never runs inside a batch transaction; on PostgreSQL they run on the store's connection for
@@ -61,7 +61,7 @@ await consume();
 parentPort!.off('message', onCommand);
 await commands;
 await store.close();
-log.debug('consumer drained and closed the store');
+log.debug('writer drained and closed the store');
 
 /**
  * Opens the store and reads what the start needs. A restarted worker waits, with backoff, for a store that
@@ -112,14 +112,14 @@ async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<Co
 }
 
 /**
- * Runs a slice of the store's upkeep when one is due, and reports it. Returns how long the consumer may
+ * Runs a slice of the store's upkeep when one is due, and reports it. Returns how long the writer may
  * wait for events before the next slice is due.
  */
 async function upkeep(): Promise<number> {
   const now = performance.now();
   if (now < nextUpkeep) return Math.min(IDLE_WAIT_MS, nextUpkeep - now);
   try {
-    const { pending, index, lastPurge, topicEvents } = await store.maintain(UPKEEP_SLICE_MS);
+    const { pending, index, lastPurge, topicEvents } = await store.upkeep(UPKEEP_SLICE_MS);
     const took = performance.now() - now;
     // Pending upkeep yields to waiting events; with none waiting it goes on at once.
     nextUpkeep = performance.now() + (!pending ? UPKEEP_EVERY_MS : ring.hasNext() ? UPKEEP_SHARE * took : 0);

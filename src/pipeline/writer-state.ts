@@ -1,13 +1,13 @@
 import type { DedupIndexFigures, PurgeReport, StoreCounters } from '../store/store.js';
-import type { ConsumerMessage } from './consumer-protocol.js';
+import type { WriterMessage } from './writer-protocol.js';
 import { TopicCounts } from './topic-counts.js';
 
 /**
- * What the consumer worker's messages tell the HTTP thread: the store-wide counters and topics, this
+ * What the writer's messages tell the HTTP thread: the store-wide counters and topics, this
  * ring's committed records, the last commits, and whether the store is failing. The one copy of it on
  * this thread, read by /stats and /metrics without touching the store.
  */
-export class ConsumerState {
+export class WriterState {
   counters: StoreCounters = { uniqueProcessed: 0, duplicateDropped: 0 };
   /** Stored events per topic, store-wide. */
   readonly topicEvents = new TopicCounts();
@@ -22,7 +22,7 @@ export class ConsumerState {
   lastBatchSize = 0;
   lastCommitMs = 0;
 
-  apply(message: ConsumerMessage): void {
+  apply(message: WriterMessage): void {
     switch (message.type) {
       case 'ready':
         this.counters = message.counters;
