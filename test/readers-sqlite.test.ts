@@ -106,7 +106,7 @@ t.test('a reader worker that dies fails its read with a StoreError and is restar
 
   const inFlight = reader.page({ after: 0, limit: 10_000 });
   // Kill the thread the way a native crash would, while the read is in flight.
-  await (reader as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  await (reader as unknown as { worker: { thread: { terminate(): Promise<number> } } }).worker.thread.terminate();
   await t.rejects(inFlight, StoreError, 'the read in flight fails (503), it is not left hanging');
   await t.rejects(reader.page({ after: 0, limit: 10 }), StoreError, 'reads while it restarts fail fast');
   const bytes = await eventually(() => reader.page({ after: 0, limit: 10 }), { what: 'the restarted reader worker to read', timeout: 10_000, interval: 50 });

@@ -6,7 +6,6 @@ import type { Logger } from '../logger.js';
 import { createRingBuffer } from '../ring/ring.js';
 import type { ConsumerCommand, ConsumerOutcome } from '../store/consumers.js';
 import type { DedupIndexFigures, PurgeReport, StoreCounters } from '../store/store.js';
-import { ConsumerCommands } from './consumer-commands.js';
 import { WRITER_SETTINGS, type CommittedMessage, type WriterConfig, type WriterMessage } from './writer-protocol.js';
 import { WriterState } from './writer-state.js';
 import { WriterSupervisor } from './writer-supervisor.js';
@@ -51,7 +50,6 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   private readonly publisher: RingPublisher;
   private readonly supervisor: WriterSupervisor;
   private readonly state = new WriterState();
-  private readonly commands: ConsumerCommands;
 
   private constructor(config: Config, private readonly log: Logger) {
     super();
@@ -64,13 +62,8 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
       log,
       workerData: { ring, epoch: randomUUID(), config: writerConfig, waitForStore: false },
       onMessage: (message) => this.onMessage(message),
-      onCrash: () => {
-        const crashed = new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry');
-        this.publisher.failWaiting(crashed);
-        this.commands.failAll(crashed);
-      },
+      onCrash: () => this.publisher.failWaiting(new PublishError('CONSUMER_UNAVAILABLE', 'consumer worker crashed; retry')),
     });
-    this.commands = new ConsumerCommands((request) => this.supervisor.send(request));
   }
 
   /** Starts the writer and resolves once it is ready; rejects if the store cannot be opened. */
@@ -112,7 +105,7 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
    */
   consumerCommand(command: ConsumerCommand): Promise<ConsumerOutcome> {
     this.refuseUnlessReady();
-    return this.commands.run(command);
+    return this.supervisor.consumerCommand(command);
   }
 
   /** The topics with the most stored events (at most TOP_TOPICS), most first. */
@@ -156,7 +149,6 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
   async stop(timeoutMs = 30_000): Promise<void> {
     this.publisher.closeRing();
     await this.supervisor.stop(timeoutMs);
-    this.commands.failAll(new PublishError('SHUTTING_DOWN', 'the aggregator is shutting down'));
     this.publisher.close();
   }
 
@@ -187,9 +179,6 @@ export class Pipeline extends EventEmitter<{ commit: [CommittedMessage] }> {
       case 'snapshot':
       case 'upkeep':
         this.publisher.storedTopicsChanged(message.topicEvents.map(([topic]) => topic));
-        break;
-      case 'consumer-result':
-        this.commands.settle(message);
         break;
       case 'store-error':
         this.publisher.failWaiting(new PublishError('STORE_UNAVAILABLE',
