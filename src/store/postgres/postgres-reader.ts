@@ -3,7 +3,7 @@ import { ReadGate } from '../read-gate.js';
 import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
-import { CONSUMER_COLUMNS, consumerFromRow, type PostgresConsumerRow } from './postgres-consumers.js';
+import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from '../consumer-table.js';
 import type { EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
 import { postgresPatterns } from '../../topic-scope.js';
 
@@ -195,12 +195,12 @@ export class PostgresEventReader implements EventReader {
   }
 
   async consumer(name: string): Promise<ConsumerRecord | undefined> {
-    const { rows: [row] } = await this.query<PostgresConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = $1`, [name]);
+    const { rows: [row] } = await this.query<ConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = $1`, [name]);
     return row && consumerFromRow(row);
   }
 
   async consumerStatus(name?: string): Promise<ConsumerStatus[]> {
-    const { rows } = await this.query<PostgresConsumerRow & { lag: string; oldest_unconsumed_at: string | null }>(
+    const { rows } = await this.query<ConsumerRow & { lag: string; oldest_unconsumed_at: string | null }>(
       CONSUMER_STATUS, [name ?? null]);
     return rows.map((row) => ({ ...consumerFromRow(row), lag: Number(row.lag), oldestUnconsumedAt: row.oldest_unconsumed_at }));
   }

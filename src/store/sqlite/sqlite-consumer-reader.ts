@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
+import { CONSUMER_COLUMNS } from '../consumer-table.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
-import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from './sqlite-consumers.js';
+import { sqliteConsumer, type SqliteConsumerRow } from './sqlite-consumers.js';
 import { COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
 
 /**
@@ -14,8 +15,8 @@ export class SqliteConsumerReader {
 
   constructor(private readonly db: Database.Database, private readonly maxPageBytes: number) {
     this.statements = {
-      one: db.prepare<[string], ConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = ?`),
-      all: db.prepare<[], ConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers ORDER BY name`),
+      one: db.prepare<[string], SqliteConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers WHERE name = ?`),
+      all: db.prepare<[], SqliteConsumerRow>(`SELECT ${CONSUMER_COLUMNS} FROM consumers ORDER BY name`),
       lagAll: db.prepare<[number], number>('SELECT count(*) FROM events WHERE seq > ?').pluck(),
       lagTopic: db.prepare<[string, number], number>('SELECT count(*) FROM events WHERE topic = ? AND seq > ?').pluck(),
       firstAll: db.prepare<[number], { seq: number; received_at: string }>(
@@ -29,13 +30,13 @@ export class SqliteConsumerReader {
 
   consumer(name: string): ConsumerRecord | undefined {
     const row = this.statements.one.get(name);
-    return row && consumerFromRow(row);
+    return row && sqliteConsumer(row);
   }
 
   status(name: string | undefined): ConsumerStatus[] {
     const { one, all } = this.statements;
     const rows = name === undefined ? all.all() : [one.get(name)].filter((row) => row !== undefined);
-    return rows.map((row) => this.withLag(consumerFromRow(row)));
+    return rows.map((row) => this.withLag(sqliteConsumer(row)));
   }
 
   page(name: string, limit: number): ConsumerPage | undefined {
