@@ -17,15 +17,17 @@ class Lost extends Error {
   }
 }
 
-/** A supervised fixture worker (test/fixtures/crashing-worker.ts) that records when it crashed and became ready. */
+/** A supervised fixture worker (test/fixtures/crashing-worker.ts) that records when one crashed and when the next was spawned. */
 function supervise(t: Test, options: { policy?: RestartPolicy; crashOnStart?: (restarts: number) => boolean } = {}) {
-  const events: { what: 'crash' | 'ready'; at: number }[] = [];
+  const events: { what: 'crash' | 'spawn'; at: number }[] = [];
   const spawned: number[] = [];
+  const messages: string[] = [];
   const worker = new SupervisedWorker<FixtureRequest, FixtureMessage>({
     entry: ENTRY,
     name: 'fixture',
     workerData: (restarts) => {
       spawned.push(restarts);
+      events.push({ what: 'spawn', at: performance.now() });
       return { crashOnStart: options.crashOnStart?.(restarts) ?? false };
     },
     policy: options.policy ?? RESTART_BACKOFF,
@@ -33,9 +35,7 @@ function supervise(t: Test, options: { policy?: RestartPolicy; crashOnStart?: (r
     isReady: (message) => message.type === 'ready',
     replyOf: (message) => message.type === 'answer' ? { id: message.id, value: message.value }
       : message.type === 'failed' ? { id: message.id, error: new Error(message.message) } : undefined,
-    onMessage: (message) => {
-      if (message.type === 'ready') events.push({ what: 'ready', at: performance.now() });
-    },
+    onMessage: (message) => messages.push(message.type),
     onCrash: () => events.push({ what: 'crash', at: performance.now() }),
     unavailable: () => new Unavailable('no worker'),
     lost: (crash) => new Lost(crash),
@@ -43,12 +43,12 @@ function supervise(t: Test, options: { policy?: RestartPolicy; crashOnStart?: (r
   t.teardown(() => worker.stop());
   const echo = (value: number) => worker.request<number>((id) => ({ id, op: 'echo', value }));
   const crash = () => worker.request((id) => ({ id, op: 'crash' }));
-  return { worker, events, spawned, echo, crash };
+  return { worker, events, spawned, messages, echo, crash };
 }
 
 // Each worker thread takes seconds to start under the test runner's loaders: one worker's life is one test.
 t.test('a worker\'s life: replies settle their requests; a crash fails those in flight, refuses new ones, restarts with backoff; a stop is final', async (t) => {
-  const { worker, events, spawned, echo, crash } = supervise(t);
+  const { worker, events, spawned, messages, echo, crash } = supervise(t);
   await worker.start();
   t.equal(worker.state, 'up');
   const failed = t.rejects(worker.request((id) => ({ id, op: 'fail' })), { message: 'asked to fail' }, 'an error reply rejects its own request');
@@ -70,9 +70,9 @@ t.test('a worker\'s life: replies settle their requests; a crash fails those in 
   }
   const waits: number[] = [];
   for (let i = 0; i < events.length - 1; i++) {
-    if (events[i]!.what === 'crash' && events[i + 1]!.what === 'ready') waits.push(events[i + 1]!.at - events[i]!.at);
+    if (events[i]!.what === 'crash' && events[i + 1]!.what === 'spawn') waits.push(events[i + 1]!.at - events[i]!.at);
   }
-  t.equal(waits.length, 3, 'each crash was followed by a ready worker');
+  t.equal(waits.length, 3, 'each crash was followed by a restart');
   [100, 200, 400].forEach((least, i) => t.ok(waits[i]! >= least - 1, `restart ${i + 1} came after ${Math.round(waits[i]!)} ms, no sooner than ${least}`));
   t.equal(worker.restarts, 3);
 
@@ -82,6 +82,7 @@ t.test('a worker\'s life: replies settle their requests; a crash fails those in 
   t.equal(worker.state, 'stopped');
   t.equal(events.filter((e) => e.what === 'crash').length, 3, 'a stop is no crash');
   t.same(spawned, [0, 1, 2, 3], 'and is not followed by a restart');
+  t.same(messages, ['ready', 'ready', 'ready', 'ready'], 'messages other than replies reach onMessage, replies do not');
 });
 
 t.test('a crash loop is left down when the policy says so: no hot loop, requests refused', async (t) => {

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { limitFor, type RetentionLimit, type RetentionPolicy } from '../../retention.js';
 import type { PurgeReport } from '../store.js';
+import { EVENT_BYTES_SQL } from './sqlite-schema.js';
 
 /*
  * Retention on SQLite, in small steps run by the consumer between batches (it owns the one write
@@ -13,8 +14,6 @@ import type { PurgeReport } from '../store.js';
  */
 
 const CHUNK = 1_000;
-/** An event's bytes as `topics.bytes` counts them: UTF-8 of id, source, payload and timestamp. */
-const EVENT_BYTES = 'length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp)';
 const TOPICS_PER_READ = 256;
 
 interface OldRow {
@@ -47,14 +46,14 @@ export class SqliteRetention {
       topics: db.prepare<[string, number], [string, number]>(
         'SELECT topic, events FROM topics WHERE topic > ? ORDER BY topic LIMIT ?').raw(),
       oldest: db.prepare<[string, number], OldRow>(
-        `SELECT seq, key_hash, event_id, received_at, ${EVENT_BYTES} AS bytes FROM events WHERE topic = ? ORDER BY seq LIMIT ?`),
+        `SELECT seq, key_hash, event_id, received_at, ${EVENT_BYTES_SQL} AS bytes FROM events WHERE topic = ? ORDER BY seq LIMIT ?`),
       keepKey: db.prepare<[number, number, string, string, string]>(
         'INSERT INTO purged_keys (seq, key_hash, topic, event_id, received_at) VALUES (?, ?, ?, ?, ?)'),
       deleteThrough: db.prepare<[string, number]>('DELETE FROM events WHERE topic = ? AND seq <= ?'),
       updateTopic: db.prepare<[number, number, number, string]>(
         'UPDATE topics SET events = events - ?, bytes = bytes - ?, purged_through = ? WHERE topic = ?'),
       eventAt: db.prepare<[number], { topic: string; bytes: number }>(
-        `SELECT topic, ${EVENT_BYTES} AS bytes FROM events WHERE seq = ?`),
+        `SELECT topic, ${EVENT_BYTES_SQL} AS bytes FROM events WHERE seq = ?`),
       deleteEvent: db.prepare<[number]>('DELETE FROM events WHERE seq = ?'),
       forgetKey: db.prepare<[number]>('DELETE FROM purged_keys WHERE seq = ?'),
       purgeOne: db.prepare<[number, number, string]>(

@@ -1,4 +1,21 @@
 import type { Database } from 'better-sqlite3';
+import type { IncomingEvent } from '../../event.js';
+
+/**
+ * What `topics.bytes` counts of each retained event: the UTF-8 bytes of these columns (an RFC 3339
+ * timestamp is ASCII). The one definition: a commit adds eventBytes in JS, a purge subtracts EVENT_BYTES_SQL,
+ * and the migration that introduced the column summed EVENT_BYTES_SQL.
+ */
+const COUNTED_COLUMNS = { event_id: 'eventId', source: 'source', payload: 'payload', timestamp: 'timestamp' } as const;
+const COUNTED_FIELDS = Object.values(COUNTED_COLUMNS);
+
+export const EVENT_BYTES_SQL = Object.keys(COUNTED_COLUMNS).map((column) => `length(CAST(${column} AS BLOB))`).join(' + ');
+
+export function eventBytes(event: Pick<IncomingEvent, (typeof COUNTED_FIELDS)[number]>): number {
+  let bytes = 0;
+  for (const field of COUNTED_FIELDS) bytes += Buffer.byteLength(event[field]);
+  return bytes;
+}
 
 /*
  * `seq` is the rowid: one writer appends, so it grows strictly in commit order and is never reused
@@ -21,7 +38,7 @@ import type { Database } from 'better-sqlite3';
  * until DEDUP_WINDOW deletes both. The in-memory index covers only the newest keys; older ones are sealed
  * into immutable files of sorted (hash, seq) pairs with a Bloom filter each, listed in `key_segments` with
  * the seq range they cover (any file can be rebuilt from the rows of its range). Per topic, `topics` keeps
- * the retained events, their bytes (UTF-8 of id, source, payload and timestamp), the last seq stored (which
+ * the retained events, their bytes (EVENT_BYTES_SQL), the last seq stored (which
  * outlives its event, so seqs are never reused after a purge emptied the table), and `purged_through`, the
  * highest seq purged (readers behind it are told). `purges` is the last purge. The retained seq range is
  * read from events_by_topic, not kept.
@@ -72,7 +89,7 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE topics ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE topics ADD COLUMN purged_through INTEGER NOT NULL DEFAULT 0;
    UPDATE topics SET (bytes, last_seq) = (
-     SELECT coalesce(sum(length(CAST(event_id AS BLOB)) + length(CAST(source AS BLOB)) + length(CAST(payload AS BLOB)) + length(timestamp)), 0),
+     SELECT coalesce(sum(${EVENT_BYTES_SQL}), 0),
             coalesce(max(seq), 0)
      FROM events WHERE events.topic = topics.topic);
    CREATE TABLE purged_keys (

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { IncomingEvent } from '../../event.js';
 import type { ConsumerCommand, ConsumerOutcome } from '../consumers.js';
 import { SqliteConsumerWriter } from './sqlite-consumers.js';
-import { migrate } from './sqlite-schema.js';
+import { eventBytes, migrate } from './sqlite-schema.js';
 import { purgesAnything, type RetentionPolicy } from '../../retention.js';
 import { DedupIndex, type BatchClaims, type SegmentRebuilt } from './dedup/dedup-index.js';
 import { cyrb53Key, type KeyHash } from './dedup/key-hash.js';
@@ -33,9 +33,6 @@ const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 const WAL_RESTART_WAIT_MS = 20;
 /** better-sqlite3's default: how long a statement of the writer waits for a lock. */
 const WRITER_BUSY_TIMEOUT_MS = 5_000;
-/** UTF-8 bytes of what a topic's `bytes` counts: the same sum the purge subtracts (sqlite-retention.ts). */
-const eventBytes = (e: IncomingEvent) =>
-  Buffer.byteLength(e.eventId) + Buffer.byteLength(e.source) + Buffer.byteLength(e.payload) + e.timestamp.length;
 
 /** Page cache of the writer: duplicates are confirmed by reading the stored event, often a recent page. */
 const CACHE_KIB = 64 * 1024;
