@@ -9,10 +9,6 @@ export class InFlight {
   private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private nextId = 1;
 
-  get size(): number {
-    return this.waiting.size;
-  }
-
   /**
    * Gives the request an id and hands it to `send`, which posts it or returns false when nothing can take
    * it: then the request fails at once with `refused()`. The reply's value is taken to be a `T`: the

@@ -94,13 +94,6 @@ export class SupervisedWorker<Request, Message> {
     return this.inFlight.send<T>((id) => this.post(build(id)), this.options.unavailable);
   }
 
-  /** Posts a message that wants no reply; false when no worker is ready to take it. */
-  post(message: Request): boolean {
-    if (!this.up || this.stopping || !this.thread) return false;
-    this.thread.postMessage(message);
-    return true;
-  }
-
   /** Lets the worker end by itself within `graceMs` (0: at once), then terminates it; it is not restarted. */
   async stop(graceMs = 0): Promise<void> {
     this.stopping = true;
@@ -115,6 +108,13 @@ export class SupervisedWorker<Request, Message> {
     }, graceMs);
     await exited;
     clearTimeout(timer);
+  }
+
+  /** Posts to the worker; false when none is ready to take it. */
+  private post(message: Request): boolean {
+    if (!this.up || this.stopping || !this.thread) return false;
+    this.thread.postMessage(message);
+    return true;
   }
 
   private spawn(): void {
