@@ -1,3 +1,4 @@
+import './helpers/plain-children.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,14 +57,29 @@ async function runComposePublisher(t: Test, composeText: string, dir: string, ur
   return report;
 }
 
+/** The sources of the build stage's COPY lines, each copied to the same path under WORKDIR (checked). */
+function buildStageCopies(): string[] {
+  const buildStage = dockerfile.split(/^FROM /m)[1]!;
+  return [...buildStage.matchAll(/^COPY (.+)$/gm)].flatMap(([, args]) => {
+    const paths = args!.trim().split(/\s+/);
+    const destination = paths.pop()!;
+    for (const source of paths) {
+      if (destination !== './' && destination !== `./${source}`) throw new Error(`COPY ${source} ${destination}: not to the same path`);
+    }
+    return paths;
+  });
+}
+
 const stats = async (url: string) => (await (await fetch(`${url}/stats`)).json()) as any;
 
 t.test('the image build, CMD, HEALTHCHECK and the compose publishers work outside Docker', { timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'aggregator-image-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  // The files a clean checkout has, as the Docker build context does (.dockerignore leaves out the rest).
+  // The files a clean checkout has, as the Docker build context does (.dockerignore leaves out the rest), of
+  // those the build stage's COPY lines take: a file the build needs but the Dockerfile leaves out fails here too.
+  const copied = buildStageCopies();
   const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
-    .split('\n').filter((f) => f && existsSync(join(ROOT, f)));
+    .split('\n').filter((f) => f && existsSync(join(ROOT, f)) && copied.some((source) => f === source || f.startsWith(`${source}/`)));
   for (const file of files) {
     mkdirSync(join(dir, dirname(file)), { recursive: true });
     cpSync(join(ROOT, file), join(dir, file));

@@ -24,7 +24,8 @@ t.test('a subscriber on replica a, six publishers on a and b: every acked event 
   const replicas = [await replica(t, url, 'a'), await replica(t, url, 'b')];
   const stream = await openStream(replicas[0]!.url, '/events/stream?after=0');
   const publishers = startPublishers(() => replicas);
-  await sleep(3_000);
+  // Publishing lasts until 3,000 events are acknowledged (not a fixed time); the stream is checked on its own below.
+  await eventually(() => publishers.acked.length, { what: '3,000 acknowledged events', timeout: 30_000, until: (n) => n >= 3_000 });
   const duringPublishing = stream.ids.length;
   await publishers.stop();
   const { acked } = publishers;

@@ -1,3 +1,4 @@
+import './plain-children.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { clientOver, parseBody, type TestClient } from './client.js';
