@@ -92,7 +92,7 @@ export function compressedReadsSuite(store: TestStore): void {
     t.equal(await negotiated('br, deflate'), undefined, 'none we send: identity');
     t.equal(await negotiated('GZIP'), 'gzip', 'codings are case-insensitive');
 
-    const empty = await getRaw(url, '/events?after=999999', GZIP);
+    const empty = await getRaw(url, '/events?topic=nothing.here', GZIP);
     t.same([empty.headers['content-encoding'], empty.wire.toString()], [undefined, '[]'], 'a tiny body goes out as it is');
     const refused = await getRaw(url, '/events?limit=0', GZIP);
     t.equal(refused.status, 400);
