@@ -1,10 +1,10 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
-import type { TestEvent } from '../helpers/events.js';
+import { logLine } from '../../perf/log-lines.js';
 import { eventually } from '../helpers/eventually.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
 import { readAllEvents } from '../helpers/server-process.js';
@@ -13,23 +13,6 @@ import type { TestStore } from '../helpers/stores.js';
 
 const GZIP = { 'accept-encoding': 'gzip' };
 const IDENTITY = { 'accept-encoding': 'identity' };
-
-/** A request log line as services emit them (pino's shape): the kind of event operators ship here. */
-export function logEvent(n: number): TestEvent {
-  const methods = ['GET', 'GET', 'GET', 'POST', 'PUT', 'DELETE'];
-  const paths = ['/api/v1/orders', '/api/v1/users', '/api/v1/cart/items', '/healthz', '/api/v1/search'];
-  return {
-    topic: `api.access-${n % 4}`,
-    event_id: randomUUID(),
-    timestamp: new Date(Date.UTC(2026, 11, 3, 10) + n * 7).toISOString(),
-    source: `api-${n % 3}`,
-    payload: {
-      level: n % 50 === 0 ? 'warn' : 'info', msg: 'request completed',
-      req: { method: methods[n % 6], url: `${paths[n % 5]}/${(n * 7919) % 100_000}?expand=items`, remoteAddress: `10.0.${n % 7}.${n % 251}` },
-      res: { statusCode: n % 50 === 0 ? 503 : 200 }, responseTime: ((n * 37) % 5_000) / 100, traceId: randomBytes(16).toString('hex'),
-    },
-  };
-}
 
 /** A GET over a real socket, its body as it came over the wire (not decoded). */
 function getRaw(url: string, path: string, headers: Record<string, string>) {
@@ -51,7 +34,7 @@ async function listening(t: Test, store: TestStore, overrides: Partial<Config> =
 
 async function publishLogs(agg: TestAggregator, from: number, count: number): Promise<void> {
   for (let i = from; i < from + count; i += 500) {
-    const res = await agg.publish(Array.from({ length: Math.min(500, from + count - i) }, (_, k) => logEvent(i + k)));
+    const res = await agg.publish(Array.from({ length: Math.min(500, from + count - i) }, (_, k) => logLine(i + k)));
     if (res.status !== 200) throw new Error(`publish answered ${res.status}`);
   }
 }
@@ -158,7 +141,7 @@ export function compressedReadsSuite(store: TestStore): void {
     // Random payloads, which gzip cannot shrink: the socket and the compressor's output fill as fast as its input.
     const blob = () => randomBytes(2_000).toString('base64');
     for (let i = 0; i < 60; i++) {
-      const res = await agg.publish(Array.from({ length: 100 }, () => ({ ...logEvent(i), payload: { blob: blob() } })));
+      const res = await agg.publish(Array.from({ length: 100 }, () => ({ ...logLine(i), payload: { blob: blob() } })));
       t.equal(res.status, 200);
     }
     await eventually(async () => (await agg.get('/stats')).subscribers, { what: 'the server to drop it', timeout: 15_000, until: (n) => n === 0 });
