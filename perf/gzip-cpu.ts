@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request, type IncomingMessage } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,7 +12,8 @@ import { startServer } from './server.js';
  * node dist/perf/gzip-cpu.js [--events 100000]: what `Accept-Encoding: gzip` costs a reader, per event, on
  * a fresh SQLite store of request log lines (perf/log-lines.ts). Each read path runs from seq 0 to the end,
  * once uncompressed and once gzipped, by a client that decodes what it gets: the server process's CPU
- * (every thread, zlib's included; Linux /proc) and the client's are divided by the events read.
+ * (every thread, zlib's included; Linux /proc) and the client's are divided by the events read. Then the
+ * server's RSS per idle open stream, uncompressed and gzipped.
  */
 
 const { values: options } = parseArgs({ options: { events: { type: 'string', default: '100000' } } });
@@ -114,6 +115,19 @@ try {
       console.log(`${name} | ${encoding} | ${Math.round(total / seconds)} | ${perEvent(processCpuUs(server.pid) - server0)} | `
         + `${perEvent(clientCpuUs() - client0)} | ${(wire / total).toFixed(0)}`);
     }
+  }
+  // What an open stream holds with and without gzip: the compressor's state stays while the stream is open.
+  const STREAMS = 200;
+  for (const encoding of ['identity', 'gzip']) {
+    const before = server.rssBytes();
+    const open = await Promise.all(Array.from({ length: STREAMS }, () => new Promise<ClientRequest>((resolve) => {
+      const req = request(`${server.url}/events/stream`, { headers: { 'accept-encoding': encoding } }, () => resolve(req));
+      req.end();
+    })));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    console.log(`${STREAMS} idle streams, ${encoding}: RSS +${((server.rssBytes() - before) / STREAMS / 1024).toFixed(0)} KiB each`);
+    for (const req of open) req.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 } finally {
   await server.stop();
