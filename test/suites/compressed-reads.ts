@@ -102,7 +102,7 @@ export function compressedReadsSuite(store: TestStore): void {
     await gzipped.waitFor(3_001, 15_000);
     t.ok(performance.now() - published < 15_000, `a live event arrived ${(performance.now() - published).toFixed(0)} ms after its publish`);
     await eventually(() => gzipped.comments.length, { what: 'a keep-alive through gzip', timeout: 15_000, interval: 10, until: (n) => n >= 1 });
-    await plain.waitFor(3_001);
+    await plain.waitFor(3_001, 15_000);
     t.same(gzipped.events, plain.events, 'the same frames as the uncompressed stream');
     plain.close();
     gzipped.close();
