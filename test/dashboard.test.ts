@@ -56,6 +56,9 @@ t.test('the dashboard shows live counts and topics as events arrive', async (t) 
 t.test('the dashboard follows a chosen topic live over EventSource, newest first, as text', async (t) => {
   if (!requires(t, existsSync(CHROMIUM), `Chromium at ${CHROMIUM}`)) return;
   const { agg, page, waitFor } = await openDashboard(t);
+  // Chromium asks for gzip by itself: each event must still arrive live, through the server's per-write flush.
+  const streamEncodings: (string | undefined)[] = [];
+  page.on('response', (res) => void (res.url().includes('/events/stream') && streamEncodings.push(res.headers()['content-encoding'])));
   await page.fill('#tail-topic', 'audit <i>x</i>');
   await page.click('#tail-button');
   await waitFor(`document.getElementById('tail-status').textContent === 'following audit <i>x</i>'`);
@@ -69,6 +72,7 @@ t.test('the dashboard follows a chosen topic live over EventSource, newest first
     'only the followed topic, newest first, names as text');
   const seqs = rows.map((cells) => Number(cells[0]));
   t.ok(seqs[0]! > seqs[1]! && seqs[1]! > seqs[2]!, `seqs descend (${seqs.join(', ')})`);
+  t.same(streamEncodings, ['gzip'], 'the live tail came gzip-compressed');
   await page.click('#tail-button');
   t.equal(await page.locator('#tail-status').textContent(), 'not following');
 });

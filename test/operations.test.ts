@@ -96,6 +96,9 @@ t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, an
   t.equal(body.schema.anyOf[0].additionalProperties, false, 'unknown fields are documented as refused');
   t.ok(doc.paths['/events'].get.parameters.some((p: { name: string }) => p.name === 'after'));
   t.ok(doc.paths['/events'].get.responses['200'].headers['X-Purged-Through'].description, 'the purge header is documented');
+  for (const path of ['/events', '/events/stream', '/consumers/{name}/events']) {
+    t.same(Object.keys(doc.paths[path].get.responses['200'].headers).slice(0, 2), ['Content-Encoding', 'Vary'], `${path}: gzip's headers are documented`);
+  }
   t.ok(doc.paths['/stats'].get.responses['200'].content['application/json'].schema.properties.topic_details, '/stats has its schema');
   const ui = await agg.app.inject({ method: 'GET', url: '/docs/' });
   t.equal(ui.statusCode, 200);

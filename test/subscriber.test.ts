@@ -1,12 +1,14 @@
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { consume, subscribe, type StreamMessage } from 'pubsub-aggregator/client';
+import { logLine } from '../perf/log-lines.js';
 import { freePort } from '../scripts/free-port.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { startAggregator } from './helpers/in-process.js';
 import { readAllEvents, spawnServer } from './helpers/server-process.js';
 import { orderProblems } from './helpers/sse.js';
 
@@ -128,4 +130,31 @@ t.test('breaking out of the stream ends its connection', async (t) => {
   }
   await eventually(async () => (await server.get('/metrics') as string).match(/^aggregator_stream_subscribers(?:\{[^}]*\})? (\d+)/m)?.[1],
     { what: 'no stream open on the server', timeout: 10_000, until: (open) => open === '0' });
+});
+
+t.test('subscribe and consume ask for gzip by default (and decode it), identity with gzip: false', async (t) => {
+  const agg = await startAggregator(t);
+  await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(agg.app.server.address() as AddressInfo).port}`;
+  const asked: Record<string, (string | undefined)[]> = {};
+  agg.app.server.on('request', (req: IncomingMessage) => (asked[req.url!.split('?')[0]!] ??= []).push(req.headers['accept-encoding']));
+  // Enough bytes that pages and stream writes are compressed (smaller bodies never are).
+  const sent = Array.from({ length: 50 }, (_, i) => logLine(i));
+  t.equal((await agg.publish(sent)).status, 200);
+  const ids = sent.map((e) => e.event_id);
+
+  for (const gzip of [undefined, false]) {
+    const streamed: string[] = [];
+    for await (const message of subscribe({ url, from: 'earliest', gzip })) {
+      if (message.type === 'event') streamed.push(message.event.event_id);
+      if (streamed.length === sent.length) break;
+    }
+    t.same(streamed, ids, `gzip: ${gzip}: the stream read every event`);
+    for await (const page of consume({ url, consumer: `c-${gzip}`, create: { start: 'earliest' }, waitMs: 0, gzip })) {
+      t.same(page.events.map((e) => e.event_id), ids, `gzip: ${gzip}: the consumer read every event`);
+      break;
+    }
+  }
+  t.same(asked['/events/stream'], ['gzip', 'identity'], 'the stream asked for gzip, then for none');
+  t.same([asked['/consumers/c-undefined/events'], asked['/consumers/c-false/events']], [['gzip'], ['identity']], 'so did the consumer');
 });

@@ -1,7 +1,7 @@
-import { authHeader, baseUrl, refusal, withRetries, type Connection, type Transient } from './request.js';
+import { acceptEncoding, authHeader, baseUrl, refusal, withRetries, type Connection, type ReadEncoding, type Transient } from './request.js';
 import type { StoredEvent } from './subscriber.js';
 
-export interface ConsumeOptions extends Connection {
+export interface ConsumeOptions extends Connection, ReadEncoding {
   /** The durable consumer's name (1–128 of [A-Za-z0-9._-]). */
   consumer: string;
   /** Create it first (idempotent: the same definition again is fine; another is 409 CONSUMER_CONFLICT). */
@@ -37,7 +37,7 @@ export class DurableConsumer implements AsyncIterable<ConsumerPage> {
 
   constructor(private readonly options: ConsumeOptions) {
     this.url = `${baseUrl(options.url)}/consumers/${encodeURIComponent(options.consumer)}`;
-    this.headers = authHeader(options.token);
+    this.headers = { ...acceptEncoding(options), ...authHeader(options.token) };
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerPage, void, undefined> {

@@ -3,7 +3,7 @@ import type { PublishedEvent } from '../event.js';
 import { isRfc3339DateTime } from '../event-rules.js';
 import { retryDelayMs } from './backoff.js';
 import { AggregatorError } from './errors.js';
-import { asTransient, authHeader, baseUrl, refusal, Transient, type Connection } from './request.js';
+import { acceptEncoding, asTransient, authHeader, baseUrl, refusal, Transient, type Connection, type ReadEncoding } from './request.js';
 import { SseParser } from './sse-parser.js';
 
 /** An event as the aggregator stored it: `seq` is its commit order, `received_at` when it was accepted. */
@@ -12,7 +12,7 @@ export interface StoredEvent extends PublishedEvent {
   received_at: string;
 }
 
-export interface SubscribeOptions extends Connection {
+export interface SubscribeOptions extends Connection, ReadEncoding {
   /** Only these topics (none: all). */
   topics?: string[] | undefined;
   /**
@@ -68,6 +68,7 @@ export async function* subscribe(options: SubscribeOptions): AsyncGenerator<Stre
         const res = await fetch(url, {
           headers: {
             accept: 'text/event-stream',
+            ...acceptEncoding(options),
             ...authHeader(options.token),
             ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}),
           },

@@ -1,4 +1,5 @@
 import { request, type IncomingMessage } from 'node:http';
+import { createGunzip } from 'node:zlib';
 import { SseParser, type SseMessage } from '../../src/clients/sse-parser.js';
 import { eventually } from './eventually.js';
 
@@ -13,6 +14,8 @@ export interface SseStream {
   ids: number[];
   comments: string[];
   retry: number | undefined;
+  /** Bytes of the body as they came over the socket (compressed, under `Content-Encoding: gzip`). */
+  wireBytes: number;
   /** Resolves when the server ended or cut the stream. */
   ended: Promise<void>;
   /** Stops taking bytes from the socket (the server's writes back up); `resume` takes them again. */
@@ -35,6 +38,7 @@ export function openStream(url: string, path: string, headers: Record<string, st
         ids: [],
         comments: [],
         retry: undefined,
+        wireBytes: 0,
         ended: new Promise((done) => res.once('close', done)),
         pause: () => res.pause(),
         resume: () => res.resume(),
@@ -43,8 +47,8 @@ export function openStream(url: string, path: string, headers: Record<string, st
           what: `${count} stream events (have ${stream.events.length})`, timeout, interval: 5, until: (n) => n >= count,
         }).then(() => undefined),
       };
-      res.setEncoding('utf8');
       if (stream.status !== 200) {
+        res.setEncoding('utf8');
         let text = '';
         res.on('data', (chunk: string) => (text += chunk));
         res.on('end', () => {
@@ -54,7 +58,16 @@ export function openStream(url: string, path: string, headers: Record<string, st
         return;
       }
       const parser = new SseParser((comment) => stream.comments.push(comment));
-      res.on('data', (chunk: string) => {
+      // Decoded by hand rather than piped, so that pause() stops taking bytes from the socket and nothing resumes it.
+      const gunzip = res.headers['content-encoding'] === 'gzip' ? createGunzip() : undefined;
+      const body = gunzip ?? res;
+      if (gunzip) gunzip.setEncoding('utf8');
+      else res.setEncoding('utf8');
+      res.on('data', (chunk: Buffer | string) => {
+        stream.wireBytes += Buffer.byteLength(chunk);
+        gunzip?.write(chunk);
+      });
+      body.on('data', (chunk: string) => {
         for (const event of parser.feed(chunk)) {
           stream.events.push(event);
           if (event.event === 'event') stream.ids.push(Number(event.id));

@@ -16,6 +16,7 @@ import { ApiError, type ErrorCode } from '../errors.js';
 import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../access/scoped-access.js';
 import { StoredEventSchema } from '../schemas.js';
 import { sendPage } from '../send-page.js';
+import { COMPRESSION_HEADERS } from '../compression.js';
 import { PURGED_THROUGH_HEADER } from './events.js';
 
 export interface ConsumerRouteOptions {
@@ -164,7 +165,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
       // Documentation only: the body is JSON text built by the store, sent as it is.
       response: {
         200: Type.Object({ events: Type.Array(StoredEventSchema), next: Type.Integer() }, {
-          headers: { [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
+          headers: { ...COMPRESSION_HEADERS, [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
         }),
       },
     },

@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
 import { checkReadable, readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
+import { COMPRESSION_HEADERS } from '../compression.js';
 
 export interface ReadRouteOptions {
   reader: EventReader;
@@ -34,6 +35,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges
         response: {
           200: Type.Array(StoredEventSchema, {
             headers: {
+              ...COMPRESSION_HEADERS,
               [PURGED_THROUGH_HEADER]: Type.Integer({
                 description: 'Present only when events of this query\'s topics after `after` were purged by retention: every '
                   + 'purged seq is at or below this one. The page starts from the oldest event retained after `after`.',

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Transform } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { Topic } from '../../event.js';
@@ -9,6 +10,7 @@ import { ApiError } from '../errors.js';
 import { checkConsumerUse, checkReadable, readScope } from '../access/scoped-access.js';
 import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
+import { acceptsGzip, COMPRESSION_HEADERS, gzipInto } from '../compression.js';
 
 /** What a client's EventSource waits before reconnecting. */
 const RETRY_MS = 1_000;
@@ -101,6 +103,8 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
           + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
+        // Documentation only: the stream is written to the socket, each write flushed through gzip when asked for.
+        response: { 200: Type.String({ description: 'text/event-stream', headers: COMPRESSION_HEADERS }) },
       },
     },
     async (request, reply) => {
@@ -118,41 +122,54 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         starting--;
       }
       const res = reply.hijack().raw;
+      const gzip = acceptsGzip(request);
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
         'x-accel-buffering': 'no',
+        vary: 'Accept-Encoding',
+        ...(gzip ? { 'content-encoding': 'gzip' } : {}),
       });
-      res.write(`retry: ${RETRY_MS}\n\n`);
+      const sink = responseSink(res, gzip ? gzipInto(res) : undefined);
+      sink.write(Buffer.from(`retry: ${RETRY_MS}\n\n`));
       // Over every topic, an access token's stream carries only the topics it may read, gaps included.
-      hub.subscribe(responseSink(res), { ...start, readable: readScope(request) }, (closed) => void gone.then(closed));
+      hub.subscribe(sink, { ...start, readable: readScope(request) }, (closed) => void gone.then(closed));
     },
   );
 };
 
-function responseSink(res: ServerResponse): StreamSink {
+/**
+ * The stream's socket, written through `encoder` (gzip) when given. What the encoder holds (input not yet
+ * compressed, output not yet taken by the socket) counts as buffered, so a stalled client holds its bounded
+ * share with or without compression; the encoder takes input only while the socket takes its output.
+ */
+function responseSink(res: ServerResponse, encoder?: Transform): StreamSink {
+  const input = encoder ?? res;
+  const held = encoder ? () => encoder.writableLength + encoder.readableLength : () => 0;
   return {
-    write: (bytes) => void res.write(bytes),
+    write: (bytes) => void input.write(bytes),
     get bufferedBytes() {
-      return res.writableLength;
+      return res.writableLength + held();
     },
     get needsDrain() {
-      return res.writableNeedDrain;
+      return input.writableNeedDrain || res.writableNeedDrain;
     },
     drained: (timeoutMs) => new Promise((resolve) => {
+      // The encoder drains only after the socket did and it compressed what it held.
+      const full = input.writableNeedDrain ? input : res;
       const done = (drained: boolean) => {
         clearTimeout(timer);
-        res.off('drain', onDrain);
+        full.off('drain', onDrain);
         res.off('close', onClose);
         resolve(drained);
       };
       const onDrain = () => done(true);
       const onClose = () => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);
-      res.on('drain', onDrain);
+      full.on('drain', onDrain);
       res.on('close', onClose);
     }),
-    end: () => res.end(),
+    end: () => input.end(),
     destroy: () => res.destroy(),
   };
 }

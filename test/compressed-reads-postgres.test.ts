@@ -1,0 +1,4 @@
+import { postgresStore } from './helpers/stores.js';
+import { compressedReadsSuite } from './suites/compressed-reads.js';
+
+compressedReadsSuite(postgresStore);

@@ -1,0 +1,4 @@
+import { sqliteStore } from './helpers/stores.js';
+import { compressedReadsSuite } from './suites/compressed-reads.js';
+
+compressedReadsSuite(sqliteStore);
