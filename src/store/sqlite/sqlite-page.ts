@@ -1,10 +1,16 @@
-import type { IncomingEvent } from '../../event.js';
-import { eventDocAround } from '../event-doc.js';
 import type { StreamItem } from '../sse-frames.js';
 import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
 
-// The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
-export const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
+/**
+ * Each row's /events item, built by SQLite as UTF-8 bytes: the stored doc's shape (eventDocAround) with the
+ * seq first, the payload's stored text embedded as it is (never re-parsed), each string through json_quote,
+ * which escapes exactly as JSON.stringify does. One buffer per row, instead of a JS object of its columns
+ * and five JSON.stringify calls, takes about half the reader's CPU of a page.
+ */
+const ITEM = `CAST('{"seq":' || seq || ',"topic":' || json_quote(topic) || ',"event_id":' || json_quote(event_id)
+  || ',"timestamp":' || json_quote(timestamp) || ',"source":' || json_quote(source) || ',"payload":' || payload
+  || ',"received_at":' || json_quote(received_at) || '}' AS BLOB)`;
+export const COLUMNS = `seq, topic, ${ITEM} AS item`;
 
 /** A page's first allocation: most pages are far smaller than their cap. */
 const FIRST_BYTES = 64 * 1024;
@@ -33,19 +39,18 @@ export function jsonArrayWithin(items: Iterable<Part[]>, maxBytes: number): { pa
   return { page: out.take(), count };
 }
 
-export type Row = Omit<IncomingEvent, 'payload'> & { seq: number; payload: Buffer };
-
-/** An /events item as text around the stored payload bytes. */
-function itemParts(row: Row): Part[] {
-  const [head, tail] = eventDocAround(row);
-  return [`{"seq":${row.seq},${head.slice(1)}`, row.payload, tail];
+export interface Row {
+  seq: number;
+  topic: string;
+  /** The /events item's UTF-8 bytes (ITEM). */
+  item: Buffer;
 }
 
 export function* items(rows: Iterable<Row>): Generator<Part[]> {
-  for (const row of rows) yield itemParts(row);
+  for (const row of rows) yield [row.item];
 }
 
 /** The same items for a stream page, with the seq and topic it indexes them by. */
 export function* streamItems(rows: Iterable<Row>): Generator<StreamItem> {
-  for (const row of rows) yield { seq: row.seq, topic: row.topic, parts: itemParts(row) };
+  for (const row of rows) yield { seq: row.seq, topic: row.topic, parts: [row.item] };
 }
