@@ -10,19 +10,22 @@
  * Store-lifetime scenarios (SQLite, only by name; perf/grown.ts, perf/retention.ts):
  *   grown-1m | grown-5m | grown-20m | grown-100m | grown --grown-events N  [--grown-scenario batch1000] [--hot-keys N]
  *   retention [--retention-rule '*=20s'] [--dedup-window 40s] [--retention-rate 5000] [--retention-seconds 90] [--mixed-seconds 60] [--hot-keys 50000]
+ * Reader scenario (both stores, only by name; perf/read.ts):
+ *   read [--read-events 1000000] [--read-paths stream,/events,consumer (names the paths start with; default: all)]
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startCluster } from '../scripts/pg-cluster.js';
 import { renderChart } from './chart.js';
 import { BATCH, deployCeiling, postgresTarget, sqliteTarget } from './deployments.js';
 import { runGrown } from './grown.js';
 import { round, runScenario } from './load.js';
+import { postgresReadTarget, runRead, sqliteReadTarget } from './read.js';
 import { runRetention } from './retention.js';
-import { DUPLICATE_RATIO, GROWN_EVENTS, RETENTION_SCENARIO, SCENARIOS } from './scenarios.js';
+import { DUPLICATE_RATIO, GROWN_EVENTS, READ_SCENARIO, RETENTION_SCENARIO, SCENARIOS } from './scenarios.js';
+import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BASELINE_EVENTS = 300_000;
@@ -42,17 +45,20 @@ const { values: options, positionals: named } = parseArgs({
     'retention-rate': { type: 'string', default: '5000' },
     'retention-seconds': { type: 'string', default: '90' },
     'mixed-seconds': { type: 'string', default: '60' },
+    'read-events': { type: 'string', default: '1000000' },
+    'read-paths': { type: 'string' },
   },
 });
 const grownNames = named.filter((n) => Object.hasOwn(GROWN_EVENTS, n));
 const lifetime = grownNames.length > 0 || named.includes(RETENTION_SCENARIO);
 const grownScenario = SCENARIOS.find((s) => s.name === options['grown-scenario']);
-const unknown = named.filter((n) => !SCENARIOS.some((s) => s.name === n || s.group === n) && !Object.hasOwn(GROWN_EVENTS, n) && n !== RETENTION_SCENARIO);
-const counts = [options['grown-events'], options['hot-keys'] ?? '1', options['retention-rate'], options['retention-seconds'], options['mixed-seconds']];
+const unknown = named.filter((n) => !SCENARIOS.some((s) => s.name === n || s.group === n) && !Object.hasOwn(GROWN_EVENTS, n) && n !== RETENTION_SCENARIO && n !== READ_SCENARIO);
+const counts = [options['grown-events'], options['hot-keys'] ?? '1', options['retention-rate'], options['retention-seconds'], options['mixed-seconds'], options['read-events']];
 if (unknown.length || !['sqlite', 'postgres'].includes(options.store) || (lifetime && options.store !== 'sqlite') || !grownScenario || !counts.every((c) => Number(c) >= 1)) {
   console.error(`usage: npm run perf -- [--store sqlite|postgres] [--replicas 1,2] [--all] [--docs] [scenario …]
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}
-store-lifetime scenarios (SQLite only, by name): ${[...Object.keys(GROWN_EVENTS), RETENTION_SCENARIO].join(', ')} (options in perf/run.ts's header)`);
+store-lifetime scenarios (SQLite only, by name): ${[...Object.keys(GROWN_EVENTS), RETENTION_SCENARIO].join(', ')}
+reader scenario (by name): ${READ_SCENARIO} (options in perf/run.ts's header)`);
   process.exit(2);
 }
 const hotKeys: Record<string, string> = options['hot-keys'] === undefined ? {} : { DEDUP_HOT_KEYS: options['hot-keys'] };
@@ -103,6 +109,9 @@ try {
         mixedSeconds: Number(options['mixed-seconds']), settings: { DEDUP_HOT_KEYS: '50000', ...hotKeys },
       })
     : undefined;
+  const read = named.includes(READ_SCENARIO)
+    ? await runRead(cluster ? postgresReadTarget(await freshDatabase(cluster.url)) : sqliteReadTarget(sqlite!.path('read')), Number(options['read-events']), options['read-paths']?.split(','))
+    : undefined;
   if (results.length) console.table(results.map((r) => ({
     scenario: r.scenario, s: r.seconds, 'events/s': r.eventsPerSecond, 'unique/s': r.uniquePerSecond, 'req/s': r.requestsPerSecond,
     'p50 ms': r.latencyMs.p50, 'p99 ms': r.latencyMs.p99, 'max ms': r.latencyMs.max,
@@ -119,7 +128,7 @@ try {
   const resultsDir = join(ROOT, 'perf', 'results');
   mkdirSync(resultsDir, { recursive: true });
   const base = join(resultsDir, `${stamp.replace(/[:.]/g, '-')}-${target.store}`);
-  writeFileSync(`${base}.json`, JSON.stringify({ stamp, machine, duplicateRatio: DUPLICATE_RATIO, baseline, results, ...(lifetime && { grown, retention }) }, null, 2));
+  writeFileSync(`${base}.json`, JSON.stringify({ stamp, machine, duplicateRatio: DUPLICATE_RATIO, baseline, results, ...(lifetime && { grown, retention }), ...(read && { read }) }, null, 2));
   const title = `pubsub-aggregator on ${target.store}, ${stamp.slice(0, 10)}, ${machine.cpus} cores, ${machine.node}`;
   if (results.length) writeFileSync(`${base}.svg`, renderChart(results, baseline.eventsPerSecond, title));
   console.log(`written ${base}.json${results.length ? ' and .svg' : ''}; load average at the end ${machine.loadAverage.join(' / ')} on ${machine.cpus} cores`);

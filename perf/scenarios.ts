@@ -58,3 +58,6 @@ export const GROWN_EVENTS: Record<string, number | undefined> = {
   grown: undefined, 'grown-1m': 1_000_000, 'grown-5m': 5_000_000, 'grown-20m': 20_000_000, 'grown-100m': 100_000_000,
 };
 export const RETENTION_SCENARIO = 'retention';
+
+/** The readers' scenario (issue 21), both stores, never part of --all: every reader path from seq 0 beside the raw scan. */
+export const READ_SCENARIO = 'read';

@@ -1,9 +1,10 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CEILING, startServer, type PerfServer } from './server.js';
+import { cpuSince, threadCpu } from './thread-times.js';
 
 /*
  * node dist/perf/thread-cpu.js [--connections 1,10,64] [--requests 20000]: where the CPU of one
@@ -18,20 +19,6 @@ const { values: options } = parseArgs({
 });
 const connectionCounts = options.connections.split(',').map(Number);
 const requests = Number(options.requests);
-/** Linux reports thread CPU time in clock ticks of 10 ms (USER_HZ 100). */
-const TICK_US = 10_000;
-
-/** CPU µs each thread of `pid` has used so far, by thread id (the main thread's id is the pid). */
-function threadCpu(pid: number): Map<number, number> {
-  const cpu = new Map<number, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    cpu.set(tid, (Number(fields[11]) + Number(fields[12])) * TICK_US);
-  }
-  return cpu;
-}
-
 let sent = 0;
 function request(): string {
   const n = sent++;
@@ -78,12 +65,10 @@ async function measure(name: string, server: PerfServer): Promise<void> {
     const client = process.cpuUsage();
     const seconds = await drive(port, connections, requests);
     const clientUs = process.cpuUsage(client);
-    const used = [...threadCpu(server.pid)].map(([tid, us]) => [tid, us - (before.get(tid) ?? 0)] as const);
-    const main = used.find(([tid]) => tid === server.pid)?.[1] ?? 0;
-    const others = used.filter(([tid]) => tid !== server.pid).map(([, us]) => us).sort((a, b) => b - a);
+    const { main, busiest, rest } = cpuSince(server.pid, before);
     const perRequest = (us: number) => (us / requests).toFixed(1);
     console.log(`${name.padEnd(10)} ${String(connections).padStart(3)} conn: ${Math.round(requests / seconds).toLocaleString('en').padStart(7)} req/s | µs CPU per request: ` +
-      `HTTP thread ${perRequest(main)}, busiest other thread ${perRequest(others[0] ?? 0)}, the rest ${perRequest(others.slice(1).reduce((a, b) => a + b, 0))}; ` +
+      `HTTP thread ${perRequest(main)}, busiest other thread ${perRequest(busiest)}, the rest ${perRequest(rest)}; ` +
       `client ${perRequest(clientUs.user + clientUs.system)}`);
   }
 }

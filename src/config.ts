@@ -50,6 +50,7 @@ export interface Config {
   /** Most open /events/stream connections; one more gets 503 SUBSCRIBER_LIMIT. */
   maxSubscribers: number;
   /** An idle /events/stream gets a `: keep-alive` comment after this long without a frame. */
+  streamReadAheadBytes: number;
   sseKeepAliveMs: number;
   /** Shared secret for `Authorization: Bearer …`; empty: no authentication. */
   authToken: string;
@@ -172,6 +173,9 @@ const SETTINGS: Record<keyof Config, Setting> = {
   },
   maxSubscribers: {
     env: 'MAX_SUBSCRIBERS', flag: 'max-subscribers', defaultValue: '10000', parse: integer(0, 1_000_000),
+  },
+  streamReadAheadBytes: {
+    env: 'STREAM_READ_AHEAD_BYTES', flag: 'stream-read-ahead-bytes', defaultValue: String(16 * 1024 * 1024), parse: integer(0, 2 ** 32),
   },
   sseKeepAliveMs: { env: 'SSE_KEEPALIVE_MS', flag: 'sse-keepalive-ms', defaultValue: '15000', parse: integer(100, 600_000) },
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },

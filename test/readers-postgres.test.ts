@@ -1,7 +1,8 @@
 import pg from 'pg';
 import t from 'tap';
 import { freshDatabase, startCluster } from '../scripts/pg-cluster.js';
-import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS } from '../src/store/postgres/postgres-reader.js';
+import { POSTGRES_MAX_QUEUED_READS, READ_STATEMENT_TIMEOUT_MS, STREAM } from '../src/store/postgres/postgres-reader.js';
+import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';
@@ -66,4 +67,26 @@ t.test('readers stuck behind a lock: every read is 503 + Retry-After within its 
 
   await blocker.query('ROLLBACK');
   t.equal((await agg.app.inject({ method: 'GET', url: '/events' })).statusCode, 200, 'reads work again once the lock is gone');
+});
+
+t.test('a stream page reads through the seq index: no scan of the table, whatever its size', async (t) => {
+  const url = await freshDatabase();
+  const store = await PostgresEventStore.open(url, 'a');
+  t.teardown(() => store.close());
+  const admin = new pg.Client(url);
+  await admin.connect();
+  t.teardown(() => admin.end());
+  await admin.query(`
+    INSERT INTO events (seq, topic, event_key, doc, replica, received_at)
+      SELECT g, 't' || (g % 10), 'k' || g, '{}', 'a', '2026-01-01T00:00:00.000Z' FROM generate_series(1, 50000) g;
+    ANALYZE events`);
+  const { rows: [plan] } = await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${STREAM}`, [0, 1000, null, 256 * 1024, null]);
+  const scans: string[] = [];
+  const walk = (node: any) => {
+    if (node['Relation Name'] === 'events') scans.push(node['Node Type']);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  walk((plan!['QUERY PLAN'] as any)[0].Plan);
+  t.ok(scans.length > 0, `events read: ${scans.join(', ')}`);
+  t.notOk(scans.includes('Seq Scan'), 'no sequential scan of events (a page and the pending check seek the seq index)');
 });

@@ -121,6 +121,7 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
   const hub = new SubscriberHub(
     reader, purges, commits, {
       ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, keepAliveMs: config.sseKeepAliveMs, maxSubscribers: config.maxSubscribers,
+      readAheadBytes: config.streamReadAheadBytes,
     }, log);
   app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
@@ -135,7 +136,7 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
   app.register(statsRoutes, { pipeline, storeFigures, rejections, startedAt, replicaId: config.replicaId, consumers: lags, subscribers, reader });
   app.register(healthRoutes, { pipeline });
   app.register(dashboardRoutes);
-  const metrics = new Metrics(pipeline, storeFigures, rejections, config, lags, subscribers);
+  const metrics = new Metrics(pipeline, storeFigures, rejections, config, lags, hub);
   app.addHook('onResponse', metrics.observeRequest);
   app.addHook('onClose', async () => metrics.close());
   app.register(metricsRoutes, { metrics });

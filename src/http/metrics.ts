@@ -8,6 +8,12 @@ import type { ConsumerLagCache } from './consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
 import type { StoreFigures } from './store-figures.js';
 
+/** The streams' figures (the SubscriberHub): open streams, and the bytes of catch-up pages they hold. */
+interface StreamFigures {
+  readonly size: number;
+  readonly readAhead: { readonly bytes: number };
+}
+
 /** How often the event-loop delay is sampled; a finer grain than prom-client's 10 ms, for a 5 ms target. */
 const LOOP_DELAY_RESOLUTION_MS = 2;
 const LOOP_DELAY_QUANTILES = [['p50', 50], ['p99', 99], ['max', 100]] as const;
@@ -28,7 +34,7 @@ export class Metrics {
   private readonly loopDelaySampler = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
 
   constructor(
-    pipeline: Pipeline, storeFigures: BackgroundRead<StoreFigures>, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, subscribers: () => number,
+    pipeline: Pipeline, storeFigures: BackgroundRead<StoreFigures>, rejections: RejectionCounters, config: Config, consumers: ConsumerLagCache, streams: StreamFigures,
   ) {
     const registry = this.registry;
     // Replicas behind one load balancer are told apart by this label.
@@ -85,7 +91,9 @@ export class Metrics {
         for (const { name, lag } of consumers.lags()) this.set({ consumer: name }, lag);
       },
     });
-    gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', subscribers);
+    gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', () => streams.size);
+    gauge('aggregator_stream_read_ahead_bytes', 'Bytes of catch-up pages streams hold beyond their sockets (at most STREAM_READ_AHEAD_BYTES).',
+      () => streams.readAhead.bytes);
     new Gauge({
       name: 'aggregator_store_disk_bytes', help: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files).',
       registers: [registry],

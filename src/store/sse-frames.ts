@@ -1,38 +1,43 @@
+import { ByteBuilder, type Part } from '../lib/byte-builder.js';
 import type { StreamPage } from './store.js';
 
-/** One stored event for a stream page: its seq, topic and its /events item as UTF-8 parts. */
+/** One stored event for a stream page: its seq, topic and its /events item as parts. */
 export interface StreamItem {
   seq: number;
   topic: string;
-  parts: Uint8Array[];
+  parts: Part[];
 }
 
-const DATA_BREAK = Buffer.from('\ndata: ');
+/** A page's first allocation: most pages are far smaller than their cap. */
+const FIRST_BYTES = 64 * 1024;
 
 /**
  * A stream page (see StreamPage) of `items` within `maxBytes`, always holding at least one. The data line is
  * the item exactly as /events serves it; a payload stored with line breaks in its JSON whitespace is sent as
- * several `data:` lines, which an SSE client joins with "\n" (the JSON means the same).
+ * several `data:` lines, which an SSE client joins with "\n" (the JSON means the same). Each frame is
+ * written once into the page's one buffer.
  */
 export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number): StreamPage {
-  const chunks: Uint8Array[] = [];
+  const out = new ByteBuilder(Math.min(maxBytes, FIRST_BYTES));
   const seqs: number[] = [];
   const topics: string[] = [];
   const ends: number[] = [];
-  let bytes = 0;
   for (const { seq, topic, parts } of items) {
-    const frame = [Buffer.from(`id: ${seq}\nevent: event\ndata: `), ...parts.flatMap(oneLine), FRAME_END];
-    const size = frame.reduce((sum, part) => sum + part.byteLength, 0);
-    if (seqs.length > 0 && bytes + size > maxBytes) break;
-    chunks.push(...frame);
-    bytes += size;
+    const start = out.length;
+    out.text(`id: ${seq}\nevent: event\ndata: `);
+    for (const part of parts) oneLine(out, part);
+    out.text('\n\n');
+    if (seqs.length > 0 && out.length > maxBytes) {
+      out.truncate(start);
+      break;
+    }
     seqs.push(seq);
     topics.push(topic);
-    ends.push(bytes);
+    ends.push(out.length);
   }
   return {
     // A buffer of its own (never a pooled slab), so it can be transferred to another thread.
-    frames: concatUnpooled(chunks, bytes),
+    frames: out.take(),
     seqs: Float64Array.from(seqs),
     ends: Uint32Array.from(ends),
     topics,
@@ -40,7 +45,6 @@ export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEn
     pending: false,
   };
 }
-const FRAME_END = Buffer.from('\n\n');
 
 /**
  * The frame that tells a subscriber events after its cursor `after` were purged and the stream goes on after
@@ -51,19 +55,10 @@ export function gapFrame(after: number, resumedAfter: number, id: string): Uint8
   return Buffer.from(`id: ${id}\nevent: gap\ndata: ${JSON.stringify({ after, resumed_after: resumedAfter })}\n\n`);
 }
 
-/** `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
-function oneLine(part: Uint8Array): Uint8Array[] {
-  if (!part.includes(0x0a) && !part.includes(0x0d)) return [part];
-  const lines = Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString('utf8').split(/\r\n|\r|\n/);
-  return lines.flatMap((line, i) => (i === 0 ? [Buffer.from(line)] : [DATA_BREAK, Buffer.from(line)]));
-}
-
-function concatUnpooled(chunks: Uint8Array[], bytes: number): Uint8Array {
-  const out = Buffer.allocUnsafeSlow(bytes);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return out;
+/** Appends `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
+function oneLine(out: ByteBuilder, part: Part): void {
+  const breaks = typeof part === 'string' ? /[\r\n]/.test(part) : part.includes(0x0a) || part.includes(0x0d);
+  if (!breaks) return out.append(part);
+  const text = typeof part === 'string' ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString('utf8');
+  out.text(text.split(/\r\n|\r|\n/).join('\ndata: '));
 }

@@ -3,6 +3,7 @@ import type { PurgeCheck } from './purge-check.js';
 import { ReadGate } from '../store/read-gate.js';
 import type { EventReader, StreamPage } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
+import { ReadAheadBudget } from './read-ahead.js';
 import { Subscription, type LiveFeed, type StreamReads, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
 
 /** How soon to look again when PostgreSQL has committed rows not yet readable (above the commit horizon). */
@@ -34,16 +35,19 @@ export class SubscriberHub implements LiveFeed {
   private readonly catchUpGate: ReadGate;
   /** The catch-up reads of single subscribers, through the gate. */
   private readonly reads: StreamReads;
+  /** What catch-up pages kept or read ahead hold, across every stream. */
+  readonly readAhead: ReadAheadBudget;
 
   constructor(
     private readonly reader: EventReader,
     private readonly purges: PurgeCheck,
     commits: CommitSignal,
-    private readonly limits: SubscriptionLimits & { maxSubscribers: number },
+    private readonly limits: SubscriptionLimits & { maxSubscribers: number; readAheadBytes: number },
     private readonly log: Logger,
   ) {
     this.stopListening = commits.listen(() => this.wake());
     this.catchUpGate = new ReadGate({ slots: CATCH_UP_SLOTS, maxQueued: limits.maxSubscribers, maxWaitMs: CATCH_UP_MAX_WAIT_MS });
+    this.readAhead = new ReadAheadBudget(limits.readAheadBytes);
     const gated = this.catchUpGate;
     this.reads = {
       page: (query) => gated.run(() => reader.streamPage(query)),
@@ -59,7 +63,7 @@ export class SubscriberHub implements LiveFeed {
 
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
   subscribe(sink: StreamSink, start: StreamStart, onClosed: (listener: () => void) => void): void {
-    const subscription = new Subscription(sink, start, this, this.reads, this.limits, this.log);
+    const subscription = new Subscription(sink, start, this, this.reads, this.limits, this.readAhead, this.log);
     this.subscriptions.add(subscription);
     onClosed(() => {
       subscription.close();

@@ -2,6 +2,7 @@ import type { Logger } from '../logger.js';
 import { gapFrame } from '../store/sse-frames.js';
 import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { TopicScope } from '../topic-scope.js';
+import type { BudgetShare, ReadAheadBudget } from './read-ahead.js';
 import { ToldPurges } from './told-purges.js';
 
 /** A subscriber's socket, as the stream sees it. */
@@ -74,7 +75,8 @@ const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
  * them (catch-up), until a read comes back empty; then it joins the shared feed, which hands it the new
  * events of each commit. When it falls behind there, it leaves and catches up by itself again. The cursor
  * only moves over events written to the socket (or not matching its topics), so nothing is skipped or
- * repeated; what it holds is its socket's buffer plus one page.
+ * repeated. What it holds is its socket's buffer plus, from the server's ReadAheadBudget, at most the rest
+ * of one page its client has not taken yet and the next page, read while the client takes that one.
  *
  * Retention may purge events after the cursor, before the stream wrote them (a cursor from long ago, or a
  * slow subscriber overtaken): each catch-up read is followed by a purge check, and a purge it has not told
@@ -98,6 +100,10 @@ export class Subscription {
   private readonly takes: ((topic: string) => boolean) | undefined;
   /** With `topics` undefined: the readable topics its reads keep to. */
   private readonly readable: ReadableTopics;
+  /** The page being written, while its client has not taken all of it, and the budget it holds. */
+  private kept: { page: StreamPage; share: BudgetShare } | undefined;
+  /** The next page, read from `after` while the client takes the last one. */
+  private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -105,6 +111,7 @@ export class Subscription {
     private readonly feed: LiveFeed,
     private readonly reads: StreamReads,
     private readonly limits: SubscriptionLimits,
+    private readonly budget: ReadAheadBudget,
     private readonly log: Logger,
   ) {
     this.cursor = start.after;
@@ -154,6 +161,9 @@ export class Subscription {
     this.closed = true;
     clearInterval(this.keepAlive);
     this.feed.leave(this);
+    this.dropKept();
+    this.ahead?.share.release();
+    this.ahead = undefined;
   }
 
   private async catchUp(): Promise<void> {
@@ -165,9 +175,8 @@ export class Subscription {
       let page: StreamPage;
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       try {
-        page = await this.reads.page({
-          topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes, readable: this.readable,
-        });
+        page = await this.nextPage();
+        // After the page, even one read ahead or kept: purges only advance, so this sees every one it missed.
         untold = await this.untoldPurge();
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
@@ -180,9 +189,46 @@ export class Subscription {
         this.sendWhileTaken(page);
         continue;
       }
+      this.dropKept();
       this.cursor = Math.max(this.cursor, page.end);
       if (this.feed.join(this, page.end)) return;
     }
+  }
+
+  /** The rest of the page being written, else the page read ahead (when read from the cursor), else a read now. */
+  private async nextPage(): Promise<StreamPage> {
+    if (this.kept) return this.kept.page;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    const page = ahead && (await ahead.read);
+    if (page && ahead.after === this.cursor && !this.closed) {
+      this.kept = { page, share: ahead.share };
+      return page;
+    }
+    ahead?.share.release();
+    return this.read(this.cursor, this.readBytes);
+  }
+
+  private read(after: number, maxBytes: number): Promise<StreamPage> {
+    return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable });
+  }
+
+  /** Reads the next page while the client takes this one, if the budget spares a page. */
+  private readAhead(): void {
+    const share = this.budget.take(this.limits.pageBytes);
+    if (!share) return;
+    const after = this.cursor;
+    // A failed read is read again, and logged, when the page is wanted.
+    const read = this.read(after, this.limits.pageBytes).then((page) => {
+      share.shrink(page.frames.byteLength);
+      return page;
+    }, () => undefined);
+    this.ahead = { after, read, share };
+  }
+
+  private dropKept(): void {
+    this.kept?.share.release();
+    this.kept = undefined;
   }
 
   /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */
@@ -209,11 +255,13 @@ export class Subscription {
 
   /**
    * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass the
-   * live bound, moving the cursor over what was written: the rest is read again once the client has taken
-   * them, so a stalled subscriber holds no page. (A gap may have moved the cursor into the page: the events
-   * it passed over were purged since the read.)
+   * live bound, moving the cursor over what was written. The rest is kept for when the client has taken
+   * them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget holds no
+   * page. Once a page is written whole, the next one is read ahead. (A gap may have moved the cursor into
+   * the page: the events it passed over were purged since the read.)
    */
-  private sendWhileTaken({ seqs, ends, frames }: StreamPage): void {
+  private sendWhileTaken(page: StreamPage): void {
+    const { seqs, ends, frames } = page;
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;
@@ -223,10 +271,17 @@ export class Subscription {
       this.cursor = seqs[i]!;
       from = ends[i]!;
     }
-    const taken = from - start;
-    this.readBytes = from === frames.byteLength
-      ? Math.min(this.limits.pageBytes, 2 * this.readBytes)
-      : Math.min(this.limits.pageBytes, Math.max(CATCH_UP_CHUNK_BYTES, 2 * taken));
+    if (from === frames.byteLength) {
+      this.readBytes = Math.min(this.limits.pageBytes, 2 * this.readBytes);
+      this.dropKept();
+      this.readAhead();
+      return;
+    }
+    if (this.kept?.page === page) return;
+    const share = this.budget.take(frames.byteLength);
+    if (share) this.kept = { page, share };
+    // Read again once taken: only about as much as the client took of this one.
+    else this.readBytes = Math.min(this.limits.pageBytes, Math.max(CATCH_UP_CHUNK_BYTES, 2 * (from - start)));
   }
 
   private send(frames: Uint8Array): void {

@@ -120,6 +120,7 @@ function sink(): StreamSink & { messages: SseMessage[] } {
 
 const LIMITS = {
   pageLimit: 1_000, pageBytes: 1 << 20, livePageBytes: 1 << 20, maxLiveBuffered: 1 << 20, stallTimeoutMs: 10_000, keepAliveMs: 60_000,
+  readAheadBytes: 16 << 20,
 };
 
 /** The real hub over `reader`; `open` starts a subscriber at `start` (as the route would) and returns what it receives. */

@@ -3,6 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { StoredEventSchema } from '../../src/http/schemas.js';
+import { eventDoc } from '../../src/store/event-doc.js';
 import { makeEvent } from '../helpers/events.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
 import type { TestStore } from '../helpers/stores.js';
@@ -51,6 +52,12 @@ export function readersSuite(store: TestStore): void {
       for (const item of items) t.same([...check.Errors(item)].map((e) => `${e.path}: ${e.message}`), [], `${url} seq ${item.seq}`);
     }
     t.same((await agg.get('/events')).map((e: any) => e.payload), sent.map((e) => e.payload), 'payloads read back as sent');
+    // Byte for byte the stored doc's shape (eventDoc) with the seq first, whichever store built it (SQLite does in SQL).
+    const served = await agg.app.inject({ method: 'GET', url: '/events' });
+    const expected = served.json<any[]>().map((item, i) => `{"seq":${item.seq},${eventDoc({
+      topic: item.topic, eventId: item.event_id, timestamp: item.timestamp, source: item.source, payload: JSON.stringify(sent[i]!.payload), receivedAt: item.received_at,
+    }).slice(1)}`);
+    t.equal(served.body, `[${expected.join(',')}]`, 'each item is eventDoc() with its seq first');
   });
 
   t.test('limit=10000 of 60 KiB events: 200, pages within MAX_PAGE_BYTES, paging on reaches every event once', async (t) => {

@@ -226,6 +226,33 @@ export function streamSuite(store: TestStore): void {
     for (const s of stalled) s.close();
   });
 
+  t.test('catch-up pages kept and read ahead stay within STREAM_READ_AHEAD_BYTES across streams; each stream still gets every event once', async (t) => {
+    const budget = 512 * 1024;
+    const server = await (await serverOn(t, store, { STREAM_READ_AHEAD_BYTES: String(budget), REQUEST_TIMEOUT_MS: '120000' })).start();
+    const payload = 'r'.repeat(2_000);
+    await publishAll(server, Array.from({ length: 5_000 }, () => makeEvent({ payload: { payload } })));
+    const held = async () => Number(/aggregator_stream_read_ahead_bytes\{[^}]*\} (\d+)/.exec(await server.get('/metrics'))![1]);
+    // 12 streams from the start of ~11 MB: each would keep a page and read the next ahead were there no budget.
+    const streams: SseStream[] = [];
+    for (let i = 0; i < 12; i++) {
+      const stream = await openStream(server.url, '/events/stream?after=0');
+      stream.pause();
+      streams.push(stream);
+    }
+    const samples: number[] = [];
+    await eventually(async () => samples.push(await held()), { what: 'pages held for the stalled streams', timeout: 20_000, interval: 20, until: () => samples.at(-1)! > 0 });
+    for (let i = 0; i < 50; i++) samples.push(await held());
+    t.ok(Math.max(...samples) <= budget, `at most the budget held: ${Math.max(...samples)} of ${budget} bytes`);
+    const stored = await readAll(server, 5_000);
+    for (const stream of streams.slice(0, 3)) {
+      stream.resume();
+      await eventually(() => stream.ids.at(-1), { what: 'a resumed stream to catch up', timeout: 60_000, until: (id) => id === stored.at(-1).seq });
+      t.same(stream.ids, seqsOf(stored), 'every stored event once, in seq order');
+    }
+    for (const stream of streams) stream.close();
+    await eventually(held, { what: 'closed streams to give their pages back', timeout: 10_000, until: (bytes) => bytes === 0 });
+  });
+
   t.test('a subscriber that takes nothing for REQUEST_TIMEOUT_MS is disconnected', async (t) => {
     const server = await (await serverOn(t, store, { REQUEST_TIMEOUT_MS: '1500' })).start();
     const stream = await openStream(server.url, '/events/stream');

@@ -69,9 +69,10 @@ const CONSUMER_STATUS = `
  * Only the rows that can fit are framed: a frame is at least as long as its doc (the framing only adds
  * bytes), so rows past the cap by their docs' stored lengths alone are past it framed too, and the exact
  * cut over the rest keeps the same page. (Framing every row up to the limit made a page of large events
- * cost several times its size.)
+ * cost several times its size.) `pending` compares with the horizon as one value, which the seq index
+ * seeks; joined with the horizon row, it was a scan of the whole table at every page and every commit wake-up.
  */
-const STREAM = `
+export const STREAM = `
   WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable),
   limited AS (
     SELECT seq, topic, doc, row_number() OVER w AS n, sum(octet_length(doc)) OVER w AS doc_bytes
@@ -93,7 +94,7 @@ const STREAM = `
   SELECT coalesce(string_agg(frame, '' ORDER BY seq), '') AS frames, coalesce(array_agg(seq ORDER BY seq), '{}') AS seqs,
          coalesce(array_agg(topic ORDER BY seq), '{}') AS topics, coalesce(array_agg(bytes ORDER BY seq), '{}') AS ends,
          (SELECT first_unreadable FROM horizon) - 1 AS visible_end,
-         EXISTS (SELECT 1 FROM events, horizon WHERE seq >= horizon.first_unreadable) AS pending
+         EXISTS (SELECT 1 FROM events WHERE seq >= (SELECT first_unreadable FROM horizon)) AS pending
   FROM kept`;
 
 /**

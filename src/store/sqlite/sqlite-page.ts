@@ -1,54 +1,56 @@
-import type { IncomingEvent } from '../../event.js';
-import { eventDocAround } from '../event-doc.js';
 import type { StreamItem } from '../sse-frames.js';
-
-// The payload as its stored UTF-8 bytes: copied into the page as they are, never decoded and re-encoded.
-export const COLUMNS = 'seq, topic, event_id AS eventId, timestamp, source, CAST(payload AS BLOB) AS payload, received_at AS receivedAt';
+import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
 
 /**
- * A JSON array of `items` (each given as its UTF-8 parts) within `maxBytes`: it stops before the item that
- * would pass the cap, but always holds at least one, so a reader paging with after= always moves on. The
- * bytes are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
+ * Each row's /events item, built by SQLite as UTF-8 bytes: the stored doc's shape (eventDocAround) with the
+ * seq first, the payload's stored text embedded as it is (never re-parsed), each string through json_quote,
+ * which escapes exactly as JSON.stringify does. One buffer per row, instead of a JS object of its columns
+ * and five JSON.stringify calls, takes about half the reader's CPU of a page.
  */
-export function jsonArrayWithin(items: Iterable<Uint8Array[]>, maxBytes: number): { page: Uint8Array; count: number } {
-  const taken: Uint8Array[] = [];
-  let bytes = 1; // '['
+const ITEM = `CAST('{"seq":' || seq || ',"topic":' || json_quote(topic) || ',"event_id":' || json_quote(event_id)
+  || ',"timestamp":' || json_quote(timestamp) || ',"source":' || json_quote(source) || ',"payload":' || payload
+  || ',"received_at":' || json_quote(received_at) || '}' AS BLOB)`;
+export const COLUMNS = `seq, topic, ${ITEM} AS item`;
+
+/** A page's first allocation: most pages are far smaller than their cap. */
+const FIRST_BYTES = 64 * 1024;
+
+/**
+ * A JSON array of `items` (each given as its parts) within `maxBytes`: it stops before the item that would
+ * pass the cap, but always holds at least one, so a reader paging with after= always moves on. The bytes
+ * are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
+ */
+export function jsonArrayWithin(items: Iterable<Part[]>, maxBytes: number): { page: Uint8Array; count: number } {
+  const out = new ByteBuilder(Math.min(maxBytes, FIRST_BYTES));
+  out.text('[');
   let count = 0;
   for (const parts of items) {
-    let size = 1; // the ',' or ']' after the item
-    for (const part of parts) size += part.byteLength;
-    if (taken.length > 0 && bytes + size > maxBytes) break;
-    if (taken.length > 0) taken.push(COMMA);
-    taken.push(...parts);
-    bytes += size;
+    const before = out.length;
+    if (count > 0) out.text(',');
+    for (const part of parts) out.append(part);
+    // Each item counts the ',' or ']' after it.
+    if (count > 0 && out.length + 1 > maxBytes) {
+      out.truncate(before);
+      break;
+    }
     count++;
   }
-  // Each item counted the ',' or ']' after it; an empty page is just "[]".
-  const page = Buffer.allocUnsafeSlow(taken.length > 0 ? bytes : 2);
-  let at = 0;
-  for (const part of [OPEN, ...taken, CLOSE]) {
-    page.set(part, at);
-    at += part.byteLength;
-  }
-  return { page, count };
-}
-const OPEN = Buffer.from('[');
-const COMMA = Buffer.from(',');
-const CLOSE = Buffer.from(']');
-
-export type Row = Omit<IncomingEvent, 'payload'> & { seq: number; payload: Buffer };
-
-/** An /events item as UTF-8 parts around the stored payload bytes. */
-function itemParts(row: Row): Uint8Array[] {
-  const [head, tail] = eventDocAround(row);
-  return [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
+  out.text(']');
+  return { page: out.take(), count };
 }
 
-export function* items(rows: Iterable<Row>): Generator<Uint8Array[]> {
-  for (const row of rows) yield itemParts(row);
+export interface Row {
+  seq: number;
+  topic: string;
+  /** The /events item's UTF-8 bytes (ITEM). */
+  item: Buffer;
+}
+
+export function* items(rows: Iterable<Row>): Generator<Part[]> {
+  for (const row of rows) yield [row.item];
 }
 
 /** The same items for a stream page, with the seq and topic it indexes them by. */
 export function* streamItems(rows: Iterable<Row>): Generator<StreamItem> {
-  for (const row of rows) yield { seq: row.seq, topic: row.topic, parts: itemParts(row) };
+  for (const row of rows) yield { seq: row.seq, topic: row.topic, parts: [row.item] };
 }

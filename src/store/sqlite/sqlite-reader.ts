@@ -131,7 +131,7 @@ export class SqlitePageReader {
 
   topics({ after, limit, readable }: TopicPageQuery): Uint8Array {
     const rows = readable === undefined ? this.topicPage.all(after, limit) : this.readableTopicPage.all(after, JSON.stringify(readable), limit);
-    return jsonArrayWithin(rows.map((row) => [Buffer.from(JSON.stringify(row))]), Infinity).page;
+    return jsonArrayWithin(rows.map((row) => [JSON.stringify(row)]), Infinity).page;
   }
 
   close(): void {
