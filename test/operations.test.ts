@@ -97,6 +97,11 @@ t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, an
   t.ok(doc.paths['/events'].get.parameters.some((p: { name: string }) => p.name === 'after'));
   t.ok(doc.paths['/events'].get.responses['200'].headers['X-Purged-Through'].description, 'the purge header is documented');
   t.ok(doc.paths['/stats'].get.responses['200'].content['application/json'].schema.properties.topic_details, '/stats has its schema');
+  const consumer = (path: string, method: string, status: string) => doc.paths[path][method].responses[status].content['application/json'].schema;
+  t.ok(consumer('/consumers/{name}', 'put', '201').properties.last_commit_at, 'consumer answers have their schema');
+  t.ok(consumer('/consumers/{name}', 'get', '200').properties.lag);
+  t.ok(consumer('/consumers', 'get', '200').items.properties.oldest_unconsumed_at);
+  t.ok(consumer('/consumers/{name}/commit', 'post', '200').properties.position);
   const ui = await agg.app.inject({ method: 'GET', url: '/docs/' });
   t.equal(ui.statusCode, 200);
   t.match(ui.body, /swagger/i);

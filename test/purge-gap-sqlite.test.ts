@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { PURGED_THROUGH_HEADER } from '../src/http/routes/events.js';
+import { PURGED_THROUGH_HEADER } from '../src/http/schemas/events.js';
 import { parseRetentionRules } from '../src/retention.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';

@@ -3,7 +3,7 @@ import type { IncomingEvent } from '../event.js';
 /*
  * The one shape of a stored event as readers get it: both stores build /events items here (SQLite as it
  * pages, PostgreSQL once, into its doc column), and a test holds real pages of both to StoredEventSchema,
- * the response schema in src/http/schemas.ts.
+ * the response schema in src/http/schemas/events.ts.
  */
 
 /**

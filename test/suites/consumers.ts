@@ -13,6 +13,8 @@ import { createLogger } from '../../src/logger.js';
 import { openEventReader } from '../../src/store/open.js';
 import type { TouchedTopics } from '../../src/stream/commit-signal.js';
 import { ConsumerLongPolls } from '../../src/stream/long-polls.js';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ConsumerSchema } from '../../src/http/schemas/consumers.js';
 
 type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
 
@@ -266,6 +268,27 @@ export function consumersSuite(store: TestStore): void {
     }
     t.equal((await send('PUT', '/consumers/...', { start: 'earliest' })).status, 201, 'three dots are an ordinary name');
     t.equal((await send('GET', '/events/stream?consumer=..')).body.code, 'INVALID_CONSUMER', 'the stream\'s consumer= too');
+  });
+
+  t.test('every consumer answer is its documented schema, whole: the serializer drops no field', async (t) => {
+    const agg = await start(t);
+    const check = TypeCompiler.Compile(ConsumerSchema);
+    const record = ['name', 'topics', 'start', 'position', 'owner', 'created_at', 'last_commit_at'];
+    const status = [...record.slice(0, 5), 'lag', 'oldest_unconsumed_at', ...record.slice(5)];
+    const created = await put(agg, 'shape', { topics: ['a'], start: 'earliest' });
+    const [event] = await publishTopics(t, agg, ['a']);
+    const answers: [string, any, string[]][] = [
+      ['PUT', created.body, record],
+      ['commit', (await commit(agg, 'shape', event.seq)).body, record],
+      ['GET one', await agg.get('/consumers/shape'), status],
+      ['GET all', (await agg.get('/consumers'))[0], status],
+    ];
+    for (const [what, body, keys] of answers) {
+      t.same(Object.keys(body), keys, `${what}: every field, in order`);
+      t.same([...check.Errors(body)].map((e) => `${e.path}: ${e.message}`), [], `${what}: the schema, exactly`);
+    }
+    t.equal(answers[1]![1].position, event.seq);
+    t.ok(Date.parse(answers[1]![1].last_commit_at) > 0);
   });
 
   t.test('lag and oldest_unconsumed_at; /metrics has the lag per consumer, /stats a summary', async (t) => {

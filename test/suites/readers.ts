@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
-import { StoredEventSchema } from '../../src/http/schemas.js';
+import { StoredEventSchema } from '../../src/http/schemas/events.js';
 import { makeEvent } from '../helpers/events.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
 import type { TestStore } from '../helpers/stores.js';

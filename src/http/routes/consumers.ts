@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyRequest } from 'fastify';
-import { Topic } from '../../event.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
-  normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRecord, type ConsumerRefusal, type ConsumerStatus,
+  normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRefusal,
 } from '../../store/consumers.js';
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
@@ -14,9 +13,12 @@ import { ConsumerLongPolls } from '../../stream/long-polls.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../access/scoped-access.js';
-import { StoredEventSchema } from '../schemas.js';
+import {
+  CommitQuerySchema, CommitSchema, ConsumerListSchema, ConsumerPageSchema, ConsumerSchema, consumerJson, DefinitionSchema, ParamsSchema,
+  PollQuerySchema,
+} from '../schemas/consumers.js';
+import { PURGED_THROUGH_HEADER } from '../schemas/events.js';
 import { sendPage } from '../send-page.js';
-import { PURGED_THROUGH_HEADER } from './events.js';
 
 export interface ConsumerRouteOptions {
   pipeline: Pipeline;
@@ -30,29 +32,6 @@ export interface ConsumerRouteOptions {
 
 /** "." and ".." are path segments to every client that normalises URLs: a consumer of that name would be unreachable. */
 const NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$/;
-const MAX_WAIT_MS = 30_000;
-/** Topics one consumer may read: each is read through its own index range when a page is built. */
-const MAX_CONSUMER_TOPICS = 100;
-
-const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-], not "." or ".."' }) });
-
-const DefinitionSchema = Type.Object({
-  topics: Type.Optional(Type.Array(Topic, { maxItems: MAX_CONSUMER_TOPICS, description: 'Absent or empty: every topic' })),
-  start: Type.Union([
-    Type.Literal('earliest'), Type.Literal('latest'), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-  ], { description: 'earliest: from the first event; latest: after the last one visible now; a seq: after it' }),
-}, { additionalProperties: false });
-
-const PollQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-  wait_ms: Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, default: 0, description: 'Long-poll: wait this long for an event when there is none' }),
-}, { additionalProperties: false });
-
-const CommitSchema = Type.Object({ seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) }, { additionalProperties: false });
-const CommitQuerySchema = Type.Object({
-  rewind: Type.Boolean({ default: false, description: 'Allow moving the position backwards (replay)' }),
-}, { additionalProperties: false });
-
 /** Each refusal of the store is an error code of the API (checked here at compile time). */
 const REFUSAL_CODES = {
   UNKNOWN_CONSUMER: 'UNKNOWN_CONSUMER', CONSUMER_CONFLICT: 'CONSUMER_CONFLICT', CONSUMER_LIMIT: 'CONSUMER_LIMIT',
@@ -91,14 +70,6 @@ function strictBody(schema: TSchema) {
 /** 404 UNKNOWN_CONSUMER, for every route that names a consumer (the stream's consumer= too). */
 export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
 
-function consumerJson(c: ConsumerRecord | ConsumerStatus) {
-  return {
-    name: c.name, topics: c.topics, start: c.start, position: c.position, owner: c.owner,
-    ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
-    created_at: c.createdAt, last_commit_at: c.lastCommitAt,
-  };
-}
-
 /** `{"events": [...], "next": n}` around the page's bytes, which go out as the store built them. */
 function pageJson({ events, next }: ConsumerPage): Uint8Array {
   return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}}`)]);
@@ -125,7 +96,10 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   }
 
   app.put('/consumers/:name', {
-    schema: { summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema },
+    schema: {
+      summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema,
+      response: { 200: ConsumerSchema, 201: ConsumerSchema },
+    },
     attachValidation: true,
     preValidation: strictBody(DefinitionSchema),
   }, async (request, reply) => {
@@ -138,10 +112,14 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     return reply.code(outcome.kind === 'created' ? 201 : 200).send(consumerJson(outcome.consumer));
   });
 
-  app.get('/consumers', { schema: { summary: "Every durable consumer with its lag (a token's own; an admin's: all)" } }, async (request) =>
+  app.get('/consumers', {
+    schema: { summary: "Every durable consumer with its lag (a token's own; an admin's: all)", response: { 200: ConsumerListSchema } },
+  }, async (request) =>
     (await reader.consumerStatus()).filter((consumer) => mayUse(request, consumer)).map(consumerJson));
 
-  app.get('/consumers/:name', { schema: { summary: 'A durable consumer with its lag', params: ParamsSchema } }, async (request) => {
+  app.get('/consumers/:name', {
+    schema: { summary: 'A durable consumer with its lag', params: ParamsSchema, response: { 200: ConsumerSchema } },
+  }, async (request) => {
     const name = checkName(request.params.name);
     const [consumer] = await reader.consumerStatus(name);
     if (!consumer) throw unknown(name);
@@ -162,11 +140,7 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
         + `one and carries ${PURGED_THROUGH_HEADER} (as /events).`,
       params: ParamsSchema, querystring: PollQuerySchema,
       // Documentation only: the body is JSON text built by the store, sent as it is.
-      response: {
-        200: Type.Object({ events: Type.Array(StoredEventSchema), next: Type.Integer() }, {
-          headers: { [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
-        }),
-      },
+      response: { 200: ConsumerPageSchema },
     },
   }, async (request, reply) => {
     const name = checkName(request.params.name);
@@ -187,7 +161,10 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   });
 
   app.post('/consumers/:name/commit', {
-    schema: { summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema },
+    schema: {
+      summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema,
+      response: { 200: ConsumerSchema },
+    },
     attachValidation: true,
     preValidation: strictBody(CommitSchema),
   }, async (request) => {

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
-import { Type } from '@sinclair/typebox';
-import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
+import { EventsPageSchema, EventsQuerySchema, PURGED_THROUGH_HEADER } from '../schemas/events.js';
 import { checkReadable, readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
 
@@ -12,9 +11,6 @@ export interface ReadRouteOptions {
   stallTimeoutMs: number;
   maxPageBytes: number;
 }
-
-/** Tells a reader that retention purged events after its cursor (README, "API at a glance"). */
-export const PURGED_THROUGH_HEADER = 'X-Purged-Through';
 
 /** GET /events: stored unique events in commit order, paged by `after` (the last seq seen) and `limit`. */
 export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges: PurgeCheck }> = async (
@@ -31,16 +27,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges
           + `a purge carries ${PURGED_THROUGH_HEADER}.`,
         querystring: EventsQuerySchema,
         // Documentation only: the body is JSON text built by the store, sent as it is.
-        response: {
-          200: Type.Array(StoredEventSchema, {
-            headers: {
-              [PURGED_THROUGH_HEADER]: Type.Integer({
-                description: 'Present only when events of this query\'s topics after `after` were purged by retention: every '
-                  + 'purged seq is at or below this one. The page starts from the oldest event retained after `after`.',
-              }),
-            },
-          }),
-        },
+        response: { 200: EventsPageSchema },
       },
     },
     async (request, reply) => {

@@ -1,7 +1,5 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static } from '@sinclair/typebox';
-import { Topic } from '../../event.js';
 import type { EventReader } from '../../store/store.js';
 import type { SubscriberHub } from '../../stream/hub.js';
 import type { StreamSink, StreamStart } from '../../stream/subscription.js';
@@ -9,29 +7,10 @@ import { ApiError } from '../errors.js';
 import { checkConsumerUse, checkReadable, readScope } from '../access/scoped-access.js';
 import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
+import { StreamQuerySchema, type StreamQuery } from '../schemas/stream.js';
 
 /** What a client's EventSource waits before reconnecting. */
 const RETRY_MS = 1_000;
-const MAX_TOPICS = 64;
-
-export const StreamQuerySchema = Type.Object(
-  {
-    topic: Type.Optional(Type.Array(Topic, { maxItems: MAX_TOPICS, description: 'Repeatable; absent: every topic' })),
-    after: Type.Optional(Type.Integer({
-      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Start after this seq; 0: from the oldest. Absent: only new events',
-    })),
-    since: Type.Optional(Type.String({
-      format: 'date-time',
-      description: 'RFC 3339 with a zone, on a real calendar date, no leap second (as publish\'s timestamp): from the first event received at or after it',
-    })),
-    consumer: Type.Optional(Type.String({
-      description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
-    })),
-  },
-  { additionalProperties: false },
-);
-type StreamQuery = Static<typeof StreamQuerySchema>;
-
 export interface StreamRouteOptions {
   reader: EventReader;
   hub: SubscriberHub;

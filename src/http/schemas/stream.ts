@@ -1,0 +1,17 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { ReadTime, Seq, Topic } from './primitives.js';
+
+const MAX_TOPICS = 64;
+
+export const StreamQuerySchema = Type.Object(
+  {
+    topic: Type.Optional(Type.Array(Topic, { maxItems: MAX_TOPICS, description: 'Repeatable; absent: every topic' })),
+    after: Type.Optional(Seq({ description: 'Start after this seq; 0: from the oldest. Absent: only new events' })),
+    since: Type.Optional(ReadTime('from the first event received at or after it')),
+    consumer: Type.Optional(Type.String({
+      description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
+    })),
+  },
+  { additionalProperties: false },
+);
+export type StreamQuery = Static<typeof StreamQuerySchema>;
