@@ -151,6 +151,16 @@ export interface EventPageQuery {
   after: number;
   limit: number;
   readable?: ReadableTopics;
+  /** Only events with a lower seq: the end of a time range (see EventReader.firstReceivedAfter). */
+  before?: number | undefined;
+}
+
+/** Where a durable consumer's page may start and must end, beyond its committed position. */
+export interface ConsumerPageBounds {
+  /** Start after this seq when it lies past the position (a time range's start). */
+  after?: number | undefined;
+  /** Only events with a lower seq (a time range's end). */
+  before?: number | undefined;
 }
 
 export interface TopicPageQuery {
@@ -224,7 +234,13 @@ export interface EventReader {
   /** Every consumer (or the one named) with its lag; at most MAX_CONSUMERS of them. */
   consumerStatus(name?: string): Promise<ConsumerStatus[]>;
   /** The consumer's events after its committed position, paged as page() pages; undefined for an unknown consumer. */
-  consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
+  consumerPage(name: string, limit: number, bounds?: ConsumerPageBounds): Promise<ConsumerPage | undefined>;
+  /**
+   * Where a time range ends: the seq of the first retained event, in commit order, received after `until`
+   * (UTC ISO text, as received_at), or undefined while none is (readably) stored. Once found it never moves
+   * down: later commits only take higher seqs.
+   */
+  firstReceivedAfter(until: string): Promise<number | undefined>;
   /**
    * The purge horizon of the given topics (undefined: every topic, or every readable one); { max: 0, min: 0 }
    * when nothing was purged.

@@ -1,8 +1,9 @@
 import type { Logger } from '../logger.js';
-import { gapFrame } from '../store/sse-frames.js';
+import { endFrame, gapFrame } from '../store/sse-frames.js';
 import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { TopicScope } from '../topic-scope.js';
 import { ToldPurges } from './told-purges.js';
+import { streamPageBefore } from './time-range.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -27,6 +28,15 @@ export interface StreamStart {
   toldSum?: bigint;
   /** An access token's readable topics; undefined: no limit. */
   readable?: TopicScope | undefined;
+  /** `until`: the stream ends before the first event received after it (see RangeEnds), with `event: end`. */
+  range?: StreamRange | undefined;
+}
+
+export interface StreamRange {
+  /** As the client gave it, for the end frame. */
+  until: string;
+  /** RangeEnds.endOf for it: the seq the range ends before, once stored. */
+  end(): Promise<number | undefined>;
 }
 
 /** What a subscription needs of the hub: joining once caught up. */
@@ -98,6 +108,7 @@ export class Subscription {
   private readonly takes: ((topic: string) => boolean) | undefined;
   /** With `topics` undefined: the readable topics its reads keep to. */
   private readonly readable: ReadableTopics;
+  private readonly range: StreamRange | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -110,6 +121,7 @@ export class Subscription {
     this.cursor = start.after;
     this.topics = start.topics;
     this.told = new ToldPurges(start.toldSum);
+    this.range = start.range;
     this.readBytes = limits.pageBytes;
     const topicSet = start.topics && new Set(start.topics);
     const scope = start.readable;
@@ -129,6 +141,11 @@ export class Subscription {
 
   /** From the shared feed: a page read after its cursor. False when this subscriber left it (it fell behind). */
   deliver(page: StreamPage): boolean {
+    // A range's stream reads by itself: only a read of the range's end after its page tells where the range stops in it.
+    if (this.range) {
+      void this.catchUp();
+      return false;
+    }
     const frames = this.framesOf(page);
     this.cursor = Math.max(this.cursor, page.end);
     if (frames.byteLength > 0) this.send(frames);
@@ -164,11 +181,14 @@ export class Subscription {
       }
       let page: StreamPage;
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
+      let rangeEnd: number | undefined;
       try {
         page = await this.reads.page({
           topics: this.topics, after: this.cursor, limit: this.limits.pageLimit, maxBytes: this.readBytes, readable: this.readable,
         });
         untold = await this.untoldPurge();
+        // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
+        rangeEnd = await this.range?.end();
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS));
@@ -176,6 +196,13 @@ export class Subscription {
       }
       if (this.closed) return;
       if (untold) this.gap(untold.horizon, untold.above);
+      if (rangeEnd !== undefined) {
+        page = streamPageBefore(page, rangeEnd);
+        if (page.seqs.length === 0) {
+          this.finish(rangeEnd);
+          return;
+        }
+      }
       if (page.seqs.length > 0) {
         this.sendWhileTaken(page);
         continue;
@@ -183,6 +210,13 @@ export class Subscription {
       this.cursor = Math.max(this.cursor, page.end);
       if (this.feed.join(this, page.end)) return;
     }
+  }
+
+  /** Every event of its range was sent: says so, and ends the stream once the client has taken it. */
+  private finish(rangeEnd: number): void {
+    this.send(endFrame(this.range!.until, rangeEnd - 1));
+    this.close();
+    this.sink.end();
   }
 
   /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */

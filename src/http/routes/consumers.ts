@@ -4,12 +4,14 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyRequest } from 'fastify';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
-  normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRefusal,
+  normalizeTopics, type ConsumerCommand, type ConsumerRefusal,
 } from '../../store/consumers.js';
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../stream/commit-signal.js';
-import { ConsumerLongPolls } from '../../stream/long-polls.js';
+import { ConsumerLongPolls, type PolledPage } from '../../stream/long-polls.js';
+import type { RangeEnds } from '../../stream/time-range.js';
+import { readRange } from '../read-range.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../access/scoped-access.js';
@@ -17,7 +19,7 @@ import {
   CommitQuerySchema, CommitSchema, ConsumerListSchema, ConsumerPageSchema, ConsumerSchema, consumerJson, DefinitionSchema, ParamsSchema,
   PollQuerySchema,
 } from '../schemas/consumers.js';
-import { PURGED_THROUGH_HEADER } from '../schemas/events.js';
+import { PURGED_THROUGH_HEADER, RANGE_END_HEADER } from '../schemas/events.js';
 import { sendPage } from '../send-page.js';
 
 export interface ConsumerRouteOptions {
@@ -26,6 +28,7 @@ export interface ConsumerRouteOptions {
   commits: CommitSignal;
   lags: ConsumerLagCache;
   purges: PurgeCheck;
+  ranges: RangeEnds;
   maxConsumers: number;
   stallTimeoutMs: number;
 }
@@ -70,9 +73,9 @@ function strictBody(schema: TSchema) {
 /** 404 UNKNOWN_CONSUMER, for every route that names a consumer (the stream's consumer= too). */
 export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
 
-/** `{"events": [...], "next": n}` around the page's bytes, which go out as the store built them. */
-function pageJson({ events, next }: ConsumerPage): Uint8Array {
-  return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}}`)]);
+/** `{"events": [...], "next": n}` (and, for a time range, `"end"`) around the page's bytes, which go out as the store built them. */
+function pageJson({ events, next, final }: PolledPage, ranged: boolean): Uint8Array {
+  return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}${ranged ? `,"end":${final === true}` : ''}}`)]);
 }
 
 /**
@@ -81,7 +84,7 @@ function pageJson({ events, next }: ConsumerPage): Uint8Array {
  * is a reader's own cursor, and managing one reveals nothing a reader could not read already.
  */
 export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {
-  const { pipeline, reader, commits, lags, purges, maxConsumers, stallTimeoutMs } = options;
+  const { pipeline, reader, commits, lags, purges, ranges, maxConsumers, stallTimeoutMs } = options;
   // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
@@ -137,7 +140,9 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
       summary: "The events after a consumer's committed position",
       description: '`next` is the position to commit to acknowledge them all. Until committed, the same events come again. '
         + `When retention purged events of the consumer's topics after its position, the page starts from the oldest retained `
-        + `one and carries ${PURGED_THROUGH_HEADER} (as /events).`,
+        + `one and carries ${PURGED_THROUGH_HEADER} (as /events). A time range: since= skips the events received before it `
+        + `(committing \`next\` acknowledges them too), until= ends the range; once its end is stored, pages carry ${RANGE_END_HEADER}, `
+        + 'and `end` is true on the empty page that ends it (a long-poll answers it at once).',
       params: ParamsSchema, querystring: PollQuerySchema,
       // Documentation only: the body is JSON text built by the store, sent as it is.
       response: { 200: ConsumerPageSchema },
@@ -147,17 +152,28 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     const owned = request.grant && await reader.consumer(name);
     if (owned) checkConsumerUse(request, owned);
     const { limit, wait_ms: waitMs } = request.query;
+    const { since, until } = readRange(request.query);
     // The position the page starts from, read before it; a rewind committed during the poll is not told of.
     const from = (await purges.mayHavePurged()) ? await longPolls.read(waitMs, () => reader.consumer(name)) : undefined;
+    const after = since === undefined ? undefined : await reader.startAfter(since);
+    let rangeEnd: number | undefined;
+    const read = async (): Promise<PolledPage | undefined> => {
+      if (until === undefined) return reader.consumerPage(name, limit, { after });
+      const { page, end } = await ranges.read(
+        until, (before) => reader.consumerPage(name, limit, { after, before }), (polled) => (polled?.count ? polled.next : undefined));
+      rangeEnd = end;
+      return page && { ...page, final: end !== undefined && page.count === 0 };
+    };
     const gone = new AbortController();
     reply.raw.once('close', () => gone.abort());
-    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]));
+    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]), read);
     if (!page) throw unknown(name);
+    if (rangeEnd !== undefined) reply.header(RANGE_END_HEADER, rangeEnd - 1);
     const purged = from && await longPolls.read(waitMs, () => purges.behind(from.topics ?? undefined, from.position));
     if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
     // Answered because the server stops: the client should not keep the connection for another request.
     if (closing.signal.aborted) reply.header('connection', 'close');
-    return sendPage(reply, pageJson(page), stallTimeoutMs);
+    return sendPage(reply, pageJson(page, until !== undefined), stallTimeoutMs);
   });
 
   app.post('/consumers/:name/commit', {

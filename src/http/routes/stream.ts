@@ -8,12 +8,15 @@ import { checkConsumerUse, checkReadable, readScope } from '../access/scoped-acc
 import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
 import { StreamQuerySchema, type StreamQuery } from '../schemas/stream.js';
+import type { RangeEnds } from '../../stream/time-range.js';
+import { readRange } from '../read-range.js';
 
 /** What a client's EventSource waits before reconnecting. */
 const RETRY_MS = 1_000;
 export interface StreamRouteOptions {
   reader: EventReader;
   hub: SubscriberHub;
+  ranges: RangeEnds;
   maxSubscribers: number;
 }
 
@@ -22,7 +25,8 @@ export interface StreamRouteOptions {
  * `consumer`, `after`, `since` and `topic` into a cursor and topics.
  */
 async function streamStart(
-  query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader, mayUse: (consumer: ConsumerRecord) => void,
+  query: StreamQuery, since: string | undefined, lastEventId: string | string[] | undefined, reader: EventReader,
+  mayUse: (consumer: ConsumerRecord) => void,
 ): Promise<StreamStart> {
   const asked = query.topic && [...new Set(query.topic)];
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
@@ -32,17 +36,7 @@ async function streamStart(
   if (lastEventId !== undefined) return { ...resumedFrom(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
   if (query.after !== undefined) return { after: query.after, topics };
-  return { after: await reader.startAfter(query.since === undefined ? undefined : receivedAtText(query.since)), topics };
-}
-
-/**
- * `since` as received_at text (UTC ISO, which sorts as time). A valid time may fall outside years 0-9999 in
- * UTC, where the ISO form starts with a sign and would sort before every stored time: it is clamped instead.
- */
-function receivedAtText(since: string): string {
-  const iso = new Date(since).toISOString();
-  if (iso.startsWith('+')) return '9999-12-31T23:59:59.999Z';
-  return iso.startsWith('-') ? '0000-01-01T00:00:00.000Z' : iso;
+  return { after: await reader.startAfter(since), topics };
 }
 
 /** A consumer's topics (null: every topic), narrowed to the ones the request names too. */
@@ -64,7 +58,7 @@ function resumedFrom(value: string | string[]): Pick<StreamStart, 'after' | 'tol
 }
 
 /** GET /events/stream: Server-Sent Events, resumable by seq (README, "Subscribing"). */
-export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async (app, { reader, hub, maxSubscribers }) => {
+export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async (app, { reader, hub, ranges, maxSubscribers }) => {
   // Streams never end by themselves: the server would wait for them forever when it stops.
   app.addHook('preClose', async () => hub.close());
   let starting = 0;
@@ -77,7 +71,9 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
           + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle '
           + '(SSE_KEEPALIVE_MS). Events retention purged after the cursor are announced by `event: gap` with '
           + '`data: {"after", "resumed_after"}` before the stream goes on after resumed_after. A gap\'s id is resumed_after, '
-          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received.',
+          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received. '
+          + 'With until=, the stream stops before the first event received after it and ends with `event: end` '
+          + '(`data: {"until", "last_seq"}`, no id) before it closes: a client closes its EventSource on it rather than reconnect.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
       },
@@ -87,12 +83,14 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
       }
       if (request.query.topic) checkReadable(request, request.query.topic);
+      const { since, until } = readRange(request.query);
       // Listened for before the first await: a client that leaves while its start is read must not leave a stream behind.
       const gone = new Promise<void>((resolve) => reply.raw.once('close', resolve));
       starting++;
       let start: StreamStart;
       try {
-        start = await streamStart(request.query, request.headers['last-event-id'], reader, (consumer) => checkConsumerUse(request, consumer));
+        start = await streamStart(
+          request.query, since, request.headers['last-event-id'], reader, (consumer) => checkConsumerUse(request, consumer));
       } finally {
         starting--;
       }
@@ -104,7 +102,8 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       });
       res.write(`retry: ${RETRY_MS}\n\n`);
       // Over every topic, an access token's stream carries only the topics it may read, gaps included.
-      hub.subscribe(responseSink(res), { ...start, readable: readScope(request) }, (closed) => void gone.then(closed));
+      const range = until === undefined ? undefined : { until: request.query.until!, end: () => ranges.endOf(until) };
+      hub.subscribe(responseSink(res), { ...start, readable: readScope(request), range }, (closed) => void gone.then(closed));
     },
   );
 };

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { ConsumerRecord, ConsumerStatus } from '../../store/consumers.js';
-import { PURGED_THROUGH_HEADER, StoredEventSchema } from './events.js';
-import { Count, Nullable, PageLimit, Seq, Topic } from './primitives.js';
+import { PURGED_THROUGH_HEADER, RANGE_END_HEADER, RangeEndHeader, StoredEventSchema } from './events.js';
+import { Count, Nullable, PageLimit, Seq, TimeRangeQuery, Topic } from './primitives.js';
 
 /** The longest a consumer's page may wait for an event (`wait_ms`). */
 export const MAX_WAIT_MS = 30_000;
@@ -22,6 +22,7 @@ export const DefinitionSchema = Type.Object({
 export const PollQuerySchema = Type.Object({
   limit: PageLimit,
   wait_ms: Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, default: 0, description: 'Long-poll: wait this long for an event when there is none' }),
+  ...TimeRangeQuery,
 }, { additionalProperties: false });
 
 export const CommitSchema = Type.Object({ seq: Seq() }, { additionalProperties: false });
@@ -59,6 +60,13 @@ export const ConsumerListSchema = Type.Array(ConsumerSchema);
 export const ConsumerPageSchema = Type.Object({
   events: Type.Array(StoredEventSchema),
   next: Seq({ description: 'The position to commit to acknowledge every event of the page' }),
+  end: Type.Optional(Type.Boolean({
+    description: 'With until= only: true when the page holds nothing because every event of the range up to its end was '
+      + 'committed (an event received after `until` is stored, and none of the consumer\'s topics lies between its position and it)',
+  })),
 }, {
-  headers: { [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
+  headers: {
+    [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }),
+    [RANGE_END_HEADER]: RangeEndHeader,
+  },
 });

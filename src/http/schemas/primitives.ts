@@ -20,6 +20,12 @@ export const ReadTime = (description: string) => Type.String({
   description: `RFC 3339 with a zone, on a real calendar date, no leap second (as publish's timestamp): ${description}`,
 });
 
+/** A read's time range, shared by /events, /events/stream and consumer pages (README, "Time ranges"). */
+export const TimeRangeQuery = {
+  since: Type.Optional(ReadTime('from the first event, in commit order, received at or after it')),
+  until: Type.Optional(ReadTime('up to the first event, in commit order, received after it, which is not included (nor any after it)')),
+};
+
 /** A count in an answer. */
 export const Count = (description?: string) => Type.Integer({ minimum: 0, ...(description && { description }) });
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ReadTime, Seq, Topic } from './primitives.js';
+import { Seq, TimeRangeQuery, Topic } from './primitives.js';
 
 const MAX_TOPICS = 64;
 
@@ -7,7 +7,7 @@ export const StreamQuerySchema = Type.Object(
   {
     topic: Type.Optional(Type.Array(Topic, { maxItems: MAX_TOPICS, description: 'Repeatable; absent: every topic' })),
     after: Type.Optional(Seq({ description: 'Start after this seq; 0: from the oldest. Absent: only new events' })),
-    since: Type.Optional(ReadTime('from the first event received at or after it')),
+    ...TimeRangeQuery,
     consumer: Type.Optional(Type.String({
       description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
     })),

@@ -44,6 +44,14 @@ function itemParts(row: Row): Uint8Array[] {
   return [Buffer.from(`{"seq":${row.seq},${head.slice(1)}`), row.payload, Buffer.from(tail)];
 }
 
+/** The rows with a seq below `before` (undefined: all of them): read in seq order, they stop at the first past it. */
+export function* below(rows: Iterable<Row>, before: number | undefined): Generator<Row> {
+  for (const row of rows) {
+    if (before !== undefined && row.seq >= before) return;
+    yield row;
+  }
+}
+
 export function* items(rows: Iterable<Row>): Generator<Uint8Array[]> {
   for (const row of rows) yield itemParts(row);
 }
