@@ -42,12 +42,13 @@ const PAGE = pageOf('($3::text IS NULL OR topic = $3) AND ($5::text[] IS NULL OR
 const CONSUMER_PAGE = pageOf('($3::text[] IS NULL OR topic = ANY($3::text[]))', '$5');
 
 /**
- * Where a time range ends: the first event received after $1, through the (received_at, seq) index (the
- * cost grows with the events received since then). Below the commit horizon only: a row above it could
- * still be joined by a lower seq committing later, and the answer must never move down.
+ * Where a time range ends: the first event received after $1, through the (received_at, seq) index alone
+ * (the cost grows with the events received since then). A purged event's row counts too: it was received
+ * then, and reading only the index spares a heap visit per row. Below the commit horizon only: a row above
+ * it could still be joined by a lower seq committing later, and the answer must never move down.
  */
 const FIRST_AFTER = `
-  SELECT min(seq) AS seq FROM events WHERE received_at > $1 AND seq < ${SEQ_HORIZON} AND doc IS NOT NULL`;
+  SELECT min(seq) AS seq FROM events WHERE received_at > $1 AND seq < ${SEQ_HORIZON}`;
 
 /**
  * Consumers with their lag, counted below the commit horizon like every read, and the received_at of the
