@@ -94,12 +94,23 @@ t.test('/docs: an OpenAPI 3 document from the TypeBox schemas, with examples, an
   t.match(publish.responses['400'].content['application/json'].example, { errors: [{ index: 1, field: 'timestamp' }] }, 'error examples');
   t.same(body.schema.anyOf[0].required, ['topic', 'event_id', 'timestamp', 'source', 'payload']);
   t.equal(body.schema.anyOf[0].additionalProperties, false, 'unknown fields are documented as refused');
+  for (const path of ['/events', '/events/stream', '/consumers/{name}/events']) {
+    const names = doc.paths[path].get.parameters.map((p: { name: string }) => p.name);
+    t.ok(['since', 'until'].every((name) => names.includes(name)), `${path} documents since= and until=`);
+  }
   t.ok(doc.paths['/events'].get.parameters.some((p: { name: string }) => p.name === 'after'));
+  t.ok(doc.paths['/events'].get.responses['200'].headers['X-Range-End'].description, 'the range end header is documented');
+  t.ok(doc.paths['/consumers/{name}/events'].get.responses['200'].content['application/json'].schema.properties.end, 'and the page\'s end');
   t.ok(doc.paths['/events'].get.responses['200'].headers['X-Purged-Through'].description, 'the purge header is documented');
   for (const path of ['/events', '/events/stream', '/consumers/{name}/events']) {
     t.same(Object.keys(doc.paths[path].get.responses['200'].headers).slice(0, 2), ['Content-Encoding', 'Vary'], `${path}: gzip's headers are documented`);
   }
   t.ok(doc.paths['/stats'].get.responses['200'].content['application/json'].schema.properties.topic_details, '/stats has its schema');
+  const consumer = (path: string, method: string, status: string) => doc.paths[path][method].responses[status].content['application/json'].schema;
+  t.ok(consumer('/consumers/{name}', 'put', '201').properties.last_commit_at, 'consumer answers have their schema');
+  t.ok(consumer('/consumers/{name}', 'get', '200').properties.lag);
+  t.ok(consumer('/consumers', 'get', '200').items.properties.oldest_unconsumed_at);
+  t.ok(consumer('/consumers/{name}/commit', 'post', '200').properties.position);
   const ui = await agg.app.inject({ method: 'GET', url: '/docs/' });
   t.equal(ui.statusCode, 200);
   t.match(ui.body, /swagger/i);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { PURGED_THROUGH_HEADER } from '../src/http/routes/events.js';
+import { PURGED_THROUGH_HEADER } from '../src/http/schemas/events.js';
 import { parseRetentionRules } from '../src/retention.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
@@ -172,6 +172,9 @@ async function checkHeaders(t: Test, agg: TestAggregator): Promise<void> {
   t.equal(await consumer('all'), '3', 'a consumer of every topic');
   t.equal(await consumer('at'), undefined, 'a consumer at the horizon');
   t.equal(await consumer('other'), undefined, 'a consumer whose topic lost nothing');
+  const inRange = '&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z';
+  t.equal(await header(`/events?after=0${inRange}`), '3', 'a time range with purged events inside it: told as well');
+  t.equal(await header(`/consumers/behind/events?wait_ms=0${inRange}`), '3', 'a consumer page of a time range too');
 }
 
 t.test(`/events and consumer pages carry ${PURGED_THROUGH_HEADER} exactly when events of their topics after the cursor were purged`, async (t) => {

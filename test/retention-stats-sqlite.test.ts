@@ -1,6 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t from 'tap';
-import { StatsSchema } from '../src/http/routes/stats.js';
+import { StatsSchema } from '../src/http/schemas/stats.js';
 import { parseRetentionRules } from '../src/retention.js';
 import { makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';

@@ -23,12 +23,13 @@ const handlers: { [K in Read]: (request: Extract<ReadRequest, { kind: K }>) => R
   topics: ({ query }) => ({ type: 'page', body: own(reader.topics(query)) }),
   consumer: ({ name }) => ({ type: 'consumer', consumer: reader.consumers.consumer(name) }),
   'consumer-status': ({ name }) => ({ type: 'consumer-status', consumers: reader.consumers.status(name) }),
-  'consumer-page': ({ name, limit }) => {
-    const page = reader.consumers.page(name, limit);
+  'consumer-page': ({ name, limit, bounds }) => {
+    const page = reader.consumers.page(name, limit, bounds);
     return { type: 'consumer-page', page: page && { ...page, events: own(page.events) } };
   },
   stream: ({ query }) => ({ type: 'stream', page: reader.streamPage(query) }),
   start: ({ since }) => ({ type: 'start', after: reader.startAfter(since) }),
+  'first-after': ({ until }) => ({ type: 'first-after', seq: reader.firstReceivedAfter(until) }),
   'purge-horizon': ({ topics, readable }) => ({ type: 'purge-horizon', horizon: reader.purgeHorizon(topics, readable) }),
   'purge-horizons-above': ({ topics, after, readable }) =>
     ({ type: 'purge-horizons-above', horizons: reader.purgeHorizonsAbove(topics, after, readable) }),

@@ -30,6 +30,7 @@ import { statsRoutes } from './routes/stats.js';
 import { readStoreFigures } from './store-figures.js';
 import { streamRoutes } from './routes/stream.js';
 import { SubscriberHub } from '../stream/hub.js';
+import { RangeEnds } from '../stream/time-range.js';
 import { topicsRoutes } from './routes/topics.js';
 
 export interface AppDeps {
@@ -117,18 +118,20 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
   }, log);
   app.addHook('onClose', async () => otlpDecoder.close());
   app.register(otlpRoutes, { pipeline, decoder: otlpDecoder, rejections });
-  app.register(eventsRoutes, { ...readOptions, purges });
+  // Ends of time ranges (until=), remembered once found, for /events, streams and consumer pages alike.
+  const ranges = new RangeEnds(reader);
+  app.register(eventsRoutes, { ...readOptions, purges, ranges });
   const hub = new SubscriberHub(
     reader, purges, commits, {
       ...STREAM_LIMITS, stallTimeoutMs: config.requestTimeoutMs, keepAliveMs: config.sseKeepAliveMs, maxSubscribers: config.maxSubscribers,
       readAheadBytes: config.streamReadAheadBytes,
     }, log);
-  app.register(streamRoutes, { reader, hub, maxSubscribers: config.maxSubscribers });
+  app.register(streamRoutes, { reader, hub, ranges, maxSubscribers: config.maxSubscribers });
   app.register(topicsRoutes, readOptions);
   const lags = new ConsumerLagCache(reader, commits, log);
   app.addHook('onClose', async () => lags.close());
   app.register(consumerRoutes, {
-    pipeline, reader, commits, lags, purges, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
+    pipeline, reader, commits, lags, purges, ranges, maxConsumers: config.maxConsumers, stallTimeoutMs: config.requestTimeoutMs,
   });
   const subscribers = () => hub.size;
   const storeFigures = readStoreFigures(pipeline, reader, commits, log);

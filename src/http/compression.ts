@@ -2,7 +2,6 @@ import type { ServerResponse } from 'node:http';
 import { pipeline, type Readable, type Transform } from 'node:stream';
 import { constants, createGzip, type ZlibOptions } from 'node:zlib';
 import { negotiate } from '@fastify/accept-negotiator';
-import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 
 /**
@@ -17,15 +16,6 @@ const GZIP: ZlibOptions = { level: 1, windowBits: 13, memLevel: 6 };
 
 /** A body smaller than this goes out as it is: gzip would save a few hundred bytes for its CPU and latency. */
 export const MIN_GZIP_BYTES = 1024;
-
-/** The response headers of a read that may be compressed, as the OpenAPI document lists them. */
-export const COMPRESSION_HEADERS = {
-  'Content-Encoding': Type.Literal('gzip', {
-    description: `Present when the request's Accept-Encoding takes gzip (q-values honoured, identity when it does not) `
-      + `and the body is at least ${MIN_GZIP_BYTES} bytes (a stream always is)`,
-  }),
-  Vary: Type.Literal('Accept-Encoding', { description: 'Always: the encoding follows Accept-Encoding' }),
-};
 
 /** Whether the request's Accept-Encoding prefers gzip to no encoding (q-values, `*` and `identity` as RFC 9110 says). */
 export function acceptsGzip(request: FastifyRequest): boolean {

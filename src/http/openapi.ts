@@ -2,7 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { OtlpLogsRequestSchema } from './otlp/otlp-json-schema.js';
-import { PublishBodySchema } from './schemas.js';
+import { PublishBodySchema } from './schemas/publish.js';
 
 /** Request bodies the handlers read themselves, for the document only. */
 const DOCUMENTED_BODIES: Record<string, { body: unknown; consumes: string[] }> = {

@@ -3,8 +3,8 @@ import type { IncomingEvent } from '../event.js';
 /*
  * The one shape of a stored event as readers get it: PostgreSQL builds /events items here, once, into its
  * doc column; SQLite builds the same bytes in SQL as it pages (ITEM in sqlite/sqlite-page.ts). A test holds
- * real pages of both to StoredEventSchema, the response schema in src/http/schemas.ts, and to eventDoc byte
- * for byte.
+ * real pages of both to StoredEventSchema, the response schema in src/http/schemas/events.ts, and to
+ * eventDoc byte for byte.
  */
 
 /**

@@ -55,6 +55,14 @@ export function gapFrame(after: number, resumedAfter: number, id: string): Uint8
   return Buffer.from(`id: ${id}\nevent: gap\ndata: ${JSON.stringify({ after, resumed_after: resumedAfter })}\n\n`);
 }
 
+/**
+ * The frame that ends a stream bounded by `until` (an RFC 3339 time): every event of the range was sent, and
+ * the range holds no seq above `lastSeq`. It has no id, so a client's Last-Event-ID stays its last event's.
+ */
+export function endFrame(until: string, lastSeq: number): Uint8Array {
+  return Buffer.from(`event: end\ndata: ${JSON.stringify({ until, last_seq: lastSeq })}\n\n`);
+}
+
 /** Appends `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
 function oneLine(out: ByteBuilder, part: Part): void {
   const breaks = typeof part === 'string' ? /[\r\n]/.test(part) : part.includes(0x0a) || part.includes(0x0d);

@@ -1,3 +1,4 @@
+import { Type, type Static } from '@sinclair/typebox';
 import type { IncomingEvent } from '../event.js';
 import type { ConsumerCommand, ConsumerOutcome, ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 
@@ -125,21 +126,19 @@ export interface PurgeHorizon {
   min: number;
 }
 
-/** One topic's figures for /stats. */
-export interface TopicDetail {
-  topic: string;
-  /** Retained events. */
-  events: number;
-  /** UTF-8 bytes of their ids, sources, payloads and timestamps (PostgreSQL: of their stored JSON docs). */
-  bytes: number;
-  /** The oldest and newest retained seq; 0 when none is retained. */
-  first_seq: number;
-  last_seq: number;
-  /** received_at of the oldest retained event; null when none is retained. */
-  oldest_received_at: string | null;
-  /** The highest seq of the topic purged so far; 0 when nothing was. */
-  purged_through: number;
-}
+const count = (description: string) => Type.Integer({ minimum: 0, description });
+
+/** One topic's figures, as /stats answers them (src/http/schemas/stats.ts). */
+export const TopicDetailSchema = Type.Object({
+  topic: Type.String(),
+  events: count('Retained (not purged) events'),
+  bytes: count('UTF-8 bytes of their ids, sources, payloads and timestamps (PostgreSQL: of their stored JSON docs)'),
+  first_seq: count('The oldest retained seq; 0 when none is retained'),
+  last_seq: count('The newest retained seq; 0 when none is retained'),
+  oldest_received_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'received_at of the oldest retained event' }),
+  purged_through: count('The highest seq of the topic purged by retention; 0 when none was'),
+}, { additionalProperties: false });
+export type TopicDetail = Static<typeof TopicDetailSchema>;
 
 /**
  * Topic patterns (src/topic-scope.ts) a read keeps to: an access token's readable topics. Undefined: every
@@ -152,6 +151,16 @@ export interface EventPageQuery {
   after: number;
   limit: number;
   readable?: ReadableTopics;
+  /** Only events with a lower seq: the end of a time range (see EventReader.firstReceivedAfter). */
+  before?: number | undefined;
+}
+
+/** Where a durable consumer's page may start and must end, beyond its committed position. */
+export interface ConsumerPageBounds {
+  /** Start after this seq when it lies past the position (a time range's start). */
+  after?: number | undefined;
+  /** Only events with a lower seq (a time range's end). */
+  before?: number | undefined;
 }
 
 export interface TopicPageQuery {
@@ -225,7 +234,13 @@ export interface EventReader {
   /** Every consumer (or the one named) with its lag; at most MAX_CONSUMERS of them. */
   consumerStatus(name?: string): Promise<ConsumerStatus[]>;
   /** The consumer's events after its committed position, paged as page() pages; undefined for an unknown consumer. */
-  consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined>;
+  consumerPage(name: string, limit: number, bounds?: ConsumerPageBounds): Promise<ConsumerPage | undefined>;
+  /**
+   * Where a time range ends: the seq of the first retained event, in commit order, received after `until`
+   * (UTC ISO text, as received_at), or undefined while none is (readably) stored. Once found it never moves
+   * down: later commits only take higher seqs.
+   */
+  firstReceivedAfter(until: string): Promise<number | undefined>;
   /**
    * The purge horizon of the given topics (undefined: every topic, or every readable one); { max: 0, min: 0 }
    * when nothing was purged.

@@ -20,6 +20,11 @@ const LONG_POLL_MAX_QUEUE_MS = 30_000;
 const FIRST_RETRY_MS = 10;
 const LAST_RETRY_MS = 1_280;
 
+/** A consumer's page; `final` when it ends a time range (nothing more will come for that range). */
+export type PolledPage = ConsumerPage & { final?: boolean };
+/** Reads a consumer's page; undefined: no such consumer. */
+export type PageRead = () => Promise<PolledPage | undefined>;
+
 /** Durable consumers' long-polls (`wait_ms`): each waits for commits of its own topics only. */
 export class ConsumerLongPolls {
   private readonly gate = new ReadGate({
@@ -37,8 +42,12 @@ export class ConsumerLongPolls {
    * The consumer's next page (undefined: no such consumer); when it is empty, waits up to `waitMs` for a
    * commit of its topics and reads again, until `ended` fires. The wait starts listening before each read,
    * so a commit landing between the read and the wait still wakes it; a wake-up only means "read again".
+   * `read` reads the page (a time range's: see RangeEnds.read); a page it marks `final` is answered at once.
    */
-  async poll(name: string, limit: number, waitMs: number, ended: AbortSignal): Promise<ConsumerPage | undefined> {
+  async poll(
+    name: string, limit: number, waitMs: number, ended: AbortSignal,
+    read: PageRead = () => this.reader.consumerPage(name, limit),
+  ): Promise<PolledPage | undefined> {
     const deadline = performance.now() + waitMs;
     // The consumer's topics, known from its first page; until then (and for an every-topic consumer) any commit wakes it.
     let known = false;
@@ -55,8 +64,8 @@ export class ConsumerLongPolls {
         : undefined;
       let waiting = false;
       try {
-        const page = await this.read(waitMs, () => this.reader.consumerPage(name, limit));
-        if (!page || page.count > 0 || !woken) return page;
+        const page = await this.read(waitMs, read);
+        if (!page || page.count > 0 || !woken || page.final) return page;
         topics = page.topics && new Set(page.topics);
         known = true;
         waiting = true;

@@ -1,9 +1,10 @@
 import type { Logger } from '../logger.js';
-import { gapFrame } from '../store/sse-frames.js';
+import { endFrame, gapFrame } from '../store/sse-frames.js';
 import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { TopicScope } from '../topic-scope.js';
 import type { BudgetShare, ReadAheadBudget } from './read-ahead.js';
 import { ToldPurges } from './told-purges.js';
+import { streamPageBefore } from './time-range.js';
 
 /** A subscriber's socket, as the stream sees it. */
 export interface StreamSink {
@@ -28,6 +29,15 @@ export interface StreamStart {
   toldSum?: bigint;
   /** An access token's readable topics; undefined: no limit. */
   readable?: TopicScope | undefined;
+  /** `until`: the stream ends before the first event received after it (see RangeEnds), with `event: end`. */
+  range?: StreamRange | undefined;
+}
+
+export interface StreamRange {
+  /** As the client gave it, for the end frame. */
+  until: string;
+  /** RangeEnds.endOf for it: the seq the range ends before, once stored. */
+  end(): Promise<number | undefined>;
 }
 
 /** What a subscription needs of the hub: joining once caught up. */
@@ -104,6 +114,7 @@ export class Subscription {
   private kept: { page: StreamPage; share: BudgetShare } | undefined;
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
+  private readonly range: StreamRange | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -117,6 +128,7 @@ export class Subscription {
     this.cursor = start.after;
     this.topics = start.topics;
     this.told = new ToldPurges(start.toldSum);
+    this.range = start.range;
     this.readBytes = limits.pageBytes;
     const topicSet = start.topics && new Set(start.topics);
     const scope = start.readable;
@@ -136,6 +148,11 @@ export class Subscription {
 
   /** From the shared feed: a page read after its cursor. False when this subscriber left it (it fell behind). */
   deliver(page: StreamPage): boolean {
+    // A range's stream reads by itself: only a read of the range's end after its page tells where the range stops in it.
+    if (this.range) {
+      void this.catchUp();
+      return false;
+    }
     const frames = this.framesOf(page);
     this.cursor = Math.max(this.cursor, page.end);
     if (frames.byteLength > 0) this.send(frames);
@@ -174,10 +191,13 @@ export class Subscription {
       }
       let page: StreamPage;
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
+      let rangeEnd: number | undefined;
       try {
         page = await this.nextPage();
         // After the page, even one read ahead or kept: purges only advance, so this sees every one it missed.
         untold = await this.untoldPurge();
+        // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
+        rangeEnd = await this.range?.end();
       } catch (error) {
         this.log.warn({ err: error }, 'a stream read failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS));
@@ -185,6 +205,16 @@ export class Subscription {
       }
       if (this.closed) return;
       if (untold) this.gap(untold.horizon, untold.above);
+      if (rangeEnd !== undefined) {
+        const cut = streamPageBefore(page, rangeEnd);
+        // A kept page is kept cut: the budget it holds is its own, not one more share.
+        if (this.kept?.page === page) this.kept.page = cut;
+        page = cut;
+        if (page.seqs.length === 0) {
+          this.finish(rangeEnd);
+          return;
+        }
+      }
       if (page.seqs.length > 0) {
         this.sendWhileTaken(page);
         continue;
@@ -229,6 +259,13 @@ export class Subscription {
   private dropKept(): void {
     this.kept?.share.release();
     this.kept = undefined;
+  }
+
+  /** Every event of its range was sent: says so, and ends the stream once the client has taken it. */
+  private finish(rangeEnd: number): void {
+    this.send(endFrame(this.range!.until, rangeEnd - 1));
+    this.close();
+    this.sink.end();
   }
 
   /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */

@@ -65,7 +65,8 @@ function gapStore(store: Writer, real: EventReader): GapStore {
       topics: (query) => real.topics(query),
       consumer: (name) => real.consumer(name),
       consumerStatus: (name) => real.consumerStatus(name),
-      consumerPage: (name, limit) => real.consumerPage(name, limit),
+      consumerPage: (name, limit, bounds) => real.consumerPage(name, limit, bounds),
+      firstReceivedAfter: (until) => real.firstReceivedAfter(until),
       purgeHorizon: (topics) => {
         db.horizonReads++;
         return real.purgeHorizon(topics);
@@ -104,18 +105,22 @@ export const postgresGapStore: GapStoreKind = {
 };
 
 /** A subscriber's socket that takes everything at once, parsed as a client would. */
-function sink(): StreamSink & { messages: SseMessage[] } {
+function sink(): StreamSink & { messages: SseMessage[]; ended: boolean } {
   const parser = new SseParser();
   const messages: SseMessage[] = [];
-  return {
+  const client: StreamSink & { messages: SseMessage[]; ended: boolean } = {
     messages,
+    ended: false,
     write: (bytes) => void messages.push(...parser.feed(Buffer.from(bytes).toString())),
     bufferedBytes: 0,
     needsDrain: false,
     drained: async () => true,
-    end: () => {},
+    end: () => {
+      client.ended = true;
+    },
     destroy: () => {},
   };
+  return client;
 }
 
 const LIMITS = {
@@ -130,7 +135,7 @@ export function hubOver(t: Test, reader: EventReader, options: { purging?: boole
   const hub = new SubscriberHub(reader, new PurgeCheck(reader, options.purging ?? true), commits,
     { ...LIMITS, pageLimit: options.pageLimit ?? LIMITS.pageLimit, maxSubscribers: 100 }, createLogger('silent', 'test'));
   t.teardown(() => hub.close());
-  const open = (after: number, topics?: string[], resumed?: Pick<StreamStart, 'toldSum'>) => {
+  const open = (after: number, topics?: string[], resumed?: Pick<StreamStart, 'toldSum' | 'range'>) => {
     const client = sink();
     hub.subscribe(client, { after, topics, ...resumed }, () => {});
     return client;
@@ -138,8 +143,9 @@ export function hubOver(t: Test, reader: EventReader, options: { purging?: boole
   return { commits, open };
 }
 
-/** What a client saw: `gap <after>-><resumed_after>` and the seqs of the events. */
+/** What a client saw: `gap <after>-><resumed_after>`, `end <last_seq>` and the seqs of the events. */
 export const seen = (messages: SseMessage[]) => messages.map((m) => {
+  if (m.event === 'end') return `end ${(JSON.parse(m.data) as { last_seq: number }).last_seq}`;
   if (m.event !== 'gap') return Number(m.id);
   const { after, resumed_after: resumed } = JSON.parse(m.data) as { after: number; resumed_after: number };
   return `gap ${after}->${resumed}`;

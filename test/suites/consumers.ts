@@ -13,6 +13,8 @@ import { createLogger } from '../../src/logger.js';
 import { openEventReader } from '../../src/store/open.js';
 import type { TouchedTopics } from '../../src/stream/commit-signal.js';
 import { ConsumerLongPolls } from '../../src/stream/long-polls.js';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ConsumerSchema } from '../../src/http/schemas/consumers.js';
 
 type Start = (t: Test, overrides?: Partial<Config>) => Promise<TestAggregator>;
 
@@ -266,6 +268,68 @@ export function consumersSuite(store: TestStore): void {
     }
     t.equal((await send('PUT', '/consumers/...', { start: 'earliest' })).status, 201, 'three dots are an ordinary name');
     t.equal((await send('GET', '/events/stream?consumer=..')).body.code, 'INVALID_CONSUMER', 'the stream\'s consumer= too');
+  });
+
+  t.test('every consumer answer is its documented schema, whole: the serializer drops no field', async (t) => {
+    const agg = await start(t);
+    const check = TypeCompiler.Compile(ConsumerSchema);
+    const record = ['name', 'topics', 'start', 'position', 'owner', 'created_at', 'last_commit_at'];
+    const status = [...record.slice(0, 5), 'lag', 'oldest_unconsumed_at', ...record.slice(5)];
+    const created = await put(agg, 'shape', { topics: ['a'], start: 'earliest' });
+    const [event] = await publishTopics(t, agg, ['a']);
+    const answers: [string, any, string[]][] = [
+      ['PUT', created.body, record],
+      ['commit', (await commit(agg, 'shape', event.seq)).body, record],
+      ['GET one', await agg.get('/consumers/shape'), status],
+      ['GET all', (await agg.get('/consumers'))[0], status],
+    ];
+    for (const [what, body, keys] of answers) {
+      t.same(Object.keys(body), keys, `${what}: every field, in order`);
+      t.same([...check.Errors(body)].map((e) => `${e.path}: ${e.message}`), [], `${what}: the schema, exactly`);
+    }
+    t.equal(answers[1]![1].position, event.seq);
+    t.ok(Date.parse(answers[1]![1].last_commit_at) > 0);
+  });
+
+  t.test('since= and until= on a consumer\'s pages: the range, then end: true, which a long-poll answers at once', async (t) => {
+    const agg = await start(t);
+    t.equal((await put(agg, 'range', { start: 'earliest' })).status, 201);
+    const stored: any[] = [];
+    for (let i = 0; i < 3; i++) {
+      stored.push(...await publishTopics(t, agg, ['a', 'b', 'a', 'b']));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const [a, b, c] = [0, 4, 8].map((i) => stored.slice(i, i + 4));
+    t.ok(a![3].received_at < b![0].received_at && b![3].received_at < c![0].received_at, 'three received_at');
+    const at = encodeURIComponent(b![0].received_at);
+    const plain = await poll(agg, 'range', '?limit=2');
+    t.notOk('end' in plain.body, 'without until=, no end field');
+    t.same(plain.body.events, a!.slice(0, 2));
+
+    const got: any[] = [];
+    for (;;) {
+      const page = await poll(agg, 'range', `?since=${at}&until=${at}&limit=3`);
+      t.equal(page.status, 200);
+      t.equal(page.headers['x-range-end'], String(c![0].seq - 1));
+      if (page.body.events.length === 0) {
+        t.same(page.body, { events: [], next: b![3].seq, end: true }, 'the empty page that ends the range says so');
+        break;
+      }
+      t.equal(page.body.end, false);
+      got.push(...page.body.events);
+      t.equal((await commit(agg, 'range', page.body.next)).status, 200);
+    }
+    t.same(got, b, 'since= skips the events received before it, until= stops before those after it');
+    const started = performance.now();
+    const waited = await poll(agg, 'range', `?until=${at}&wait_ms=20000`);
+    t.same(waited.body, { events: [], next: b![3].seq, end: true }, 'a long-poll of an ended range answers at once…');
+    t.ok(performance.now() - started < 10_000, `…without waiting wait_ms (${Math.round(performance.now() - started)} ms)`);
+    t.same((await poll(agg, 'range', '?limit=100')).body.events, c, 'without until=, the events after the range');
+
+    const bad = await poll(agg, 'range', '?since=2026-11-24T10:00:01Z&until=2026-11-24T10:00:00Z');
+    t.equal(bad.status, 400);
+    t.equal(bad.body.code, 'INVALID_QUERY');
+    t.match((await poll(agg, 'range', '?until=noon')).body, { code: 'INVALID_QUERY', message: /until/ });
   });
 
   t.test('lag and oldest_unconsumed_at; /metrics has the lag per consumer, /stats a summary', async (t) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
-import { StoredEventSchema } from '../../src/http/schemas.js';
+import { StoredEventSchema } from '../../src/http/schemas/events.js';
 import { eventDoc } from '../../src/store/event-doc.js';
 import { makeEvent } from '../helpers/events.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
@@ -118,5 +118,60 @@ export function readersSuite(store: TestStore): void {
     t.equal(pages, 5);
     t.same(listed, expected, 'every topic once, by name, with its count');
     t.same(await agg.get('/topics'), expected, 'the default limit covers them all');
+  });
+
+  t.test('since= and until= read a range of received_at, paged to its end, which X-Range-End tells; bad values are 400', async (t) => {
+    const agg = await start(t);
+    // Three requests, each stamped with its own received_at.
+    const stamps: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await publishAll(t, agg, Array.from({ length: 5 }, (_, k) => makeEvent({ topic: k % 2 ? 'x' : 'y' })));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const all = (await allPages(agg, 'limit=100')).flatMap((page) => page.items);
+    for (const e of all) if (!stamps.includes(e.received_at)) stamps.push(e.received_at);
+    t.equal(stamps.length, 3, 'three received_at');
+    const [a, b, c] = stamps.map((stamp) => all.filter((e) => e.received_at === stamp));
+    const range = (query: string) => agg.app.inject({ method: 'GET', url: `/events?${query}` });
+    const at = encodeURIComponent(b![0].received_at);
+
+    const pages: any[][] = [];
+    let res = await range(`since=${at}&until=${at}&limit=2`);
+    for (;;) {
+      t.equal(res.statusCode, 200);
+      t.equal(res.headers['x-range-end'], String(c![0].seq - 1), 'every page tells where the range ends');
+      const items = res.json<any[]>();
+      if (items.length === 0) break;
+      pages.push(items);
+      res = await range(`after=${items.at(-1).seq}&until=${at}&limit=2`);
+    }
+    t.same(pages.map((page) => page.length), [2, 2, 1], 'paged by limit');
+    t.same(pages.flat(), b, 'since and until the same instant: exactly the events received then');
+    t.same((await range(`since=${at}&until=${at}&topic=x`)).json(), b!.filter((e) => e.topic === 'x'), 'a topic narrows the range');
+    t.same((await range(`since=${at}`)).json(), [...b!, ...c!], 'since= alone: from the first event received at or after it');
+    t.same((await range(`after=0&since=${at}`)).json(), all, 'after= wins over since=');
+    const zoned = encodeURIComponent(new Date(Date.parse(b![0].received_at) - 1).toISOString().replace('Z', '+00:00'));
+    t.same((await range(`until=${zoned}`)).json(), a, 'until= with a zone: up to the first event received after it');
+
+    // The last stamp: no event received after it is stored yet, so the range may still grow and no page says where it ends.
+    const last = encodeURIComponent(c![0].received_at);
+    const open = await range(`until=${last}`);
+    t.same(open.json(), all);
+    t.notOk(open.headers['x-range-end'], 'no end until an event received after until is stored');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await publishAll(t, agg, [makeEvent({ topic: 'x' })]);
+    const [d] = (await allPages(agg, 'limit=100')).flatMap((page) => page.items).slice(-1);
+    const closed = await range(`until=${last}`);
+    t.same(closed.json(), all, 'the later event is not in the range');
+    t.equal(closed.headers['x-range-end'], String(d.seq - 1));
+
+    const refused: [string, string][] = [['until=yesterday', 'until'], ['until=2026-02-30T00:00:00Z', 'until'], ['since=2026-11-24T10:00:00', 'since'],
+      ['since=2026-11-24T10:00:01Z&until=2026-11-24T10:00:00Z', 'since'], ['since=2026-11-24T12:00:00%2B02:00&until=2026-11-24T09:59:59Z', 'since']];
+    for (const [query, parameter] of refused) {
+      const bad = await range(query);
+      t.equal(bad.statusCode, 400, query);
+      t.equal(bad.json().code, 'INVALID_QUERY');
+      t.match(bad.json().message, parameter, `${query}: ${bad.json().message}`);
+    }
   });
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { hubOver, seen, settle, until, type GapStoreKind } from '../helpers/gap-store.js';
+import { RangeEnds } from '../../src/stream/time-range.js';
 
 /**
  * The stream's `gap` events on SQLite and PostgreSQL alike: real purges of the store, run at chosen moments
@@ -51,5 +52,57 @@ export function streamGapSuite(kind: GapStoreKind): void {
     await until(later, 4);
     await settle();
     t.same(seen(later.messages), ['gap 0->0', c1, c2, a4], 'a3 purged since: told');
+  });
+
+  t.test('until= across a purge: the gap inside the range is told, the range ends before the first event received after it', async (t) => {
+    // a keeps its newest event; c is never purged. Received at t0: a1 c1 a2 c2; at t2, after until: a3 c3.
+    const db = await kind.open(t, 'a=1');
+    const [, c1, , c2] = await db.append(['a', 'c', 'a', 'c'], '2026-11-24T10:00:00.000Z');
+    const [a3, c3] = await db.append(['a', 'c'], '2026-11-24T11:00:00.001Z');
+    await db.purge();
+    const untilText = '2026-11-24T11:00:00.000Z';
+    const ranges = new RangeEnds(db.reader);
+    const range = { until: untilText, end: () => ranges.endOf(untilText) };
+    const { open } = hubOver(t, db.reader);
+    const first = open(0, undefined, { range });
+    await until(first, 4);
+    await settle();
+    t.same(seen(first.messages), ['gap 0->0', c1, c2, `end ${a3! - 1}`], 'a1 and a2 purged: told; nothing of a3 or c3');
+    t.ok(first.ended, 'the stream ends after `event: end`');
+    t.ok(c3! > a3!);
+
+    // Resumed from the gap's id (what a client sends back as Last-Event-ID): the rest of the range, the same end.
+    const [after, toldSum] = first.messages[0]!.id!.split(':');
+    const resumed = open(Number(after), undefined, { toldSum: BigInt(toldSum ?? 0), range });
+    await until(resumed, 3);
+    await settle();
+    t.same(seen(resumed.messages), [c1, c2, `end ${a3! - 1}`], 'no gap told twice, nothing repeated');
+    const fromLast = open(c2!, undefined, { range });
+    await until(fromLast, 1);
+    t.same(seen(fromLast.messages), [`end ${a3! - 1}`], 'resumed at the range\'s last event: only the end');
+    t.ok(fromLast.ended);
+  });
+
+  t.test('until= ahead of every stored event: live events until the first received after it, then the end', async (t) => {
+    const db = await kind.open(t, 'a=1000');
+    const [a1] = await db.append(['a'], '2026-11-24T10:00:00.000Z');
+    const untilText = '2026-11-24T11:00:00.000Z';
+    const ranges = new RangeEnds(db.reader);
+    const { commits, open } = hubOver(t, db.reader);
+    const client = open(0, ['a'], { range: { until: untilText, end: () => ranges.endOf(untilText) } });
+    await until(client, 1);
+    // Received before until, committed while the stream is live: still in the range.
+    const [b1, a2] = await db.append(['b', 'a'], '2026-11-24T10:59:59.999Z');
+    commits.notify(['b', 'a']);
+    await until(client, 2);
+    // Of another topic, received after until: the range ends there, before a3 (received before until, but committed after it).
+    const [b2] = await db.append(['b'], '2026-11-24T11:00:00.001Z');
+    const [a3] = await db.append(['a'], '2026-11-24T10:59:00.000Z');
+    commits.notify(['b', 'a']);
+    await until(client, 3);
+    await settle();
+    t.same(seen(client.messages), [a1, a2, `end ${b2! - 1}`], 'the events of its topics before the first received after until, then the end');
+    t.ok(client.ended);
+    t.ok(b1! < a2! && a3! > b2!);
   });
 }

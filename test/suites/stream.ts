@@ -100,6 +100,50 @@ export function streamSuite(store: TestStore): void {
     t.same(lowerCase.ids, seqsOf(all.slice(10)), 'since= with a lower-case t and z, as publish\'s timestamp allows');
   });
 
+  t.test('until=: the range, then event: end and the stream closes; resumed by Last-Event-ID it ends at the same place', async (t) => {
+    const server = await (await serverOn(t, store)).start();
+    for (let i = 0; i < 3; i++) {
+      await publishAll(server, events(5));
+      await sleep(5);
+    }
+    const all = await readAll(server, 15);
+    const [a, b, c] = [0, 5, 10].map((i) => all.slice(i, i + 5));
+    t.ok(a![4].received_at < b![0].received_at && b![4].received_at < c![0].received_at, 'three received_at');
+    const until = encodeURIComponent(b![0].received_at);
+    const end = { until: b![0].received_at, last_seq: c![0].seq - 1 };
+
+    const whole = await openStream(server.url, `/events/stream?after=0&until=${until}`);
+    await whole.ended;
+    t.same(whole.ids, seqsOf([...a!, ...b!]), 'every event up to the first received after until');
+    t.match(whole.events.at(-1), { event: 'end', data: JSON.stringify(end) }, 'then event: end');
+    const resumed = await openStream(server.url, `/events/stream?until=${until}`, { 'last-event-id': String(a![2].seq) });
+    await resumed.ended;
+    t.same(resumed.ids, seqsOf([...a!.slice(3), ...b!]), 'resumed after Last-Event-ID, to the same end');
+    t.equal(resumed.events.at(-1)!.event, 'end');
+    const ranged = await openStream(server.url, `/events/stream?since=${encodeURIComponent(b![0].received_at)}&until=${until}`);
+    await ranged.ended;
+    t.same(ranged.ids, seqsOf(b!), 'since= and until=');
+
+    // A range ahead of every stored event: live, until an event received after it is stored.
+    const ahead = new Date(Date.now() + 1_000).toISOString();
+    const live = await openStream(server.url, `/events/stream?until=${ahead}`);
+    const inRange = events(3);
+    await publishAll(server, inRange);
+    await live.waitFor(3);
+    await eventually(async () => Date.now(), { what: 'until to pass', timeout: 10_000, interval: 50, until: (now) => now > Date.parse(ahead) + 5 });
+    await publishAll(server, events(2));
+    await live.ended;
+    const after = await readAll(server, 20);
+    t.same(live.ids, seqsOf(after.slice(15, 18)), 'the events received before until, live');
+    t.same(JSON.parse(live.events.at(-1)!.data), { until: ahead, last_seq: after[18].seq - 1 }, 'then the end, before the first received after it');
+
+    for (const query of ['until=soon', 'until=2026-01-01T23:59:60Z', 'since=2026-11-24T10:00:01Z&until=2026-11-24T10:00:00Z']) {
+      const refused = await openStream(server.url, `/events/stream?${query}`);
+      t.equal(refused.status, 400, query);
+      t.equal(refused.error?.code, 'INVALID_QUERY', `${query}: ${refused.error?.message}`);
+    }
+  });
+
   t.test('consumer=: after the consumer\'s committed position, over its topics; topic narrows; Last-Event-ID wins', async (t) => {
     const server = await (await serverOn(t, store)).start();
     const mixed = Array.from({ length: 60 }, (_, i) => makeEvent({ topic: ['a', 'b', 'c'][i % 3]! }));

@@ -1,23 +1,26 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyRequest } from 'fastify';
-import { Topic } from '../../event.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import {
-  normalizeTopics, type ConsumerCommand, type ConsumerPage, type ConsumerRecord, type ConsumerRefusal, type ConsumerStatus,
+  normalizeTopics, type ConsumerCommand, type ConsumerRefusal,
 } from '../../store/consumers.js';
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
 import type { CommitSignal } from '../../stream/commit-signal.js';
-import { ConsumerLongPolls } from '../../stream/long-polls.js';
+import { ConsumerLongPolls, type PolledPage } from '../../stream/long-polls.js';
+import type { RangeEnds } from '../../stream/time-range.js';
+import { readRange } from '../read-range.js';
 import type { ConsumerLagCache } from '../consumer-lag.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import { checkConsumerUse, checkReadable, consumerActor, mayUse } from '../access/scoped-access.js';
-import { StoredEventSchema } from '../schemas.js';
+import {
+  CommitQuerySchema, CommitSchema, ConsumerListSchema, ConsumerPageSchema, ConsumerSchema, consumerJson, DefinitionSchema, ParamsSchema,
+  PollQuerySchema,
+} from '../schemas/consumers.js';
+import { PURGED_THROUGH_HEADER, RANGE_END_HEADER } from '../schemas/events.js';
 import { sendPage } from '../send-page.js';
-import { COMPRESSION_HEADERS } from '../compression.js';
-import { PURGED_THROUGH_HEADER } from './events.js';
 
 export interface ConsumerRouteOptions {
   pipeline: Pipeline;
@@ -25,35 +28,13 @@ export interface ConsumerRouteOptions {
   commits: CommitSignal;
   lags: ConsumerLagCache;
   purges: PurgeCheck;
+  ranges: RangeEnds;
   maxConsumers: number;
   stallTimeoutMs: number;
 }
 
 /** "." and ".." are path segments to every client that normalises URLs: a consumer of that name would be unreachable. */
 const NAME = /^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$/;
-const MAX_WAIT_MS = 30_000;
-/** Topics one consumer may read: each is read through its own index range when a page is built. */
-const MAX_CONSUMER_TOPICS = 100;
-
-const ParamsSchema = Type.Object({ name: Type.String({ description: '1–128 characters of [A-Za-z0-9._-], not "." or ".."' }) });
-
-const DefinitionSchema = Type.Object({
-  topics: Type.Optional(Type.Array(Topic, { maxItems: MAX_CONSUMER_TOPICS, description: 'Absent or empty: every topic' })),
-  start: Type.Union([
-    Type.Literal('earliest'), Type.Literal('latest'), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-  ], { description: 'earliest: from the first event; latest: after the last one visible now; a seq: after it' }),
-}, { additionalProperties: false });
-
-const PollQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-  wait_ms: Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, default: 0, description: 'Long-poll: wait this long for an event when there is none' }),
-}, { additionalProperties: false });
-
-const CommitSchema = Type.Object({ seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) }, { additionalProperties: false });
-const CommitQuerySchema = Type.Object({
-  rewind: Type.Boolean({ default: false, description: 'Allow moving the position backwards (replay)' }),
-}, { additionalProperties: false });
-
 /** Each refusal of the store is an error code of the API (checked here at compile time). */
 const REFUSAL_CODES = {
   UNKNOWN_CONSUMER: 'UNKNOWN_CONSUMER', CONSUMER_CONFLICT: 'CONSUMER_CONFLICT', CONSUMER_LIMIT: 'CONSUMER_LIMIT',
@@ -92,17 +73,9 @@ function strictBody(schema: TSchema) {
 /** 404 UNKNOWN_CONSUMER, for every route that names a consumer (the stream's consumer= too). */
 export const unknown = (name: string) => new ApiError('UNKNOWN_CONSUMER', `no consumer named ${name}`);
 
-function consumerJson(c: ConsumerRecord | ConsumerStatus) {
-  return {
-    name: c.name, topics: c.topics, start: c.start, position: c.position, owner: c.owner,
-    ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
-    created_at: c.createdAt, last_commit_at: c.lastCommitAt,
-  };
-}
-
-/** `{"events": [...], "next": n}` around the page's bytes, which go out as the store built them. */
-function pageJson({ events, next }: ConsumerPage): Uint8Array {
-  return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}}`)]);
+/** `{"events": [...], "next": n}` (and, for a time range, `"end"`) around the page's bytes, which go out as the store built them. */
+function pageJson({ events, next, final }: PolledPage, ranged: boolean): Uint8Array {
+  return Buffer.concat([Buffer.from('{"events":'), events, Buffer.from(`,"next":${next}${ranged ? `,"end":${final === true}` : ''}}`)]);
 }
 
 /**
@@ -111,7 +84,7 @@ function pageJson({ events, next }: ConsumerPage): Uint8Array {
  * is a reader's own cursor, and managing one reveals nothing a reader could not read already.
  */
 export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = async (app, options) => {
-  const { pipeline, reader, commits, lags, purges, maxConsumers, stallTimeoutMs } = options;
+  const { pipeline, reader, commits, lags, purges, ranges, maxConsumers, stallTimeoutMs } = options;
   // A stopping server answers its long-polls at once (empty) instead of letting them hold the stop for wait_ms.
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
@@ -126,7 +99,10 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
   }
 
   app.put('/consumers/:name', {
-    schema: { summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema },
+    schema: {
+      summary: 'Create a durable consumer (idempotent)', params: ParamsSchema, body: DefinitionSchema,
+      response: { 200: ConsumerSchema, 201: ConsumerSchema },
+    },
     attachValidation: true,
     preValidation: strictBody(DefinitionSchema),
   }, async (request, reply) => {
@@ -139,10 +115,14 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
     return reply.code(outcome.kind === 'created' ? 201 : 200).send(consumerJson(outcome.consumer));
   });
 
-  app.get('/consumers', { schema: { summary: "Every durable consumer with its lag (a token's own; an admin's: all)" } }, async (request) =>
+  app.get('/consumers', {
+    schema: { summary: "Every durable consumer with its lag (a token's own; an admin's: all)", response: { 200: ConsumerListSchema } },
+  }, async (request) =>
     (await reader.consumerStatus()).filter((consumer) => mayUse(request, consumer)).map(consumerJson));
 
-  app.get('/consumers/:name', { schema: { summary: 'A durable consumer with its lag', params: ParamsSchema } }, async (request) => {
+  app.get('/consumers/:name', {
+    schema: { summary: 'A durable consumer with its lag', params: ParamsSchema, response: { 200: ConsumerSchema } },
+  }, async (request) => {
     const name = checkName(request.params.name);
     const [consumer] = await reader.consumerStatus(name);
     if (!consumer) throw unknown(name);
@@ -160,35 +140,47 @@ export const consumerRoutes: FastifyPluginAsyncTypebox<ConsumerRouteOptions> = a
       summary: "The events after a consumer's committed position",
       description: '`next` is the position to commit to acknowledge them all. Until committed, the same events come again. '
         + `When retention purged events of the consumer's topics after its position, the page starts from the oldest retained `
-        + `one and carries ${PURGED_THROUGH_HEADER} (as /events).`,
+        + `one and carries ${PURGED_THROUGH_HEADER} (as /events). A time range: since= skips the events received before it `
+        + `(committing \`next\` acknowledges them too), until= ends the range; once its end is stored, pages carry ${RANGE_END_HEADER}, `
+        + 'and `end` is true on the empty page that ends it (a long-poll answers it at once).',
       params: ParamsSchema, querystring: PollQuerySchema,
       // Documentation only: the body is JSON text built by the store, sent as it is.
-      response: {
-        200: Type.Object({ events: Type.Array(StoredEventSchema), next: Type.Integer() }, {
-          headers: { ...COMPRESSION_HEADERS, [PURGED_THROUGH_HEADER]: Type.Integer({ description: 'Present only when events after the position were purged' }) },
-        }),
-      },
+      response: { 200: ConsumerPageSchema },
     },
   }, async (request, reply) => {
     const name = checkName(request.params.name);
     const owned = request.grant && await reader.consumer(name);
     if (owned) checkConsumerUse(request, owned);
     const { limit, wait_ms: waitMs } = request.query;
+    const { since, until } = readRange(request.query);
     // The position the page starts from, read before it; a rewind committed during the poll is not told of.
     const from = (await purges.mayHavePurged()) ? await longPolls.read(waitMs, () => reader.consumer(name)) : undefined;
+    const after = since === undefined ? undefined : await reader.startAfter(since);
+    let rangeEnd: number | undefined;
+    const read = async (): Promise<PolledPage | undefined> => {
+      if (until === undefined) return reader.consumerPage(name, limit, { after });
+      const { page, end } = await ranges.read(
+        until, (before) => reader.consumerPage(name, limit, { after, before }), (polled) => (polled?.count ? polled.next : undefined));
+      rangeEnd = end;
+      return page && { ...page, final: end !== undefined && page.count === 0 };
+    };
     const gone = new AbortController();
     reply.raw.once('close', () => gone.abort());
-    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]));
+    const page = await longPolls.poll(name, limit, waitMs, AbortSignal.any([gone.signal, closing.signal]), read);
     if (!page) throw unknown(name);
+    if (rangeEnd !== undefined) reply.header(RANGE_END_HEADER, rangeEnd - 1);
     const purged = from && await longPolls.read(waitMs, () => purges.behind(from.topics ?? undefined, from.position));
     if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);
     // Answered because the server stops: the client should not keep the connection for another request.
     if (closing.signal.aborted) reply.header('connection', 'close');
-    return sendPage(reply, pageJson(page), stallTimeoutMs);
+    return sendPage(reply, pageJson(page, until !== undefined), stallTimeoutMs);
   });
 
   app.post('/consumers/:name/commit', {
-    schema: { summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema },
+    schema: {
+      summary: "Store a consumer's position durably", params: ParamsSchema, body: CommitSchema, querystring: CommitQuerySchema,
+      response: { 200: ConsumerSchema },
+    },
     attachValidation: true,
     preValidation: strictBody(CommitSchema),
   }, async (request) => {

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { PurgeCheck } from '../../stream/purge-check.js';
 import type { EventReader } from '../../store/store.js';
-import { Type } from '@sinclair/typebox';
-import { EventsQuerySchema, StoredEventSchema } from '../schemas.js';
+import type { RangeEnds } from '../../stream/time-range.js';
+import { EventsPageSchema, EventsQuerySchema, PURGED_THROUGH_HEADER, RANGE_END_HEADER } from '../schemas/events.js';
+import { readRange } from '../read-range.js';
 import { checkReadable, readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
-import { COMPRESSION_HEADERS } from '../compression.js';
 
 export interface ReadRouteOptions {
   reader: EventReader;
@@ -14,12 +14,9 @@ export interface ReadRouteOptions {
   maxPageBytes: number;
 }
 
-/** Tells a reader that retention purged events after its cursor (README, "API at a glance"). */
-export const PURGED_THROUGH_HEADER = 'X-Purged-Through';
-
 /** GET /events: stored unique events in commit order, paged by `after` (the last seq seen) and `limit`. */
-export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges: PurgeCheck }> = async (
-  app, { reader, purges, stallTimeoutMs, maxPageBytes },
+export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges: PurgeCheck; ranges: RangeEnds }> = async (
+  app, { reader, purges, ranges, stallTimeoutMs, maxPageBytes },
 ) => {
   app.get(
     '/events',
@@ -29,29 +26,25 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions & { purges
         description: `Commit order. Page with after=<last seq seen>; an empty array is the end. An unknown topic is an empty array. `
           + `A page holds at most \`limit\` events and at most MAX_PAGE_BYTES (here ${maxPageBytes}) bytes: it stops before the event `
           + `that would pass that, but always holds at least one. Retention may purge old events: a page whose \`after\` is behind `
-          + `a purge carries ${PURGED_THROUGH_HEADER}.`,
+          + `a purge carries ${PURGED_THROUGH_HEADER}. A time range: since= starts it (when after= is absent), until= ends it; `
+          + `once its end is stored, pages carry ${RANGE_END_HEADER}, and an empty one then ends the range.`,
         querystring: EventsQuerySchema,
         // Documentation only: the body is JSON text built by the store, sent as it is.
-        response: {
-          200: Type.Array(StoredEventSchema, {
-            headers: {
-              ...COMPRESSION_HEADERS,
-              [PURGED_THROUGH_HEADER]: Type.Integer({
-                description: 'Present only when events of this query\'s topics after `after` were purged by retention: every '
-                  + 'purged seq is at or below this one. The page starts from the oldest event retained after `after`.',
-              }),
-            },
-          }),
-        },
+        response: { 200: EventsPageSchema },
       },
     },
     async (request, reply) => {
-      const { topic, after } = request.query;
+      const { topic, limit } = request.query;
+      const { since, until } = readRange(request.query);
       const topics = topic === undefined ? undefined : [topic];
       if (topics) checkReadable(request, topics);
       // Without a topic, an access token reads (and is told of purges of) only the topics it may read.
       const readable = readFilter(request);
-      const page = await reader.page({ ...request.query, readable });
+      const after = request.query.after ?? (since === undefined ? 0 : await reader.startAfter(since));
+      const read = (before: number | undefined) => reader.page({ topic, after, limit, readable, before });
+      // The page holds no seq the route could see without parsing it: a range's end found late reads it again.
+      const { page, end } = until === undefined ? { page: await read(undefined), end: undefined } : await ranges.read(until, read, () => undefined);
+      if (end !== undefined) reply.header(RANGE_END_HEADER, end - 1);
       // After the page, so that no purge the page missed goes untold.
       const purged = await purges.behind(topics, after, readable);
       if (purged) reply.header(PURGED_THROUGH_HEADER, purged.max);

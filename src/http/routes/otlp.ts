@@ -7,7 +7,7 @@ import { encodeLogsResponse } from '../otlp/otlp-messages.js';
 import { OtlpLogsResponseSchema } from '../otlp/otlp-json-schema.js';
 import type { RejectionCounters } from '../rejections.js';
 import { checkPublishable } from '../access/scoped-access.js';
-import { PublishErrorResponses } from '../schemas.js';
+import { PublishErrorResponses } from '../schemas/publish.js';
 
 interface OtlpOptions {
   pipeline: Pipeline;

@@ -4,7 +4,7 @@ import type { RejectionCounters } from '../rejections.js';
 import { NdjsonBody, parseNdjsonEvents } from '../body/ndjson-body.js';
 import { namedTopics, parsePublishBody, type PublishLimits } from '../body/publish-body.js';
 import { checkPublishable } from '../access/scoped-access.js';
-import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas.js';
+import { CommittedSchema, PublishErrorResponses, PublishQuerySchema, QueuedSchema } from '../schemas/publish.js';
 
 interface PublishOptions {
   pipeline: Pipeline;

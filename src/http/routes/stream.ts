@@ -1,8 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Transform } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static } from '@sinclair/typebox';
-import { Topic } from '../../event.js';
 import type { EventReader } from '../../store/store.js';
 import type { SubscriberHub } from '../../stream/hub.js';
 import type { StreamSink, StreamStart } from '../../stream/subscription.js';
@@ -10,33 +8,17 @@ import { ApiError } from '../errors.js';
 import { checkConsumerUse, checkReadable, readScope } from '../access/scoped-access.js';
 import type { ConsumerRecord } from '../../store/consumers.js';
 import { checkName, unknown } from './consumers.js';
-import { acceptsGzip, COMPRESSION_HEADERS, gzipInto } from '../compression.js';
+import { acceptsGzip, gzipInto } from '../compression.js';
+import { StreamQuerySchema, StreamResponseSchema, type StreamQuery } from '../schemas/stream.js';
+import type { RangeEnds } from '../../stream/time-range.js';
+import { readRange } from '../read-range.js';
 
 /** What a client's EventSource waits before reconnecting. */
 const RETRY_MS = 1_000;
-const MAX_TOPICS = 64;
-
-export const StreamQuerySchema = Type.Object(
-  {
-    topic: Type.Optional(Type.Array(Topic, { maxItems: MAX_TOPICS, description: 'Repeatable; absent: every topic' })),
-    after: Type.Optional(Type.Integer({
-      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Start after this seq; 0: from the oldest. Absent: only new events',
-    })),
-    since: Type.Optional(Type.String({
-      format: 'date-time',
-      description: 'RFC 3339 with a zone, on a real calendar date, no leap second (as publish\'s timestamp): from the first event received at or after it',
-    })),
-    consumer: Type.Optional(Type.String({
-      description: 'Start after this durable consumer\'s committed position, over its topics (a topic given too narrows them)',
-    })),
-  },
-  { additionalProperties: false },
-);
-type StreamQuery = Static<typeof StreamQuerySchema>;
-
 export interface StreamRouteOptions {
   reader: EventReader;
   hub: SubscriberHub;
+  ranges: RangeEnds;
   maxSubscribers: number;
 }
 
@@ -45,7 +27,8 @@ export interface StreamRouteOptions {
  * `consumer`, `after`, `since` and `topic` into a cursor and topics.
  */
 async function streamStart(
-  query: StreamQuery, lastEventId: string | string[] | undefined, reader: EventReader, mayUse: (consumer: ConsumerRecord) => void,
+  query: StreamQuery, since: string | undefined, lastEventId: string | string[] | undefined, reader: EventReader,
+  mayUse: (consumer: ConsumerRecord) => void,
 ): Promise<StreamStart> {
   const asked = query.topic && [...new Set(query.topic)];
   const consumer = query.consumer === undefined ? undefined : await reader.consumer(checkName(query.consumer));
@@ -55,17 +38,7 @@ async function streamStart(
   if (lastEventId !== undefined) return { ...resumedFrom(lastEventId), topics };
   if (consumer) return { after: consumer.position, topics };
   if (query.after !== undefined) return { after: query.after, topics };
-  return { after: await reader.startAfter(query.since === undefined ? undefined : receivedAtText(query.since)), topics };
-}
-
-/**
- * `since` as received_at text (UTC ISO, which sorts as time). A valid time may fall outside years 0-9999 in
- * UTC, where the ISO form starts with a sign and would sort before every stored time: it is clamped instead.
- */
-function receivedAtText(since: string): string {
-  const iso = new Date(since).toISOString();
-  if (iso.startsWith('+')) return '9999-12-31T23:59:59.999Z';
-  return iso.startsWith('-') ? '0000-01-01T00:00:00.000Z' : iso;
+  return { after: await reader.startAfter(since), topics };
 }
 
 /** A consumer's topics (null: every topic), narrowed to the ones the request names too. */
@@ -87,7 +60,7 @@ function resumedFrom(value: string | string[]): Pick<StreamStart, 'after' | 'tol
 }
 
 /** GET /events/stream: Server-Sent Events, resumable by seq (README, "Subscribing"). */
-export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async (app, { reader, hub, maxSubscribers }) => {
+export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async (app, { reader, hub, ranges, maxSubscribers }) => {
   // Streams never end by themselves: the server would wait for them forever when it stops.
   app.addHook('preClose', async () => hub.close());
   let starting = 0;
@@ -100,11 +73,12 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
           + 'reconnect with Last-Event-ID (or after=) to continue without gap or repeat. `: keep-alive` comments while idle '
           + '(SSE_KEEPALIVE_MS). Events retention purged after the cursor are announced by `event: gap` with '
           + '`data: {"after", "resumed_after"}` before the stream goes on after resumed_after. A gap\'s id is resumed_after, '
-          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received.',
+          + 'or `<resumed_after>:<n>` when purges beyond it were told (n tells a reconnect which): send ids back as received. '
+          + 'With until=, the stream stops before the first event received after it and ends with `event: end` '
+          + '(`data: {"until", "last_seq"}`, no id) before it closes: a client closes its EventSource on it rather than reconnect.',
         querystring: StreamQuerySchema,
         produces: ['text/event-stream'],
-        // Documentation only: the stream is written to the socket, each write flushed through gzip when asked for.
-        response: { 200: Type.String({ description: 'text/event-stream', headers: COMPRESSION_HEADERS }) },
+        response: { 200: StreamResponseSchema },
       },
     },
     async (request, reply) => {
@@ -112,12 +86,14 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
         throw new ApiError('SUBSCRIBER_LIMIT', `this server has ${maxSubscribers} open streams (MAX_SUBSCRIBERS)`, { retryAfterSeconds: 5 });
       }
       if (request.query.topic) checkReadable(request, request.query.topic);
+      const { since, until } = readRange(request.query);
       // Listened for before the first await: a client that leaves while its start is read must not leave a stream behind.
       const gone = new Promise<void>((resolve) => reply.raw.once('close', resolve));
       starting++;
       let start: StreamStart;
       try {
-        start = await streamStart(request.query, request.headers['last-event-id'], reader, (consumer) => checkConsumerUse(request, consumer));
+        start = await streamStart(
+          request.query, since, request.headers['last-event-id'], reader, (consumer) => checkConsumerUse(request, consumer));
       } finally {
         starting--;
       }
@@ -132,8 +108,9 @@ export const streamRoutes: FastifyPluginAsyncTypebox<StreamRouteOptions> = async
       });
       const sink = responseSink(res, gzip ? gzipInto(res) : undefined);
       sink.write(Buffer.from(`retry: ${RETRY_MS}\n\n`));
+      const range = until === undefined ? undefined : { until: request.query.until!, end: () => ranges.endOf(until) };
       // Over every topic, an access token's stream carries only the topics it may read, gaps included.
-      hub.subscribe(sink, { ...start, readable: readScope(request) }, (closed) => void gone.then(closed));
+      hub.subscribe(sink, { ...start, readable: readScope(request), range }, (closed) => void gone.then(closed));
     },
   );
 };

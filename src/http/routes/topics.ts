@@ -1,22 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import { Topic } from '../../event.js';
 import { readFilter } from '../access/scoped-access.js';
 import { sendPage } from '../send-page.js';
 import type { ReadRouteOptions } from './events.js';
-
-export const TopicsQuerySchema = Type.Object(
-  {
-    after: Type.Optional(Type.String({ ...Topic, minLength: 0, description: 'Return topics whose name sorts after this (the last one seen); empty: from the first' })),
-    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-  },
-  { additionalProperties: false },
-);
-
-const TopicCountSchema = Type.Object({
-  topic: Type.String(),
-  events: Type.Integer({ description: 'Stored (unique) events of the topic, store-wide' }),
-});
+import { TopicsPageSchema, TopicsQuerySchema } from '../schemas/topics.js';
 
 /** GET /topics: every topic with its stored events, by name, paged by `after` (the last name seen). */
 export const topicsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (app, { reader, stallTimeoutMs }) => {
@@ -28,7 +14,7 @@ export const topicsRoutes: FastifyPluginAsyncTypebox<ReadRouteOptions> = async (
         description: 'Page with after=<last topic seen> until an empty array. Names sort by the store\'s order.',
         querystring: TopicsQuerySchema,
         // Documentation only: the body is JSON text built by the store, sent as it is.
-        response: { 200: Type.Array(TopicCountSchema) },
+        response: { 200: TopicsPageSchema },
       },
     },
     async (request, reply) => {

@@ -4,7 +4,7 @@ import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from '../consumer-table.js';
-import type { EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
+import type { ConsumerPageBounds, EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
 import { postgresPatterns } from '../../topic-scope.js';
 
 const POOL_SIZE = 4;
@@ -23,23 +23,32 @@ export const READ_STATEMENT_TIMEOUT_MS = 2_000;
  * tombstone of a purged event: every read here says `doc IS NOT NULL`, which picks the partial indexes
  * of retained rows, so a read never wades through what was purged.
  */
-const pageOf = (topicFilter: string) => `
+const pageOf = (topicFilter: string, before: string) => `
   SELECT coalesce('[' || string_agg('{"seq":' || seq || ',' || substr(doc, 2), ',' ORDER BY seq) || ']', '[]') AS page,
          count(*) AS count, max(seq) AS last
   FROM (
     SELECT seq, doc, row_number() OVER w AS n, sum(octet_length(doc) + length(seq::text) + 8) OVER w AS bytes
     FROM (
       SELECT seq, doc FROM events
-      WHERE seq > $1 AND seq < ${SEQ_HORIZON} AND doc IS NOT NULL AND ${topicFilter}
+      WHERE seq > $1 AND seq < ${SEQ_HORIZON} AND (${before}::bigint IS NULL OR seq < ${before}) AND doc IS NOT NULL AND ${topicFilter}
       ORDER BY seq LIMIT $2
     ) limited
     WINDOW w AS (ORDER BY seq)
   ) sized
   WHERE n = 1 OR 1 + bytes <= $4`;
-/** $5: an access token's readable topics as regular expressions (NULL: every topic). */
-const PAGE = pageOf('($3::text IS NULL OR topic = $3) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))');
-/** A durable consumer's page: its topics (NULL: every topic). */
-const CONSUMER_PAGE = pageOf('($3::text[] IS NULL OR topic = ANY($3::text[]))');
+/** $5: an access token's readable topics as regular expressions (NULL: every topic); $6: a time range's end (NULL: none). */
+const PAGE = pageOf('($3::text IS NULL OR topic = $3) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))', '$6');
+/** A durable consumer's page: its topics (NULL: every topic); $5: a time range's end (NULL: none). */
+const CONSUMER_PAGE = pageOf('($3::text[] IS NULL OR topic = ANY($3::text[]))', '$5');
+
+/**
+ * Where a time range ends: the first event received after $1, through the (received_at, seq) index alone
+ * (the cost grows with the events received since then). A purged event's row counts too: it was received
+ * then, and reading only the index spares a heap visit per row. Below the commit horizon only: a row above
+ * it could still be joined by a lower seq committing later, and the answer must never move down.
+ */
+const FIRST_AFTER = `
+  SELECT min(seq) AS seq FROM events WHERE received_at > $1 AND seq < ${SEQ_HORIZON}`;
 
 /**
  * Consumers with their lag, counted below the commit horizon like every read, and the received_at of the
@@ -167,8 +176,9 @@ export class PostgresEventReader implements EventReader {
     this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, Math.min(READ_STATEMENT_TIMEOUT_MS, statementTimeoutMs));
   }
 
-  async page({ topic, after, limit, readable }: EventPageQuery): Promise<Uint8Array> {
-    const { rows } = await this.query<{ page: string }>(PAGE, [after, limit, topic ?? null, this.maxPageBytes, expressions(readable)]);
+  async page({ topic, after, limit, readable, before }: EventPageQuery): Promise<Uint8Array> {
+    const { rows } = await this.query<{ page: string }>(
+      PAGE, [after, limit, topic ?? null, this.maxPageBytes, expressions(readable), before ?? null]);
     return Buffer.from(rows[0]!.page);
   }
 
@@ -190,6 +200,11 @@ export class PostgresEventReader implements EventReader {
     return Number(row!.after);
   }
 
+  async firstReceivedAfter(until: string): Promise<number | undefined> {
+    const { rows: [row] } = await this.query<{ seq: string | null }>(FIRST_AFTER, [until]);
+    return row!.seq === null ? undefined : Number(row!.seq);
+  }
+
   async topics({ after, limit, readable }: TopicPageQuery): Promise<Uint8Array> {
     const { rows } = await this.query<{ topic: string; events: string }>(TOPICS, [after, limit, expressions(readable)]);
     return Buffer.from(JSON.stringify(rows.map((r) => ({ topic: r.topic, events: Number(r.events) }))));
@@ -206,11 +221,11 @@ export class PostgresEventReader implements EventReader {
     return rows.map((row) => ({ ...consumerFromRow(row), lag: Number(row.lag), oldestUnconsumedAt: row.oldest_unconsumed_at }));
   }
 
-  async consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined> {
+  async consumerPage(name: string, limit: number, { after = 0, before }: ConsumerPageBounds = {}): Promise<ConsumerPage | undefined> {
     const consumer = await this.consumer(name);
     if (!consumer) return undefined;
     const { rows: [row] } = await this.query<{ page: string; count: string; last: string | null }>(
-      CONSUMER_PAGE, [consumer.position, limit, consumer.topics, this.maxPageBytes]);
+      CONSUMER_PAGE, [Math.max(consumer.position, after), limit, consumer.topics, this.maxPageBytes, before ?? null]);
     return {
       events: Buffer.from(row!.page), count: Number(row!.count), next: row!.last === null ? consumer.position : Number(row!.last),
       topics: consumer.topics,

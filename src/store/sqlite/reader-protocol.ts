@@ -1,5 +1,5 @@
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
-import type { EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
+import type { ConsumerPageBounds, EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 
 /*
  * The SQLite reader worker's protocol: its entry module, its start data and every message both ways. Both
@@ -22,10 +22,12 @@ export type Read =
   | { kind: 'consumer'; name: string }
   /** Every consumer when `name` is undefined. */
   | { kind: 'consumer-status'; name: string | undefined }
-  | { kind: 'consumer-page'; name: string; limit: number }
+  | { kind: 'consumer-page'; name: string; limit: number; bounds: ConsumerPageBounds | undefined }
   | { kind: 'stream'; query: StreamPageQuery }
   /** The seq a stream starts after: the last one received before `since` (undefined: the last one stored). */
   | { kind: 'start'; since: string | undefined }
+  /** The seq a time range ends before: the first one received after `until`. */
+  | { kind: 'first-after'; until: string }
   /** Every topic (or every readable one) when `topics` is undefined. */
   | { kind: 'purge-horizon'; topics: readonly string[] | undefined; readable: ReadableTopics }
   | { kind: 'purge-horizons-above'; topics: readonly string[] | undefined; after: number; readable: ReadableTopics }
@@ -46,6 +48,7 @@ export interface ReadAnswers {
   /** A stream page; its typed arrays' buffers are transferred. */
   stream: { type: 'stream'; page: StreamPage };
   start: { type: 'start'; after: number };
+  'first-after': { type: 'first-after'; seq: number | undefined };
   'purge-horizon': { type: 'purge-horizon'; horizon: PurgeHorizon };
   'purge-horizons-above': { type: 'purge-horizons-above'; horizons: number[] };
   'topic-details': { type: 'topic-details'; topics: TopicDetail[] };

@@ -1,8 +1,9 @@
 import type Database from 'better-sqlite3';
 import { CONSUMER_COLUMNS } from '../consumer-table.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
+import type { ConsumerPageBounds } from '../store.js';
 import { sqliteConsumer, type SqliteConsumerRow } from './sqlite-consumers.js';
-import { COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
+import { below, COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
 
 /**
  * Durable consumers on the reader worker's read-only connection. A consumer of some topics reads each of
@@ -25,7 +26,7 @@ export class SqliteConsumerReader {
         'SELECT seq, received_at FROM events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT 1'),
     };
     // One read transaction: the consumer's position and its events come from the same snapshot.
-    this.pageTransaction = db.transaction((name: string, limit: number) => this.readPage(name, limit));
+    this.pageTransaction = db.transaction((name: string, limit: number, bounds: ConsumerPageBounds) => this.readPage(name, limit, bounds));
   }
 
   consumer(name: string): ConsumerRecord | undefined {
@@ -39,21 +40,21 @@ export class SqliteConsumerReader {
     return rows.map((row) => this.withLag(sqliteConsumer(row)));
   }
 
-  page(name: string, limit: number): ConsumerPage | undefined {
-    return this.pageTransaction(name, limit);
+  page(name: string, limit: number, bounds: ConsumerPageBounds = {}): ConsumerPage | undefined {
+    return this.pageTransaction(name, limit, bounds);
   }
 
-  private readPage(name: string, limit: number): ConsumerPage | undefined {
+  private readPage(name: string, limit: number, { after = 0, before }: ConsumerPageBounds): ConsumerPage | undefined {
     const consumer = this.consumer(name);
     if (!consumer) return undefined;
     // The page may stop before a row it read (the byte cap): `next` is the seq of the last item it took.
     const seqs: number[] = [];
-    const rows = this.matching(consumer, limit);
+    const rows = below(this.matching(consumer.topics, Math.max(consumer.position, after), limit), before);
     const { page, count } = jsonArrayWithin(items(noting(rows, seqs)), this.maxPageBytes);
     return { events: page, count, next: count > 0 ? seqs[count - 1]! : consumer.position, topics: consumer.topics };
   }
 
-  private *matching({ topics, position }: ConsumerRecord, limit: number): Generator<Row> {
+  private *matching(topics: string[] | null, position: number, limit: number): Generator<Row> {
     if (topics === null) {
       yield* this.db.prepare<[number, number], Row>(`SELECT ${COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`)
         .iterate(position, limit);

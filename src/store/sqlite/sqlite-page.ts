@@ -46,6 +46,14 @@ export interface Row {
   item: Buffer;
 }
 
+/** The rows with a seq below `before` (undefined: all of them): read in seq order, they stop at the first past it. */
+export function* below(rows: Iterable<Row>, before: number | undefined): Generator<Row> {
+  for (const row of rows) {
+    if (before !== undefined && row.seq >= before) return;
+    yield row;
+  }
+}
+
 export function* items(rows: Iterable<Row>): Generator<Part[]> {
   for (const row of rows) yield [row.item];
 }

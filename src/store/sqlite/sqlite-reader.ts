@@ -2,7 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteConsumerReader } from './sqlite-consumer-reader.js';
-import { COLUMNS, items, jsonArrayWithin, streamItems, type Row } from './sqlite-page.js';
+import { below, COLUMNS, items, jsonArrayWithin, streamItems, type Row } from './sqlite-page.js';
 import { sseFrames } from '../sse-frames.js';
 import type { EventPageQuery, PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery, TopicDetail, TopicPageQuery } from '../store.js';
 import { cachedMatcher } from '../../topic-scope.js';
@@ -24,6 +24,7 @@ export class SqlitePageReader {
   private readonly inTopics;
   private readonly last;
   private readonly firstSince;
+  private readonly firstAfter;
   private readonly horizonOfAll;
   private readonly horizonOf;
   private readonly horizonOfReadable;
@@ -55,6 +56,7 @@ export class SqlitePageReader {
       'SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM purged_keys), 0))').pluck();
     // Served by the (received_at, seq) index: the cost grows with the events received since then, not the store.
     this.firstSince = this.db.prepare<[string], number | null>('SELECT min(seq) FROM events WHERE received_at >= ?').pluck();
+    this.firstAfter = this.db.prepare<[string], number | null>('SELECT min(seq) FROM events WHERE received_at > ?').pluck();
     // Two subqueries rather than max() and min() side by side, so that topics_by_purged serves each.
     this.horizonOfAll = this.db.prepare<[], PurgeHorizon>(
       `SELECT coalesce((SELECT max(purged_through) FROM topics), 0) AS max,
@@ -82,10 +84,10 @@ export class SqlitePageReader {
        ORDER BY topic`);
   }
 
-  page({ topic, after, limit, readable }: EventPageQuery): Uint8Array {
-    // Rows are read lazily: reading stops at the byte cap, whatever `limit` asked for.
+  page({ topic, after, limit, readable, before }: EventPageQuery): Uint8Array {
+    // Rows are read lazily: reading stops at the byte cap or at `before`, whatever `limit` asked for.
     const rows = topic === undefined ? this.everyTopic(after, limit, readable) : this.byTopic.iterate(topic, after, limit);
-    return jsonArrayWithin(items(rows), this.maxPageBytes).page;
+    return jsonArrayWithin(items(below(rows, before)), this.maxPageBytes).page;
   }
 
   /** Events of every topic, or of every readable one. */
@@ -105,6 +107,11 @@ export class SqlitePageReader {
   startAfter(since: string | undefined): number {
     const first = since === undefined ? null : (this.firstSince.get(since) ?? null);
     return first === null ? this.last.get()! : first - 1;
+  }
+
+  /** Through the (received_at, seq) index, as startAfter: the cost grows with the events received after `until`. */
+  firstReceivedAfter(until: string): number | undefined {
+    return this.firstAfter.get(until) ?? undefined;
   }
 
   /** From `topics.purged_through`, which a purge advances in the transaction that deletes the events. */

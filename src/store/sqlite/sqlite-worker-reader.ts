@@ -3,7 +3,7 @@ import { RESTART_BACKOFF, SupervisedWorker } from '../../lib/supervised-worker.j
 import { ReadGate } from '../read-gate.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { READER_WORKER_ENTRY, type AnswerTo, type Read, type ReaderMessage, type ReaderWorkerData, type ReadRequest } from './reader-protocol.js';
-import { StoreError, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type ReadableTopics, type TopicDetail } from '../store.js';
+import { StoreError, type ConsumerPageBounds, type EventPageQuery, type EventReader, type StreamPage, type StreamPageQuery, type TopicPageQuery, type PurgeHorizon, type ReadableTopics, type TopicDetail } from '../store.js';
 
 /** Reads waiting for the worker beyond the one it runs; more get 503 READERS_BUSY at once. */
 export const SQLITE_MAX_QUEUED_READS = 16;
@@ -58,8 +58,8 @@ export class SqliteWorkerReader implements EventReader {
     return (await this.read({ kind: 'consumer-status', name })).consumers;
   }
 
-  async consumerPage(name: string, limit: number): Promise<ConsumerPage | undefined> {
-    const { page } = await this.read({ kind: 'consumer-page', name, limit });
+  async consumerPage(name: string, limit: number, bounds?: ConsumerPageBounds): Promise<ConsumerPage | undefined> {
+    const { page } = await this.read({ kind: 'consumer-page', name, limit, bounds });
     return page && { ...page, events: new Uint8Array(page.events) };
   }
 
@@ -69,6 +69,10 @@ export class SqliteWorkerReader implements EventReader {
 
   async startAfter(since: string | undefined): Promise<number> {
     return (await this.read({ kind: 'start', since })).after;
+  }
+
+  async firstReceivedAfter(until: string): Promise<number | undefined> {
+    return (await this.read({ kind: 'first-after', until })).seq;
   }
 
   async purgeHorizon(topics: readonly string[] | undefined, readable?: ReadableTopics): Promise<PurgeHorizon> {

@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import { EventSchema, Topic } from '../event.js';
+import { EventSchema } from '../../event.js';
+import { errorExample } from './primitives.js';
 
+/* POST /publish and POST /v1/logs: the query, the bodies (documented; validated in body/publish-body.ts) and the answers. */
 
 export const PublishQuerySchema = Type.Object({
   ack: Type.Optional(
@@ -10,24 +12,10 @@ export const PublishQuerySchema = Type.Object({
   ),
 });
 
-export const EventsQuerySchema = Type.Object(
-  {
-    topic: Type.Optional(Topic),
-    after: Type.Integer({
-      minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, description: 'Return events with seq greater than this',
-    }),
-    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-  },
-  { additionalProperties: false },
-);
-
-const example = makeExampleEvent();
-function makeExampleEvent() {
-  return {
-    topic: 'orders.eu', event_id: '7f3c9a2e-51d4-4c1b-9b1e-2f6a0c8d4e11', timestamp: '2026-11-24T10:00:00.123Z',
-    source: 'checkout-svc', payload: { order: 'A-1042', amount: 42.5, currency: 'EUR' },
-  };
-}
+const example = {
+  topic: 'orders.eu', event_id: '7f3c9a2e-51d4-4c1b-9b1e-2f6a0c8d4e11', timestamp: '2026-11-24T10:00:00.123Z',
+  source: 'checkout-svc', payload: { order: 'A-1042', amount: 42.5, currency: 'EUR' },
+};
 
 /** The three accepted body shapes, for the OpenAPI document (validation runs in publish-body.ts). */
 export const PublishBodySchema = Type.Union(
@@ -56,23 +44,6 @@ export const QueuedSchema = Type.Object(
   { description: 'Queued (?ack=queued); committed shortly, lost only with the process', examples: [{ accepted: 3, queued: true }] },
 );
 
-/** Every error answer: Fastify's shape, plus the per-event problems of a refused publish. */
-export const ErrorSchema = Type.Object({
-  statusCode: Type.Integer(),
-  code: Type.String({ description: 'Stable cause of the error; see docs/errors.md' }),
-  error: Type.String(),
-  message: Type.String(),
-  errors: Type.Optional(Type.Array(Type.Object({
-    index: Type.Integer(),
-    line: Type.Optional(Type.Integer({ description: 'The 1-based line of an NDJSON body' })),
-    field: Type.String(),
-    reason: Type.String(),
-  }))),
-});
-
-const errorExample = (statusCode: number, error: string, code: string, message: string, extra = {}) =>
-  Type.Object(ErrorSchema.properties, { description: message, examples: [{ statusCode, error, code, message, ...extra }] });
-
 export const PublishErrorResponses = {
   400: errorExample(400, 'Bad Request', 'INVALID_EVENT', '1 of 2 events are invalid; nothing was stored', {
     errors: [{ index: 1, field: 'timestamp', reason: 'must be an RFC 3339 date-time with a zone (Z or ±hh:mm) on a real calendar date' }],
@@ -85,10 +56,3 @@ export const PublishErrorResponses = {
     'the request would add 1 new topic(s) to the 100000 there are; at most 100000 are allowed (MAX_TOPICS)'),
   503: errorExample(503, 'Service Unavailable', 'QUEUE_FULL', 'the queue is full: the consumer is behind; retry later'),
 };
-
-/** One /events item. The stores build it (src/store/event-doc.ts); a test holds their real pages to this. */
-export const StoredEventSchema = Type.Object({
-  seq: Type.Integer({ description: 'Commit sequence number, strictly increasing' }),
-  ...EventSchema.properties,
-  received_at: Type.String({ format: 'date-time', description: 'When the aggregator accepted the request' }),
-}, { additionalProperties: false });
