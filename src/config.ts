@@ -143,7 +143,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   pgStatementTimeoutMs: {
     env: 'PG_STATEMENT_TIMEOUT_MS', flag: 'pg-statement-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
   },
-  pgWriteConnections: { env: 'PG_WRITE_CONNECTIONS', flag: 'pg-write-connections', defaultValue: '4', parse: integer(1, 16) },
+  pgWriteConnections: { env: 'PG_WRITE_CONNECTIONS', flag: 'pg-write-connections', defaultValue: '1', parse: integer(1, 16) },
   replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: optionalText },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',
