@@ -17,6 +17,8 @@ export interface Config {
    * inside a transaction, before the server ends it (the client gives up a second later).
    */
   pgStatementTimeoutMs: number;
+  /** PostgreSQL: connections this replica commits batches on, so as many batches are in flight at once. */
+  pgWriteConnections: number;
   /** Names this replica in a shared store; default host name and port. */
   replicaId: string;
   logLevel: string;
@@ -142,6 +144,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   pgStatementTimeoutMs: {
     env: 'PG_STATEMENT_TIMEOUT_MS', flag: 'pg-statement-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
   },
+  pgWriteConnections: { env: 'PG_WRITE_CONNECTIONS', flag: 'pg-write-connections', defaultValue: '1', parse: integer(1, 16) },
   replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: optionalText },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',

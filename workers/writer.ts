@@ -5,15 +5,22 @@ import {
   packAcks, type CommittedMessage, type ConsumerCommandRequest, type ConsumerCommandResult, type WriterMessage, type WriterWorkerData,
 } from '../src/pipeline/writer-protocol.js';
 import { NOBODY_WAITS, readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
-import { RingConsumer } from '../src/ring/ring.js';
+import { RingConsumer, type RingMark } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
-import { StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
+import { OutOfTurnError, StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
 
 /*
  * The writer: the ring's only reader and the store's only writer. It drains the ring in batches,
  * commits each batch in one transaction together with the ring position it reached, and only then
  * releases the ring space and reports the commit, so a record leaves the ring only once it is durable.
+ *
+ * A store may take several commits at once (store.commitsInFlight, PostgreSQL's PG_WRITE_CONNECTIONS):
+ * batches go to its lanes in ring order, round robin, each lane taking its next batch once its last one
+ * committed. Their statements run side by side, but each one becomes durable only after the batch before
+ * it (CommitOrder.after), so batches commit in ring order, as with one lane: a crash loses only a tail
+ * (?ack=queued), and the position each batch stores covers every record before it. Should a batch roll
+ * back, the one after it rolls back too and tries again once it committed.
  */
 
 const IDLE_WAIT_MS = 100;
@@ -27,6 +34,8 @@ const UPKEEP_EVERY_MS = 1_000;
 const SNAPSHOT_EVERY_MS = 1_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5_000;
+/** Batch numbers (CommitOrder.turn) wrap here: they must fit PostgreSQL's int. */
+const TURNS = 2 ** 31;
 
 const { ring: ringBuffer, epoch, config, waitForStore } = workerData as WriterWorkerData;
 const log = createLogger(config.logLevel, 'writer');
@@ -47,6 +56,28 @@ if (checkpoint?.epoch === epoch) {
 }
 post({ type: 'ready', counters: initial.counters, topicEvents: [...initial.topicEvents], skippedRecords });
 log.debug({ skippedRecords, counters: initial.counters }, 'writer ready');
+
+/** A batch handed to a lane, in ring order, until it is reported. */
+interface InFlight {
+  turn: number;
+  lane: number;
+  end: RingMark;
+  /** Resolves once it committed; rejects if it never will (the writer ends). */
+  committed: Promise<void>;
+  /** Its report, once it committed. */
+  report?: CommittedMessage;
+  /** The keys it stores, while in flight (see heldBack). */
+  keys: string[];
+}
+const inFlight: InFlight[] = [];
+/** Keys of the batches in flight, and in how many each. */
+const keysInFlight = new Map<string, number>();
+/** Each lane's last batch: settled once it committed and was reported, or failed for good. */
+const lanes: Promise<void>[] = Array.from({ length: store.commitsInFlight }, () => Promise.resolve());
+/** Batches handed out so far: the next one's lane and turn. */
+let handedOut = 0;
+/** A lane's commit that failed for good: the writer ends with it. */
+let failure: unknown;
 
 // Consumer commands run one after another: on SQLite every store call is synchronous, so a message
 // handler never runs inside a batch transaction; on PostgreSQL they run on the store's connection for
@@ -113,11 +144,12 @@ async function applyCommand({ id, command }: ConsumerCommandRequest): Promise<Co
 
 /**
  * Runs a slice of the store's upkeep when one is due, and reports it. Returns how long the writer may
- * wait for events before the next slice is due.
+ * wait for events before the next slice is due. Upkeep runs with no batch in flight (see PostgresEventStore).
  */
 async function upkeep(): Promise<number> {
   const now = performance.now();
   if (now < nextUpkeep) return Math.min(IDLE_WAIT_MS, nextUpkeep - now);
+  await drain();
   try {
     const { pending, index, lastPurge, topicEvents } = await store.upkeep(UPKEEP_SLICE_MS);
     const took = performance.now() - now;
@@ -133,18 +165,18 @@ async function upkeep(): Promise<number> {
 }
 
 async function consume(): Promise<void> {
-  const batch: QueuedEvent[] = [];
   for (;;) {
+    if (failure !== undefined) throw failure;
     await ring.waitForData(await upkeep());
     await refreshSnapshot();
     if (!ring.hasNext()) {
-      if (ring.isClosed()) return;
+      if (ring.isClosed()) return drain();
       continue;
     }
+    const batch: QueuedEvent[] = [];
     fill(batch);
     if (config.batchLingerMs > 0) await linger(batch);
-    await commit(batch);
-    batch.length = 0;
+    await handOut(batch);
   }
 }
 
@@ -163,24 +195,80 @@ async function linger(batch: QueuedEvent[]): Promise<void> {
   }
 }
 
-/** Commits the batch, retrying store errors (disk full, I/O) with backoff; the batch is never split or dropped. */
-async function commit(batch: QueuedEvent[]): Promise<void> {
+/** Hands the batch to the next lane once that lane's last batch committed. */
+async function handOut(batch: QueuedEvent[]): Promise<void> {
+  const lane = handedOut % lanes.length;
+  const turn = handedOut++ % TURNS;
+  await lanes[lane];
+  if (failure !== undefined) throw failure;
+  const previous = inFlight.at(-1);
+  let settle!: { resolve: () => void; reject: (error: unknown) => void };
+  const committed = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  committed.catch(() => undefined); // the writer ends on `failure`; nobody else needs to hear it
+  const held = heldBack(batch);
+  const entry: InFlight = { turn, lane, end: ring.mark, committed, keys: [] };
+  for (let i = 0; i < batch.length; i++) if (!held?.[i]) entry.keys.push(keyOf(batch[i]!));
+  for (const key of entry.keys) keysInFlight.set(key, (keysInFlight.get(key) ?? 0) + 1);
+  inFlight.push(entry);
+  lanes[lane] = commit(batch, held, entry, previous).then((report) => {
+    entry.report = report;
+    settle.resolve();
+    reportInOrder();
+  }, (error: unknown) => {
+    failure ??= error;
+    settle.reject(error);
+  });
+}
+
+/** Releases and reports the committed batches at the head, in ring order. */
+function reportInOrder(): void {
+  for (let report; (report = inFlight[0]?.report) !== undefined; ) {
+    const { end, keys } = inFlight.shift()!;
+    for (const key of keys) {
+      const left = keysInFlight.get(key)! - 1;
+      if (left === 0) keysInFlight.delete(key);
+      else keysInFlight.set(key, left);
+    }
+    // Space first, report second: once a publish is acknowledged, its records no longer count as queued.
+    ring.release(end);
+    report.reportedAt = performance.timeOrigin + performance.now();
+    post(report);
+  }
+}
+
+/** Waits until every batch handed out has committed and been reported. */
+async function drain(): Promise<void> {
+  await Promise.all(lanes);
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Commits the batch, after `previous` (see CommitOrder), retrying store errors (disk full, I/O) with
+ * backoff; the batch is never split or dropped.
+ */
+async function commit(batch: QueuedEvent[], held: Uint8Array | undefined, entry: InFlight, previous: InFlight | undefined):
+  Promise<CommittedMessage> {
+  const sent = held ? batch.filter((_, i) => !held[i]) : batch;
   for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
     try {
+      const after = previous && !previous.report ? { turn: previous.turn, lane: previous.lane, position: previous.end.position } : undefined;
       fault('before-commit');
       const started = performance.now();
-      const result = await store.commitBatch(batch, { epoch, position: ring.position });
+      const result = await store.commitBatch(sent, { epoch, position: entry.end.position },
+        { lane: entry.lane, turn: entry.turn, after, heldBack: batch.length - sent.length });
       const commitMs = performance.now() - started;
       fault('after-commit');
-      // Space first, report second: once a publish is acknowledged, its records no longer count as queued.
-      ring.release();
-      post(summarize(batch, result.isNew, {
+      return summarize(batch, held ? spread(result.isNew, held) : result.isNew, {
         type: 'committed', acks: packAcks([]), records: batch.length, counters: result.counters,
-        topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs, reportedAt: performance.timeOrigin + performance.now(),
-      }));
-      return;
+        topicEvents: [...result.topicEvents], seqRange: result.seqRange, commitMs, reportedAt: 0,
+      });
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;
+      // The batch before it failed: try again once that one is in.
+      if (error instanceof OutOfTurnError) {
+        await previous!.committed;
+        continue;
+      }
       // Stopping with a failing store: give up rather than hang the shutdown. These events were never
       // acknowledged as committed (their requests got 503), so at-least-once publishers still have them.
       if (ring.isClosed()) {
@@ -192,6 +280,32 @@ async function commit(batch: QueuedEvent[]): Promise<void> {
       await sleep(delay);
     }
   }
+}
+
+/**
+ * Which events of the batch an earlier batch in flight stores already (same topic and event_id): they are
+ * duplicates, and are not sent, so two batches of this writer never wait for each other over a key.
+ * Undefined when there are none.
+ */
+function heldBack(batch: readonly QueuedEvent[]): Uint8Array | undefined {
+  if (keysInFlight.size === 0) return undefined;
+  let held: Uint8Array | undefined;
+  for (let i = 0; i < batch.length; i++) {
+    if (keysInFlight.has(keyOf(batch[i]!))) (held ??= new Uint8Array(batch.length))[i] = 1;
+  }
+  return held;
+}
+
+/** The batch's isNew from that of the events sent: the held-back ones are duplicates. */
+function spread(sentIsNew: Uint8Array, held: Uint8Array): Uint8Array {
+  const isNew = new Uint8Array(held.length);
+  for (let i = 0, j = 0; i < held.length; i++) if (!held[i]) isNew[i] = sentIsNew[j++]!;
+  return isNew;
+}
+
+/** An event's dedup key, injective: the topic's length, then the topic and the event_id. */
+function keyOf(event: QueuedEvent): string {
+  return `${event.topic.length}:${event.topic}${event.eventId}`;
 }
 
 /** Adds per-request unique/duplicate counts to the message and logs each dropped duplicate. */

@@ -13,7 +13,7 @@ export const WRITER_WORKER_ENTRY = new URL('../../workers/writer.js', import.met
 
 /** The settings the writer needs, and no others: listed once, and the type follows the list. */
 export const WRITER_SETTINGS = [
-  'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
+  'store', 'dbPath', 'databaseUrl', 'pgStatementTimeoutMs', 'pgWriteConnections', 'replicaId', 'synchronous', 'dbMaxBytes', 'batchMax', 'batchLingerMs', 'logLevel',
   'retention', 'dedupWindowMs', 'dedupHotKeys', 'fault',
 ] as const satisfies readonly (keyof Config)[];
 

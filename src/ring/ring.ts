@@ -23,8 +23,10 @@
  *   The producer writes record bytes with plain stores and only then publishes them with
  *   Atomics.store(WRITE_POS); a consumer whose Atomics.load(WRITE_POS) sees that value therefore sees
  *   every byte before it. Symmetrically the consumer calls Atomics.store(READ_POS) only once it is done
- *   with the bytes (for the aggregator: after the SQLite commit), and the producer Atomics.loads READ_POS
- *   before it reuses them. The producer never waits; the consumer sleeps in Atomics.waitAsync on
+ *   with the bytes (for the aggregator: once the batch that holds them and every batch before it have
+ *   committed), and the producer Atomics.loads READ_POS before it reuses them. The consumer may read
+ *   ahead of what it released and release in steps (release(upTo)): READ_POS and READ_COUNT only move
+ *   forward, to record boundaries it has read, so the producer never reuses bytes still being committed. The producer never waits; the consumer sleeps in Atomics.waitAsync on
  *   WRITE_POS, woken by Atomics.notify, with a timeout so it also notices CLOSED.
  */
 
@@ -158,9 +160,15 @@ export interface RecordSpan {
   end: number;
 }
 
+/** A record boundary the consumer has read up to: its position and the records before it (both mod 2^32). */
+export interface RingMark {
+  position: number;
+  records: number;
+}
+
 /**
- * The consuming side. `next()` reads ahead of what has been released; `release()` hands everything read
- * so far back to the producer — call it only once the records are durable.
+ * The consuming side. `next()` reads ahead of what has been released; `release()` hands the records read
+ * (all of them, or those before a mark) back to the producer — call it only once they are durable.
  */
 export class RingConsumer extends RingView {
   private cursor: number;
@@ -178,9 +186,9 @@ export class RingConsumer extends RingView {
     return this.cursor;
   }
 
-  /** Records read since the last release(). */
-  get unreleased(): number {
-    return (this.cursorCount - (Atomics.load(this.control, READ_COUNT) >>> 0)) >>> 0;
+  /** Where reading stands now, for a later release(upTo). */
+  get mark(): RingMark {
+    return { position: this.cursor, records: this.cursorCount };
   }
 
   hasNext(): boolean {
@@ -212,10 +220,10 @@ export class RingConsumer extends RingView {
     return skipped;
   }
 
-  /** Gives every record read so far back to the producer. */
-  release(): void {
-    Atomics.store(this.control, READ_COUNT, this.cursorCount | 0);
-    Atomics.store(this.control, READ_POS, this.cursor | 0);
+  /** Gives the records before `upTo`, a mark taken since the last release (by default every record read so far), back to the producer. */
+  release(upTo: RingMark = this.mark): void {
+    Atomics.store(this.control, READ_COUNT, upTo.records | 0);
+    Atomics.store(this.control, READ_POS, upTo.position | 0);
   }
 
   /** Resolves when a record may be readable, the ring closed, or `timeoutMs` passed; never blocks the thread. */

@@ -10,7 +10,7 @@ import { StoreError, StoreOpenError, type EventReader, type EventStore } from '.
 
 /** The settings that choose and open the writer, and the reader. */
 export type StoreConfig = Pick<Config,
-  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
+  'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'pgWriteConnections' | 'replicaId' | 'synchronous' | 'dbMaxBytes' | 'batchMax' | 'retention' | 'dedupWindowMs' | 'dedupHotKeys'>;
 export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pgStatementTimeoutMs' | 'replicaId' | 'maxPageBytes'>;
 
 /*
@@ -43,7 +43,7 @@ export async function openEventStore(config: StoreConfig, log: Logger): Promise<
   }
   try {
     return await PostgresEventStore.open(config.databaseUrl, config.replicaId,
-      { rules: config.retention, dedupWindowMs: config.dedupWindowMs }, config.pgStatementTimeoutMs);
+      { rules: config.retention, dedupWindowMs: config.dedupWindowMs }, config.pgStatementTimeoutMs, config.pgWriteConnections);
   } catch (error) {
     log.error({ err: error }, 'cannot open PostgreSQL');
     // The code says whether the server is away (a restarted worker waits for it) or refused (a bug to report).

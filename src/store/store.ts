@@ -30,10 +30,34 @@ export interface StoreCounters {
 /** SQLite answers at once; PostgreSQL over the network. One interface serves both, so one consumer loop does. */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** Where the consumer stood in the ring when a batch committed; stored in the batch's own transaction. */
+/** Where the writer stood in the ring when a batch committed; stored in the batch's own transaction. */
 export interface RingCheckpoint {
   epoch: string;
+  /** Every record before this position is committed. */
   position: number;
+}
+
+/** How a batch commits beside others in flight (a store's commitsInFlight > 1). */
+export interface CommitOrder {
+  /** Which of the store's connections commits it: 0 .. commitsInFlight - 1, one batch at a time each. */
+  lane: number;
+  /** The batch's number (0 .. 2^31 - 1, counting up and wrapping), which the batch after it names in `after`. */
+  turn: number;
+  /**
+   * The batch before it, still committing: this one becomes durable only once that one is. Absent: every
+   * batch before it is committed.
+   */
+  after?: { turn: number; lane: number; position: number };
+  /** Events of the batch not passed in, as an earlier batch in flight stores their keys: counted as duplicates. */
+  heldBack?: number;
+}
+
+/** The batch before this one rolled back, so this one did too, to be committed after it. */
+export class OutOfTurnError extends StoreError {
+  override name = 'OutOfTurnError';
+  constructor() {
+    super('an earlier batch rolled back; committing again in ring order', 'OUT_OF_TURN');
+  }
 }
 
 export interface BatchResult {
@@ -64,14 +88,19 @@ export interface StoreSnapshot {
 export interface EventStore {
   /** True when other writers (replicas) change the store too, so snapshots need refreshing. */
   readonly shared: boolean;
+  /**
+   * How many commitBatch calls may run at once, each on its own lane (see CommitOrder): 1 for SQLite,
+   * whose writer is synchronous; PG_WRITE_CONNECTIONS for PostgreSQL.
+   */
+  readonly commitsInFlight: number;
   /** Counters and every topic; read once, when the consumer starts. */
   snapshot(): MaybePromise<StoreSnapshot>;
   /** Counters and the topics any writer changed since the last snapshot() or changes(): never the whole table. */
   changes(): MaybePromise<StoreSnapshot>;
-  /** This consumer's last checkpoint. */
+  /** This writer's last checkpoint (of the ring it wrote last). */
   checkpoint(): MaybePromise<RingCheckpoint | undefined>;
   /** Stores the new events of `events` and the checkpoint atomically: all of it or, on StoreError, none. */
-  commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): MaybePromise<BatchResult>;
+  commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint, order?: CommitOrder): MaybePromise<BatchResult>;
   /** Creates, commits or deletes a durable consumer in a transaction of its own, between batches. */
   applyConsumerCommand(command: ConsumerCommand): MaybePromise<ConsumerOutcome>;
   /**

@@ -87,7 +87,7 @@ const PURGE_TOPIC = `
   ), counted AS (
     INSERT INTO topic_counts AS t (topic, replica, events, bytes, changed)
     SELECT $1, $5, -events, -bytes, ${SEQ_BASE} FROM gone WHERE events > 0
-    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events, bytes = t.bytes + excluded.bytes,
+    ON CONFLICT (topic, replica, lane) DO UPDATE SET events = t.events + excluded.events, bytes = t.bytes + excluded.bytes,
                                                changed = excluded.changed
   ), horizon AS (
     INSERT INTO topic_purges (topic, purged_through) SELECT $1, max(seq) FROM victims HAVING count(*) > 0
@@ -107,7 +107,7 @@ const FORGET_KEYS = `
   ), counted AS (
     INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped, keys_forgotten)
     SELECT $3, 0, 0, count(*) FROM forgotten HAVING count(*) > 0
-    ON CONFLICT (replica) DO UPDATE SET keys_forgotten = c.keys_forgotten + excluded.keys_forgotten
+    ON CONFLICT (replica, lane) DO UPDATE SET keys_forgotten = c.keys_forgotten + excluded.keys_forgotten
   )
   SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT count(*) FROM doomed) AS doomed`;
 

@@ -41,7 +41,10 @@ export const COMMIT_CHANNEL = 'pubsub_aggregator_commits';
  * changed the row (0 for rows from before the column existed), so a replica re-reads only the topics that
  * changed since its last look (see PostgresEventStore.changes). `ring_checkpoints` is per replica, like the ring it describes, and
  * names the transaction of the last batch, so a commit whose outcome was lost with the connection can be
- * looked up instead of retried blindly. `consumers` holds the durable consumers (topics NULL: every topic), shared
+ * looked up instead of retried blindly. A replica commits on several connections at once (PG_WRITE_CONNECTIONS),
+ * each a `lane`: counters, topic totals and checkpoints are one row per replica and lane, so even one
+ * replica's concurrent commits never wait for each other's hot rows. They commit in ring order, so the
+ * highest position of the replica's lanes is its checkpoint. `consumers` holds the durable consumers (topics NULL: every topic), shared
  * by every replica, so a consumer committed through one continues on another.
  * `received_at` repeats the doc's (UTC ISO text, which sorts as time) so that /events/stream?since= finds its
  * start through an index; a store from before the column gets it filled once, from the docs.
@@ -132,7 +135,18 @@ const SCHEMA = `
     last_commit_at text
   );
   -- A consumer belongs to the access token that created it (AUTH_TOKENS_FILE); NULL: created without one.
-  ALTER TABLE consumers ADD COLUMN IF NOT EXISTS owner text;`;
+  ALTER TABLE consumers ADD COLUMN IF NOT EXISTS owner text;
+  DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'ring_checkpoints' AND column_name = 'lane') THEN
+      ALTER TABLE replica_counters ADD COLUMN lane int NOT NULL DEFAULT 0, DROP CONSTRAINT replica_counters_pkey,
+        ADD PRIMARY KEY (replica, lane);
+      ALTER TABLE topic_counts ADD COLUMN lane int NOT NULL DEFAULT 0, DROP CONSTRAINT topic_counts_pkey,
+        ADD PRIMARY KEY (topic, replica, lane);
+      ALTER TABLE ring_checkpoints ADD COLUMN lane int NOT NULL DEFAULT 0, DROP CONSTRAINT ring_checkpoints_pkey,
+        ADD PRIMARY KEY (replica, lane);
+    END IF;
+  END $$;`;
 
 /** Creates the schema; safe when several replicas start at once (they take turns on an advisory lock). */
 export function migrate(pool: pg.Pool): Promise<void> {

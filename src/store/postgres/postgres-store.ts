@@ -5,8 +5,9 @@ import type { ConsumerCommand, ConsumerOutcome } from '../consumers.js';
 import { eventDoc } from '../event-doc.js';
 import { applyConsumerCommand } from './postgres-consumers.js';
 import { PostgresPurger } from './postgres-purge.js';
+import { inTransaction } from './postgres-transaction.js';
 import { agoSql, COMMIT_CHANNEL, eventKey, migrate, SEQ_BASE, SEQ_BATCH_BITS, SEQ_HORIZON, XID } from './postgres-schema.js';
-import { StoreError, type BatchResult, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type UpkeepReport } from '../store.js';
+import { OutOfTurnError, StoreError, type BatchResult, type CommitOrder, type EventStore, type RingCheckpoint, type StoreCounters, type StoreSnapshot, type UpkeepReport } from '../store.js';
 
 /**
  * Connecting or answering slower than this counts as PostgreSQL being unavailable: publishes get 503.
@@ -69,7 +70,10 @@ export function storeError(error: unknown): StoreError {
  * when referenced, hence `notified` in the result), naming the topics stored as a JSON array so that only
  * their long-polls wake; an empty payload (too many topics for NOTIFY's 8000 bytes) wakes every one.
  *
- * With DEDUP_WINDOW ($9, ms), a key whose row (event or tombstone) was received longer ago than the window
+ * First of all, the statement takes the advisory lock of its turn ($10: the writer numbers its batches), held
+ * until it commits or rolls back, which the batch after it waits for (see commitBatch).
+ *
+ * With DEDUP_WINDOW ($11, ms), a key whose row (event or tombstone) was received longer ago than the window
  * is forgotten at once, whether or not the purge has got to it: `stale` locks those rows, sorted by key
  * like the insert, `forgotten` deletes them, and the insert, which a one-time filter on `forgotten` holds
  * back until the deletes are done, stores the new copy as new, with a seq of this transaction (so the
@@ -82,11 +86,13 @@ export function storeError(error: unknown): StoreError {
 /** NOTIFY's payload must be shorter than 8000 bytes. */
 const MAX_NOTIFY_BYTES = 8000;
 const commitBatchSql = (windowed: boolean) => `
-  WITH batch AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
+  WITH turn AS (
+    SELECT pg_advisory_xact_lock(hashtext($4), $10)
+  ), batch AS (
+    SELECT e.* FROM turn, unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
   ), ${windowed ? `stale AS (
     SELECT ev.seq FROM events ev
-    WHERE (ev.topic, ev.event_key) IN (SELECT topic, event_key FROM batch) AND ev.received_at < ${agoSql('$9::bigint')}
+    WHERE (ev.topic, ev.event_key) IN (SELECT topic, event_key FROM batch) AND ev.received_at < ${agoSql('$11::bigint')}
     ORDER BY ev.topic COLLATE "C", ev.event_key COLLATE "C"
     FOR UPDATE
   ), forgotten AS (
@@ -100,26 +106,26 @@ const commitBatchSql = (windowed: boolean) => `
     ON CONFLICT (topic, event_key) DO NOTHING
     RETURNING seq, topic, octet_length(doc) AS bytes
   ), mine AS (
-    INSERT INTO replica_counters AS c (replica, unique_processed, duplicate_dropped, keys_forgotten)
-    SELECT $4, count(*), $5 - count(*), (SELECT count(*) FROM forgotten) FROM inserted
-    ON CONFLICT (replica) DO UPDATE SET unique_processed = c.unique_processed + excluded.unique_processed,
+    INSERT INTO replica_counters AS c (replica, lane, unique_processed, duplicate_dropped, keys_forgotten)
+    SELECT $4, $9, count(*), $5 - count(*), (SELECT count(*) FROM forgotten) FROM inserted
+    ON CONFLICT (replica, lane) DO UPDATE SET unique_processed = c.unique_processed + excluded.unique_processed,
                                         duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped,
                                         keys_forgotten = c.keys_forgotten + excluded.keys_forgotten
     RETURNING unique_processed, duplicate_dropped
   ), topics AS (
-    INSERT INTO topic_counts AS t (topic, replica, events, bytes, changed)
-    SELECT topic, $4, sum(events), sum(bytes), ${SEQ_BASE} FROM (
+    INSERT INTO topic_counts AS t (topic, replica, lane, events, bytes, changed)
+    SELECT topic, $4, $9, sum(events), sum(bytes), ${SEQ_BASE} FROM (
       SELECT topic, 1 AS events, bytes FROM inserted
       UNION ALL SELECT topic, -1, -bytes FROM forgotten WHERE retained
     ) delta GROUP BY topic
-    ON CONFLICT (topic, replica) DO UPDATE SET events = t.events + excluded.events, bytes = t.bytes + excluded.bytes,
-                                               changed = excluded.changed
+    ON CONFLICT (topic, replica, lane) DO UPDATE SET events = t.events + excluded.events, bytes = t.bytes + excluded.bytes,
+                                                     changed = excluded.changed
   ), checkpoint AS (
-    INSERT INTO ring_checkpoints (replica, epoch, position, xid) VALUES ($4, $6, $7, ${XID})
-    ON CONFLICT (replica) DO UPDATE SET epoch = excluded.epoch, position = excluded.position, xid = excluded.xid
+    INSERT INTO ring_checkpoints (replica, lane, epoch, position, xid) VALUES ($4, $9, $6, $7, ${XID})
+    ON CONFLICT (replica, lane) DO UPDATE SET epoch = excluded.epoch, position = excluded.position, xid = excluded.xid
   ), others AS (
     SELECT coalesce(sum(unique_processed), 0) AS unique, coalesce(sum(duplicate_dropped), 0) AS duplicates
-    FROM replica_counters WHERE replica <> $4
+    FROM replica_counters WHERE (replica, lane) <> ($4, $9)
   ), notified AS (
     SELECT pg_notify('${COMMIT_CHANNEL}', CASE WHEN octet_length(touched) < ${MAX_NOTIFY_BYTES} THEN touched ELSE '' END)
     FROM (SELECT json_agg(DISTINCT topic)::text AS touched FROM inserted HAVING count(*) > 0) stored
@@ -132,6 +138,11 @@ const COMMIT_BATCH_WINDOWED = commitBatchSql(true);
 
 const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
 const TOTALS = 'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters';
+/** Whether the batch before committed (lane $2 stored its position $4 of epoch $3), and the store-wide totals now. */
+const AFTER_TURN = `
+  SELECT EXISTS (SELECT 1 FROM ring_checkpoints WHERE replica = $1 AND lane = $2 AND epoch = $3 AND position = $4) AS done,
+         sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates
+  FROM replica_counters`;
 
 /**
  * Store-wide totals (summed over replicas) of the topics `filter` picks, with the commit horizon of the
@@ -150,41 +161,60 @@ const ALL_TOPICS = topicTotals('');
 const CHANGED_TOPICS = topicTotals(
   'WHERE topic IN (SELECT c.topic FROM topic_counts c, horizon WHERE c.changed >= $1 AND c.changed < horizon.seq)');
 
+/** One of the connections a replica commits batches on, with what its last commit left unknown. */
+interface Lane {
+  pool: pg.Pool;
+  /** The last commit on this lane failed in a way that may have committed it anyway (see commitBatch). */
+  inDoubt: boolean;
+}
+
 /**
  * The scale-out store: replicas share one PostgreSQL database; each batch is one statement.
  *
- * Two connections: one for the batches and the single-statement reads between them, one for the explicit
- * transactions (consumer commands, purge steps). The batches' connection never sees a BEGIN, so whatever
- * goes wrong with a transaction — a client timeout, a connection lost half-way, a bug — a batch can never
- * run inside it and be acknowledged with it uncommitted; and a command waits for a purge step, not for a
- * batch. Within a replica the two never write the same rows at once: purge steps run between batches, and
- * consumer commands touch only the consumers table.
+ * `commitsInFlight` connections (lanes) for the batches, lane 0 also for the single-statement reads between
+ * them, and one for the explicit transactions (consumer commands, purge steps). A batch is one statement,
+ * or, when it waits for the one before it, that statement in a transaction of inTransaction's, which ends
+ * with its connection on any error: whatever goes wrong — a client timeout, a connection lost half-way, a
+ * bug — a batch can never run inside a transaction left open and be acknowledged with it uncommitted; and
+ * a command waits for a purge step, not for a batch. Within a replica, batches and purge steps never write
+ * the same rows at once: purge steps run while no batch is in flight, and consumer commands touch only the
+ * consumers table. Concurrent batches of one replica are like batches of several replicas (each lane has
+ * rows of its own, see postgres-schema.ts), which the commit horizon already orders for readers.
  */
 export class PostgresEventStore implements EventStore {
   readonly shared = true;
-  /** The last commit failed in a way that may have committed it anyway (see commitBatch). */
-  private inDoubt = false;
   /** The commit horizon of the last topic read: changes() reads rows changed from here on. */
   private topicsHorizon = '0';
   private readonly purger: PostgresPurger;
+  private readonly pool: pg.Pool;
 
-  private constructor(private readonly pool: pg.Pool, private readonly transactions: pg.Pool, private readonly replica: string,
+  private constructor(private readonly lanes: Lane[], private readonly transactions: pg.Pool, private readonly replica: string,
     private readonly policy: RetentionPolicy) {
+    this.pool = lanes[0]!.pool;
     this.purger = new PostgresPurger(transactions, replica, policy);
   }
 
-  /** `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever). */
+  get commitsInFlight(): number {
+    return this.lanes.length;
+  }
+
+  /**
+   * `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever);
+   * `writeConnections`: how many batches may commit at once.
+   */
   static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined },
-    statementTimeoutMs = STATEMENT_TIMEOUT_MS): Promise<PostgresEventStore> {
-    const pool = createPool(url, `pubsub-aggregator writer ${replica}`, 1, statementTimeoutMs);
+    statementTimeoutMs = STATEMENT_TIMEOUT_MS, writeConnections = 1): Promise<PostgresEventStore> {
+    const lanes = Array.from({ length: writeConnections }, (_, i) =>
+      ({ pool: createPool(url, `pubsub-aggregator writer ${replica}${i > 0 ? ` lane ${i}` : ''}`, 1, statementTimeoutMs), inDoubt: false }));
     const transactions = createPool(url, `pubsub-aggregator writer transactions ${replica}`, 1, statementTimeoutMs);
+    const pools = [...lanes.map((lane) => lane.pool), transactions];
     try {
-      await migrate(pool);
+      await migrate(lanes[0]!.pool);
     } catch (error) {
-      await Promise.all([pool.end(), transactions.end()]);
+      await Promise.all(pools.map((pool) => pool.end()));
       throw storeError(error);
     }
-    return new PostgresEventStore(pool, transactions, replica, policy);
+    return new PostgresEventStore(lanes, transactions, replica, policy);
   }
 
   snapshot(): Promise<StoreSnapshot> {
@@ -209,48 +239,75 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
+  /** The checkpoint of the ring this replica wrote last: its lanes commit in ring order, so the furthest lane's. */
   async checkpoint(): Promise<RingCheckpoint | undefined> {
     try {
-      const { rows } = await this.pool.query<{ epoch: string; position: string }>(
-        'SELECT epoch, position FROM ring_checkpoints WHERE replica = $1', [this.replica]);
-      return rows[0] && { epoch: rows[0].epoch, position: Number(rows[0].position) };
+      const { rows } = await this.pool.query<{ epoch: string; position: string }>(`
+        SELECT epoch, position FROM ring_checkpoints
+        WHERE replica = $1 AND epoch = (SELECT epoch FROM ring_checkpoints WHERE replica = $1 ORDER BY xid DESC LIMIT 1)`, [this.replica]);
+      if (rows.length === 0) return undefined;
+      return { epoch: rows[0]!.epoch, position: rows.map((row) => Number(row.position)).reduce((a, b) => (ahead(b, a) > 0 ? b : a)) };
     } catch (error) {
       throw storeError(error);
     }
   }
 
-  async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult> {
+  /**
+   * With `order.after`, the batch commits in an explicit transaction whose COMMIT waits for the batch before
+   * it, so that batches become durable in ring order: a crash loses only a tail, and the checkpoint of the
+   * last commit covers every record before it. It waits inside PostgreSQL, on that batch's turn lock, so
+   * that the server sees the wait: a cycle with other replicas' batches over their keys is a deadlock it
+   * breaks (deadlock_timeout) rather than one the lock timeout ends. Should that batch have rolled back
+   * instead, this one rolls back too (OutOfTurnError) and the writer tries it again after it.
+   */
+  async commitBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint, order: CommitOrder = { lane: 0, turn: 0 }):
+    Promise<BatchResult> {
+    const lane = this.lanes[order.lane]!;
     try {
       // A connection lost while committing leaves the outcome unknown: if that batch did commit, its
       // results are read back rather than the batch being retried into "all duplicates".
-      const earlier = this.inDoubt ? await this.committedBatch(events, checkpoint) : undefined;
-      this.inDoubt = false;
+      const earlier = lane.inDoubt ? await this.committedBatch(lane, order.lane, events, checkpoint) : undefined;
+      lane.inDoubt = false;
       if (earlier) return earlier;
       const window = this.policy.dedupWindowMs;
       const values = [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
-        events.length, checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt)];
-      const { rows: [row] } = await this.pool.query<{ seqs: string[] } & Totals>(window === undefined
+        events.length + (order.heldBack ?? 0), checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt), order.lane, order.turn];
+      const query = window === undefined
         ? { name: 'commit-batch', text: COMMIT_BATCH, values }
-        : { name: 'commit-batch-windowed', text: COMMIT_BATCH_WINDOWED, values: [...values, window] });
+        : { name: 'commit-batch-windowed', text: COMMIT_BATCH_WINDOWED, values: [...values, window] };
+      const { after } = order;
+      const { rows: [row] } = after === undefined
+        ? await lane.pool.query<CommitRow>(query)
+        : await inTransaction(lane.pool, async (client) => {
+          const { rows: [stored] } = await client.query<CommitRow>(query);
+          await client.query({ name: 'wait-turn', text: 'SELECT pg_advisory_xact_lock(hashtext($1), $2)', values: [this.replica, after.turn] });
+          // The totals again: the statement's own were read before the batches it waited for committed.
+          const { rows: [turn] } = await client.query<{ done: boolean } & Totals>({
+            name: 'turn-committed', text: AFTER_TURN, values: [this.replica, after.lane, checkpoint.epoch, after.position],
+          });
+          if (!turn!.done) throw new OutOfTurnError();
+          return { rows: [{ ...stored!, unique: turn!.unique, duplicates: turn!.duplicates }] };
+        });
       return batchResult(events, row!.seqs, row!);
     } catch (error) {
       // An error the server reported (it has a severity) rolled the statement back; any other may not have.
-      this.inDoubt = !(error instanceof Error && 'severity' in error);
+      lane.inDoubt = !(error instanceof Error && 'severity' in error) && !(error instanceof OutOfTurnError);
       throw storeError(error);
     }
   }
 
-  /** The results of this very batch if an earlier attempt committed it, found by its checkpoint. */
-  private async committedBatch(events: readonly IncomingEvent[], checkpoint: RingCheckpoint): Promise<BatchResult | undefined> {
-    const { rows: [stored] } = await this.pool.query<{ epoch: string; position: string; xid: string }>(
-      'SELECT epoch, position, xid FROM ring_checkpoints WHERE replica = $1', [this.replica]);
+  /** The results of this very batch if an earlier attempt committed it, found by its lane's checkpoint. */
+  private async committedBatch(lane: Lane, index: number, events: readonly IncomingEvent[], checkpoint: RingCheckpoint):
+    Promise<BatchResult | undefined> {
+    const { rows: [stored] } = await lane.pool.query<{ epoch: string; position: string; xid: string }>(
+      'SELECT epoch, position, xid FROM ring_checkpoints WHERE replica = $1 AND lane = $2', [this.replica, index]);
     // Positions only grow within an epoch, so only this batch's commit can have stored this one.
     if (stored?.epoch !== checkpoint.epoch || Number(stored.position) !== checkpoint.position) return undefined;
     const base = BigInt(stored.xid) << BigInt(SEQ_BATCH_BITS);
     const [inserted, totals] = await Promise.all([
-      this.pool.query<{ seq: string }>('SELECT seq FROM events WHERE seq > $1 AND seq < $2',
+      lane.pool.query<{ seq: string }>('SELECT seq FROM events WHERE seq > $1 AND seq < $2',
         [base.toString(), (base + BigInt(POSITION_MASK)).toString()]),
-      this.pool.query<Totals>(TOTALS),
+      lane.pool.query<Totals>(TOTALS),
     ]);
     return batchResult(events, inserted.rows.map((r) => r.seq), totals.rows[0]);
   }
@@ -272,14 +329,19 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.pool.end(), this.transactions.end()]);
+    await Promise.all([...this.lanes.map((lane) => lane.pool.end()), this.transactions.end()]);
   }
 }
+
+/** How far ring position `a` lies past `b`: positions count bytes modulo 2^32 (see ring.ts). */
+const ahead = (a: number, b: number): number => (a - b) | 0;
 
 interface Totals {
   unique: string | null;
   duplicates: string | null;
 }
+
+type CommitRow = { seqs: string[] } & Totals;
 
 function toCounters(row: Totals | undefined): StoreCounters {
   return { uniqueProcessed: Number(row?.unique ?? 0), duplicateDropped: Number(row?.duplicates ?? 0) };
