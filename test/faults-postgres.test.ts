@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { freshDatabase, startCluster, type PgCluster } from '../scripts/pg-cluster.js';
 import { keyOf, makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
+import { query } from './helpers/pg-query.js';
 import { startPublishers, type Publishers } from './helpers/publishers.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 
@@ -30,17 +31,6 @@ async function cluster(t: Test): Promise<PgCluster> {
   const started = await startCluster();
   t.teardown(() => started.remove());
   return started;
-}
-
-/** Runs `sql` on its own connection. */
-async function query<R extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<R[]> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query<R>(sql, values)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 /** Every key the events table holds, purged ones (tombstones) included. */

@@ -7,6 +7,7 @@ import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 import { keyOf, makeEvent } from './helpers/events.js';
 import { eventually } from './helpers/eventually.js';
 import { eventPager } from './helpers/pager.js';
+import { query } from './helpers/pg-query.js';
 import { startPublishers, type Publishers } from './helpers/publishers.js';
 import { readAllEvents, spawnServer, type ServerProcess } from './helpers/server-process.js';
 import { openStream, orderProblems } from './helpers/sse.js';
@@ -21,16 +22,6 @@ const LANES = '4';
 const event = (eventId: string): IncomingEvent => ({
   topic: 't', eventId, timestamp: '2026-12-03T10:00:00Z', source: 'test', payload: '{}', receivedAt: '2026-12-03T10:00:01.000Z',
 });
-
-async function query<R extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<R[]> {
-  const client = new pg.Client(url);
-  await client.connect();
-  try {
-    return (await client.query<R>(sql, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 async function replica(t: Test, url: string, id: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const server = await spawnServer(join(t.testdir(), `${id}-unused.db`), {
