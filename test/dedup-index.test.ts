@@ -135,7 +135,7 @@ t.test('a seal the disk refuses is a StoreError the consumer retries; keys stay 
   // The key directory replaced by a file: every segment write fails as a full or broken disk would.
   rmSync(`${path}.keys`, { recursive: true });
   writeFileSync(`${path}.keys`, '');
-  // UpkeepReport slices until the seal reaches its write (on a loaded machine, more than one slice).
+  // Upkeep slices until the seal reaches its write (on a loaded machine, more than one slice).
   t.throws(() => {
     for (let i = 0; i < 1_000; i++) store.upkeep(50);
   }, { name: 'StoreError', code: 'ENOTDIR' });

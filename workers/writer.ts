@@ -24,7 +24,7 @@ import { faultInjector } from './faults.js';
  */
 
 const IDLE_WAIT_MS = 100;
-/** UpkeepReport (purging, sealing the dedup index) runs in slices of at most this much work... */
+/** Upkeep (purging, sealing the dedup index) runs in slices of at most this much work... */
 const UPKEEP_SLICE_MS = 10;
 /** ...with at least this many times as long for batches in between while events wait, so publishes keep most of the thread... */
 const UPKEEP_SHARE = 3;
