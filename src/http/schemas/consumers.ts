@@ -39,10 +39,11 @@ export const ConsumerSchema = Type.Object({
   start: StartSchema,
   position: Count('The committed position: every matching event up to this seq is acknowledged'),
   owner: Nullable(Type.String(), 'The access token that created it (AUTH_TOKENS_FILE); null: created without one'),
-  lag: Type.Optional(Count('Matching events after the position')),
-  oldest_unconsumed_at: Type.Optional(Nullable(time('received_at of the first of them'), 'null when there are none')),
   created_at: time('When it was created'),
   last_commit_at: Nullable(time('When its position was last committed'), 'null: never'),
+  // Last: the serializer (fast-json-stringify) writes required properties before optional ones, so this is the wire order.
+  lag: Type.Optional(Count('Matching events after the position')),
+  oldest_unconsumed_at: Type.Optional(Nullable(time('received_at of the first of them'), 'null when there are none')),
 }, { additionalProperties: false });
 export type ConsumerJson = Static<typeof ConsumerSchema>;
 
@@ -50,8 +51,8 @@ export type ConsumerJson = Static<typeof ConsumerSchema>;
 export function consumerJson(c: ConsumerRecord | ConsumerStatus): ConsumerJson {
   return {
     name: c.name, topics: c.topics, start: c.start, position: c.position, owner: c.owner,
-    ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
     created_at: c.createdAt, last_commit_at: c.lastCommitAt,
+    ...('lag' in c ? { lag: c.lag, oldest_unconsumed_at: c.oldestUnconsumedAt } : {}),
   };
 }
 
