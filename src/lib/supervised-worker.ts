@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { InFlight, type Reply } from './in-flight.js';
@@ -101,7 +100,8 @@ export class SupervisedWorker<Request, Message> {
     this.restartTimer = undefined;
     const thread = this.thread;
     if (!thread) return;
-    const exited = once(thread, 'exit');
+    // Not events.once: it rejects on 'error', and a worker that fails while it stops (a store it cannot commit to) still exits.
+    const exited = new Promise((resolve) => thread.once('exit', resolve));
     const timer = setTimeout(() => {
       if (graceMs > 0) this.options.log.error({ graceMs }, `${this.options.name} did not end in time; terminating it`);
       void thread.terminate();
