@@ -78,8 +78,9 @@ const CONSUMER_STATUS = `
  * Only the rows that can fit are framed: a frame is at least as long as its doc (the framing only adds
  * bytes), so rows past the cap by their docs' stored lengths alone are past it framed too, and the exact
  * cut over the rest keeps the same page. (Framing every row up to the limit made a page of large events
- * cost several times its size.) `pending` compares with the horizon as one value, which the seq index
- * seeks; joined with the horizon row, it was a scan of the whole table at every page and every commit wake-up.
+ * cost several times its size.) `pending` compares the highest seq (one step down the seq index, whatever
+ * the statistics say) with the horizon; an EXISTS over `seq >= horizon` was planned as a scan of the whole
+ * table at every page and every commit wake-up.
  */
 export const STREAM = `
   WITH horizon AS (SELECT ${SEQ_HORIZON} AS first_unreadable),
@@ -103,7 +104,7 @@ export const STREAM = `
   SELECT coalesce(string_agg(frame, '' ORDER BY seq), '') AS frames, coalesce(array_agg(seq ORDER BY seq), '{}') AS seqs,
          coalesce(array_agg(topic ORDER BY seq), '{}') AS topics, coalesce(array_agg(bytes ORDER BY seq), '{}') AS ends,
          (SELECT first_unreadable FROM horizon) - 1 AS visible_end,
-         EXISTS (SELECT 1 FROM events WHERE seq >= (SELECT first_unreadable FROM horizon)) AS pending
+         coalesce((SELECT max(seq) FROM events), 0) >= (SELECT first_unreadable FROM horizon) AS pending
   FROM kept`;
 
 /**
