@@ -48,8 +48,9 @@ t.test('the dashboard shows live counts and topics as events arrive', async (t) 
   const rateText = String(await rate.jsonValue());
   t.match(rateText, /^\d+\/s$/, 'a per-second rate is shown');
   const perSecond = Number.parseInt(rateText, 10);
-  // 25 events over one refresh interval: a second, give or take the latency of its two /stats fetches.
-  t.ok(perSecond >= 1 && perSecond <= 50, `the 25 new events per refresh interval (${rateText})`);
+  // 25 events over one refresh interval: a second between fetches, but measured between their answers, so a
+  // slow first answer (a loaded machine) shortens it; still a rate per second, not a count per millisecond.
+  t.ok(perSecond >= 1 && perSecond <= 250, `the 25 new events per refresh interval (${rateText})`);
   if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT });
 });
 
