@@ -30,6 +30,7 @@ subscribe options (prints each event as one line of JSON; reconnects and resumes
   --topic T            only this topic; repeat for several (default: all)
   --from F             earliest | latest | <seq> | <RFC 3339 time> (default latest: only new events)
   --consumer NAME      start from this durable consumer's committed position (over its topics)
+  --until T            stop before the first event received after this RFC 3339 time, and exit
   --token T            bearer token (default: $AUTH_READ_TOKEN or $AUTH_TOKEN)`;
 
 async function publish(args: string[]): Promise<void> {
@@ -88,7 +89,7 @@ async function subscribe(args: string[]): Promise<void> {
     strict: true,
     options: {
       url: { type: 'string' }, topic: { type: 'string', multiple: true }, from: { type: 'string' },
-      consumer: { type: 'string' }, token: { type: 'string' },
+      consumer: { type: 'string' }, until: { type: 'string' }, token: { type: 'string' },
     },
   });
   const stop = new AbortController();
@@ -98,6 +99,7 @@ async function subscribe(args: string[]): Promise<void> {
     topics: values.topic ?? [],
     from: values.from ?? 'latest',
     consumer: values.consumer,
+    until: values.until,
     token: values.token ?? process.env.AUTH_READ_TOKEN ?? process.env.AUTH_TOKEN,
     signal: stop.signal,
     onReconnect: (reason, delayMs) => process.stderr.write(`disconnected (${reason}); reconnecting in ${Math.round(delayMs)} ms\n`),

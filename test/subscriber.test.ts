@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { consume, subscribe, type StreamMessage } from 'pubsub-aggregator/client';
 import { logLine } from '../perf/log-lines.js';
@@ -11,6 +13,8 @@ import { eventually } from './helpers/eventually.js';
 import { startAggregator } from './helpers/in-process.js';
 import { readAllEvents, spawnServer } from './helpers/server-process.js';
 import { orderProblems } from './helpers/sse.js';
+
+const CLI = new URL('../src/cli.js', import.meta.url).pathname;
 
 t.test('subscribe follows the stream across a kill -9 and restart: every event once, in seq order', async (t) => {
   const dbPath = join(t.testdir(), 'aggregator.db');
@@ -157,4 +161,38 @@ t.test('subscribe and consume ask for gzip by default (and decode it), identity 
   }
   t.same(asked['/events/stream'], ['gzip', 'identity'], 'the stream asked for gzip, then for none');
   t.same([asked['/consumers/c-undefined/events'], asked['/consumers/c-false/events']], [['gzip'], ['identity']], 'so did the consumer');
+});
+
+t.test('until=: subscribe, consume and the CLI read a time range to its end and stop by themselves', async (t) => {
+  const agg = await startAggregator(t);
+  await agg.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(agg.app.server.address() as AddressInfo).port}`;
+  // Three requests, each stamped with its own received_at; the range ends with the second.
+  const batches: string[][] = [];
+  for (let i = 0; i < 3; i++) {
+    const batch = Array.from({ length: 4 }, () => makeEvent());
+    t.equal((await agg.publish(batch)).status, 200);
+    batches.push(batch.map((e) => e.event_id));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const stored = (await readAllEvents((path) => agg.get(path))) as { event_id: string; received_at: string }[];
+  const until = stored.find((e) => e.event_id === batches[1]![0])!.received_at;
+  t.not(until, stored.find((e) => e.event_id === batches[2]![0])!.received_at, 'the third request was received later');
+  const inRange = [...batches[0]!, ...batches[1]!];
+
+  const streamed: string[] = [];
+  for await (const message of subscribe({ url, from: 'earliest', until })) if (message.type === 'event') streamed.push(message.event.event_id);
+  t.same(streamed, inRange, 'the stream ended by itself after the range, every event of it once');
+
+  const consumed: string[] = [];
+  const range = consume({ url, consumer: 'replay', create: { start: 'earliest' }, until: new Date(until), limit: 3, waitMs: 1_000 });
+  for await (const page of range) {
+    consumed.push(...page.events.map((e) => e.event_id));
+    await range.commit(page.next);
+  }
+  t.same(consumed, inRange, 'the consumer ended by itself once the range was committed');
+
+  const cli = await promisify(execFile)(process.execPath, [CLI, 'subscribe', '--url', url, '--from', 'earliest', '--until', until], { timeout: 30_000 });
+  t.same(cli.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { event_id: string }).event_id), inRange, 'the CLI printed the range and exited 0');
+  await t.rejects(subscribe({ url, until: 'yesterday' }).next(), /until must be an RFC 3339 time/, 'a bad until is refused before any request');
 });

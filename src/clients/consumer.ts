@@ -1,5 +1,5 @@
 import { acceptEncoding, authHeader, baseUrl, refusal, withRetries, type Connection, type ReadEncoding, type Transient } from './request.js';
-import type { StoredEvent } from './subscriber.js';
+import { rangeTime, type StoredEvent } from './subscriber.js';
 
 export interface ConsumeOptions extends Connection, ReadEncoding {
   /** The durable consumer's name (1–128 of [A-Za-z0-9._-]). */
@@ -10,6 +10,13 @@ export interface ConsumeOptions extends Connection, ReadEncoding {
   limit?: number;
   /** Long-poll: how long the server waits for an event when there is none, in ms (default 10,000, at most 30,000). */
   waitMs?: number;
+  /** Skip to the first event received at or after this time (a Date, or an RFC 3339 string). */
+  since?: string | Date | undefined;
+  /**
+   * Stop before the first event received after this time: the iteration ends once every event of the
+   * range is committed (the server's `"end": true`).
+   */
+  until?: string | Date | undefined;
   /** Ends the iteration. */
   signal?: AbortSignal | undefined;
   /** A request failed in a way waiting may cure; it is retried after `delayMs`. */
@@ -20,6 +27,8 @@ export interface ConsumeOptions extends Connection, ReadEncoding {
 export interface ConsumerPage {
   events: StoredEvent[];
   next: number;
+  /** With `until` only: every event of the range up to its end is committed. */
+  end?: boolean;
   /** Retention purged events of the consumer's topics after its position, up to this seq. */
   purgedThrough?: number;
 }
@@ -43,7 +52,10 @@ export class DurableConsumer implements AsyncIterable<ConsumerPage> {
   async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerPage, void, undefined> {
     const { create, signal } = this.options;
     if (create) await this.request('PUT', '', { topics: create.topics ?? [], start: create.start ?? 'earliest' });
-    const query = `/events?limit=${this.options.limit ?? 1000}&wait_ms=${this.options.waitMs ?? 10_000}`;
+    const params = new URLSearchParams({ limit: String(this.options.limit ?? 1000), wait_ms: String(this.options.waitMs ?? 10_000) });
+    if (this.options.since !== undefined) params.set('since', rangeTime('since', this.options.since));
+    if (this.options.until !== undefined) params.set('until', rangeTime('until', this.options.until));
+    const query = `/events?${params}`;
     while (!signal?.aborted) {
       let page: ConsumerPage;
       try {
@@ -53,6 +65,7 @@ export class DurableConsumer implements AsyncIterable<ConsumerPage> {
         throw error;
       }
       if (page.events.length > 0) yield page;
+      if (page.end) return;
     }
   }
 

@@ -22,6 +22,11 @@ export interface SubscribeOptions extends Connection, ReadEncoding {
   from?: string | number | Date | undefined;
   /** Start after this durable consumer's committed position instead (over its topics). */
   consumer?: string | undefined;
+  /**
+   * Stop before the first event received after this time (a Date, or an RFC 3339 string): the iteration
+   * ends once the server says the range is done (`event: end`), as replaying "yesterday 10:00–11:00" wants.
+   */
+  until?: string | Date | undefined;
   /** Ends the iteration. */
   signal?: AbortSignal | undefined;
   /** A connection ended or failed; the stream resumes after `delayMs`. */
@@ -33,8 +38,8 @@ export type StreamMessage =
   | { type: 'event'; seq: number; event: StoredEvent; data: string }
   | { type: 'gap'; seq: number; after: number; resumedAfter: number };
 
-/** The query that starts a stream. Throws on a `from` it does not understand. */
-export function startQuery({ topics = [], from = 'latest', consumer }: Pick<SubscribeOptions, 'topics' | 'from' | 'consumer'>): URLSearchParams {
+/** The query that starts a stream. Throws on a `from` or `until` it does not understand. */
+export function startQuery({ topics = [], from = 'latest', consumer, until }: Pick<SubscribeOptions, 'topics' | 'from' | 'consumer' | 'until'>): URLSearchParams {
   const query = new URLSearchParams();
   for (const topic of topics) query.append('topic', topic);
   if (consumer !== undefined) query.set('consumer', consumer);
@@ -43,14 +48,22 @@ export function startQuery({ topics = [], from = 'latest', consumer }: Pick<Subs
   else if (from === 'earliest') query.set('after', '0');
   else if (isRfc3339DateTime(from)) query.set('since', from);
   else if (from !== 'latest') throw new Error(`from must be earliest, latest, a seq or an RFC 3339 time, got "${from}"`);
+  if (until !== undefined) query.set('until', rangeTime('until', until));
   return query;
+}
+
+/** A time-range bound as the server takes it. Throws on one it would refuse as not RFC 3339. */
+export function rangeTime(name: string, time: string | Date): string {
+  if (time instanceof Date) return time.toISOString();
+  if (!isRfc3339DateTime(time)) throw new Error(`${name} must be an RFC 3339 time, got "${time}"`);
+  return time;
 }
 
 /**
  * `tail -f` for the aggregator: iterates /events/stream and, on any disconnect (network, server restart,
  * 503), reconnects with exponential backoff and full jitter, resuming after the last message it yielded
- * (Last-Event-ID), so no event is skipped or repeated across reconnects. Ends when `signal` aborts or the
- * loop breaks; throws an AggregatorError on a refusal that waiting will not fix (a 4xx but 429).
+ * (Last-Event-ID), so no event is skipped or repeated across reconnects. Ends when `signal` aborts, the
+ * loop breaks or, with `until`, the range is done; throws an AggregatorError on a refusal that waiting will not fix (a 4xx but 429).
  */
 export async function* subscribe(options: SubscribeOptions): AsyncGenerator<StreamMessage, void, undefined> {
   const url = `${baseUrl(options.url)}/events/stream?${startQuery(options)}`;
@@ -90,6 +103,8 @@ export async function* subscribe(options: SubscribeOptions): AsyncGenerator<Stre
               } else if (message.event === 'gap') {
                 const gap = JSON.parse(message.data) as { after: number; resumed_after: number };
                 yield { type: 'gap', seq: Number(message.id), after: gap.after, resumedAfter: gap.resumed_after };
+              } else if (message.event === 'end') {
+                return;
               }
             }
           }
