@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { PublishedEvent } from '../src/event.js';
 import { SyntheticEvents } from '../src/clients/synthetic-events.js';
 import { SseParser } from '../src/clients/sse-parser.js';
 import { startCluster } from '../scripts/pg-cluster.js';
@@ -117,6 +118,21 @@ function probeSubscriber(url: string, arrivals: Map<string, number>): Promise<Cl
 }
 
 /** Publishes `batches` batches of 100 over 4 connections; returns the rate and each batch's last id and ack time. */
+/**
+ * One batch, resent (publishing is idempotent) when the connection drops before any answer: generating a
+ * large run's bodies blocks this loop for seconds, past the server's keep-alive timeout, so the first request
+ * may go out on a socket the server has just closed.
+ */
+async function publishOnce(url: string, body: PublishedEvent[], index: number): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(`${url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    } catch (error) {
+      if (attempt === 3) throw new Error(`publish of batch ${index} failed ${attempt} times: ${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}`);
+    }
+  }
+}
+
 async function publishBatches(url: string, batches: number): Promise<{ eventsPerSecond: number; acked: Map<string, number> }> {
   const source = new SyntheticEvents({ duplicateRatio: 0, topics: 16, idKind: 'v4', source: 'perf' });
   const bodies = Array.from({ length: batches }, () => source.batch(BATCH));
@@ -125,7 +141,7 @@ async function publishBatches(url: string, batches: number): Promise<{ eventsPer
   const started = performance.now();
   await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
     for (let i = next++; i < batches; i = next++) {
-      const res = await fetch(`${url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[i]) });
+      const res = await publishOnce(url, bodies[i]!, i);
       if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${await res.text()}`);
       await res.arrayBuffer();
       acked.set(bodies[i]!.at(-1)!.event_id, performance.now());
@@ -244,13 +260,17 @@ else await measure();
 async function measure(): Promise<void> {
   const MAX_DELIVERIES = 3_000_000;
   const batchesFor = (count: number) => Math.max(10, Math.min(Number(values.batches), Math.floor(MAX_DELIVERIES / (count * BATCH))));
-  for (const count of values.subscribers!.split(',').map(Number)) {
+  for (const count of values.subscribers!.split(',').filter(Boolean).map(Number)) {
     console.table([await withServer(async (server) => ({
       store: 'sqlite', batches: batchesFor(count), ...(await fanout(count, batchesFor(count), server.url, server.url)),
     }))]);
   }
   const across = Number(values['replicas-subscribers']);
   if (across > 0) console.table([await acrossReplicas(across, batchesFor(across))]);
-  if (Number(values.stalled) > 0) console.table([await stalled(Number(values.stalled), Number(values['stalled-events']))]);
+  if (Number(values.stalled) > 0) {
+    // The same publish with none first: the same-run baseline the stalled ones' publish rate is held to.
+    const [alone, withStalled] = [await stalled(0, Number(values['stalled-events'])), await stalled(Number(values.stalled), Number(values['stalled-events']))];
+    console.table([alone, { ...withStalled, '× publish alone': +(withStalled['publish ev/s'] / alone['publish ev/s']).toFixed(2) }]);
+  }
   if (Number(values['catch-up']) > 0) console.table([await catchUp(Number(values['catch-up']))]);
 }
