@@ -163,6 +163,14 @@ const DISK_BYTES = `
   FROM unnest(array['events', 'replica_counters', 'topic_counts', 'ring_checkpoints', 'consumers', 'topic_purges', 'purges']) name`;
 
 /**
+ * Reads go down an index in seq order and stop at a page. With the default random_page_cost (4, a disk's
+ * seek), the planner read a topic's page (10,000 rows) by a bitmap scan and a sort that spilled past
+ * work_mem, rather than down the (topic, seq) index in order: twice as slow on a store in memory. A lower
+ * value the server already has is kept.
+ */
+const READER_SESSION = `SELECT set_config('random_page_cost', least(current_setting('random_page_cost')::float8, 1.1)::text, false)`;
+
+/**
  * /events and /topics on PostgreSQL: store-wide, every replica's events, in commit-horizon (seq) order.
  * The gate bounds the reads in flight (the pool) and waiting; each read has its own statement budget.
  */
@@ -172,7 +180,8 @@ export class PostgresEventReader implements EventReader {
 
   /** `statementTimeoutMs`: the writer's (PG_STATEMENT_TIMEOUT_MS); a read's own budget is never longer. */
   constructor(url: string, replica: string, private readonly maxPageBytes: number, statementTimeoutMs = READ_STATEMENT_TIMEOUT_MS) {
-    this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, Math.min(READ_STATEMENT_TIMEOUT_MS, statementTimeoutMs));
+    this.pool = createPool(url, `pubsub-aggregator reader ${replica}`, POOL_SIZE, Math.min(READ_STATEMENT_TIMEOUT_MS, statementTimeoutMs),
+      (client) => client.query(READER_SESSION));
   }
 
   async page({ topic, after, limit, readable, before }: EventPageQuery): Promise<Uint8Array> {
