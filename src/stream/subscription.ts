@@ -115,6 +115,8 @@ export class Subscription {
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
   private readonly range: StreamRange | undefined;
+  /** The last page the purge check followed. */
+  private checked: StreamPage | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -194,8 +196,12 @@ export class Subscription {
       let rangeEnd: number | undefined;
       try {
         page = await this.nextPage();
-        // After the page, even one read ahead or kept: purges only advance, so this sees every one it missed.
-        untold = await this.untoldPurge();
+        // After the page, even one read ahead: purges only advance, so this sees every one it missed. Once
+        // per page: the rest of a page being written was read before the purges it missed, which the check
+        // after the next page tells if the cursor has not passed them by then (a check at every socket drain
+        // was a store round trip per 64 KiB).
+        untold = this.checked === page ? undefined : await this.untoldPurge();
+        this.checked = page;
         // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
         rangeEnd = await this.range?.end();
       } catch (error) {
