@@ -7,9 +7,10 @@ const FIRST_BYTES = 64 * 1024;
  * A JSON array of `items` (each given as its parts) within `maxBytes`: it stops before the item that would
  * pass the cap, but always holds at least one, so a reader paging with after= always moves on. The bytes
  * are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
+ * `expectedBytes`: the page's size if known (its first allocation; a page that fills it exactly is not copied).
  */
-export function jsonArrayWithin(items: Iterable<Part[]>, maxBytes: number): { page: Uint8Array; count: number } {
-  const out = new ByteBuilder(Math.min(maxBytes, FIRST_BYTES));
+export function jsonArrayWithin(items: Iterable<Part[]>, maxBytes: number, expectedBytes = FIRST_BYTES): { page: Uint8Array; count: number } {
+  const out = new ByteBuilder(Math.min(maxBytes, expectedBytes));
   out.text('[');
   let count = 0;
   for (const parts of items) {

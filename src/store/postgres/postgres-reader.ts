@@ -186,13 +186,14 @@ export class PostgresEventReader implements EventReader {
 
   async page({ topic, after, limit, readable, before }: EventPageQuery): Promise<Uint8Array> {
     const rows = await this.rows<PageRow>(PAGE, [after, limit, topic ?? null, this.maxPageBytes, expressions(readable), before ?? null]);
-    return jsonArrayWithin(items(rows), this.maxPageBytes).page;
+    return jsonArrayWithin(items(rows), this.maxPageBytes, pageBytes(rows)).page;
   }
 
   async streamPage({ topics, after, limit, maxBytes, readable }: StreamPageQuery): Promise<StreamPage> {
     const rows = await this.rows<StreamRow>(STREAM, [after, limit, topics ?? null, maxBytes, expressions(readable)]);
     const [visibleEnd, pending, firstSeq] = rows[0]!;
-    return { ...sseFrames(firstSeq === null ? [] : streamItems(rows), maxBytes, Number(visibleEnd)), pending };
+    if (firstSeq === null) return { ...sseFrames([], maxBytes, Number(visibleEnd)), pending };
+    return { ...sseFrames(streamItems(rows), maxBytes, Number(visibleEnd), framesBytes(rows)), pending };
   }
 
   async startAfter(since: string | undefined): Promise<number> {
@@ -226,7 +227,7 @@ export class PostgresEventReader implements EventReader {
     if (!consumer) return undefined;
     const rows = await this.rows<PageRow>(
       CONSUMER_PAGE, [Math.max(consumer.position, after), limit, consumer.topics, this.maxPageBytes, before ?? null]);
-    const { page, count } = jsonArrayWithin(items(rows), this.maxPageBytes);
+    const { page, count } = jsonArrayWithin(items(rows), this.maxPageBytes, pageBytes(rows));
     return { events: page, count, next: count > 0 ? Number(rows[count - 1]![0]) : consumer.position, topics: consumer.topics };
   }
 
@@ -288,6 +289,20 @@ type StreamRow = [string, boolean, string | null, string, string];
 
 /** A stored doc as its /events item: the seq first, then the doc's fields (its `{` dropped). */
 const item = (seq: string, doc: string): string => `{"seq":${seq},${doc.slice(1)}`;
+
+/** A page's bytes if every doc is ASCII (else more): `[`, each item (see item) and the `,` or `]` after it. */
+function pageBytes(rows: readonly PageRow[]): number {
+  let bytes = 1;
+  for (const [seq, doc] of rows) bytes += seq.length + doc.length + 8;
+  return bytes;
+}
+
+/** The same for a stream page: each frame (see sseFrames), its data on one line. */
+function framesBytes(rows: readonly StreamRow[]): number {
+  let bytes = 0;
+  for (const [, , seq, , doc] of rows) bytes += 2 * seq!.length + doc.length + 33;
+  return bytes;
+}
 
 function* items(rows: readonly PageRow[]): Generator<Part[]> {
   for (const [seq, doc] of rows) yield [item(seq, doc)];
