@@ -15,8 +15,9 @@ export class ByteBuilder {
   }
 
   text(text: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    this.reserve(text.length * 3);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; near the end, the exact size, so that a buffer sized for
+    // the whole page (ASCII) is filled to the byte and taken without a copy.
+    if (this.length + text.length * 3 > this.buffer.byteLength) this.reserve(Buffer.byteLength(text));
     this.length += this.buffer.write(text, this.length, 'utf8');
   }
 

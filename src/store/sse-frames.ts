@@ -15,10 +15,10 @@ const FIRST_BYTES = 64 * 1024;
  * A stream page (see StreamPage) of `items` within `maxBytes`, always holding at least one. The data line is
  * the item exactly as /events serves it; a payload stored with line breaks in its JSON whitespace is sent as
  * several `data:` lines, which an SSE client joins with "\n" (the JSON means the same). Each frame is
- * written once into the page's one buffer.
+ * written once into the page's one buffer. `expectedBytes`: as jsonArrayWithin's.
  */
-export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number): StreamPage {
-  const out = new ByteBuilder(Math.min(maxBytes, FIRST_BYTES));
+export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number, expectedBytes = FIRST_BYTES): StreamPage {
+  const out = new ByteBuilder(Math.min(maxBytes, expectedBytes));
   const seqs: number[] = [];
   const topics: string[] = [];
   const ends: number[] = [];

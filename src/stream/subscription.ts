@@ -115,6 +115,8 @@ export class Subscription {
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
   private readonly range: StreamRange | undefined;
+  /** The last page the purge check followed. */
+  private checked: StreamPage | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -194,8 +196,12 @@ export class Subscription {
       let rangeEnd: number | undefined;
       try {
         page = await this.nextPage();
-        // After the page, even one read ahead or kept: purges only advance, so this sees every one it missed.
-        untold = await this.untoldPurge();
+        // After the page, even one read ahead: purges only advance, so this sees every one it missed. Once
+        // per page: the rest of a page being written was read before the purges it missed, which the check
+        // after the next page tells if the cursor has not passed them by then (a check at every socket drain
+        // was a store round trip per 64 KiB).
+        untold = this.checked === page ? undefined : await this.untoldPurge();
+        this.checked = page;
         // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
         rangeEnd = await this.range?.end();
       } catch (error) {
@@ -216,6 +222,8 @@ export class Subscription {
         }
       }
       if (page.seqs.length > 0) {
+        // The next page is read while the client takes this one, not only once all of it is in the socket.
+        this.readAhead(page.end);
         this.sendWhileTaken(page);
         continue;
       }
@@ -243,11 +251,11 @@ export class Subscription {
     return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable });
   }
 
-  /** Reads the next page while the client takes this one, if the budget spares a page. */
-  private readAhead(): void {
+  /** Reads the page after `after` while the client takes this one, unless one is read already or the budget spares none. */
+  private readAhead(after: number): void {
+    if (this.ahead) return;
     const share = this.budget.take(this.limits.pageBytes);
     if (!share) return;
-    const after = this.cursor;
     // A failed read is read again, and logged, when the page is wanted.
     const read = this.read(after, this.limits.pageBytes).then((page) => {
       share.shrink(page.frames.byteLength);
@@ -294,7 +302,8 @@ export class Subscription {
    * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass the
    * live bound, moving the cursor over what was written. The rest is kept for when the client has taken
    * them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget holds no
-   * page. Once a page is written whole, the next one is read ahead. (A gap may have moved the cursor into
+   * page. The next page is read ahead as this one starts (again once it is written whole, if the budget
+   * could not spare it then). (A gap may have moved the cursor into
    * the page: the events it passed over were purged since the read.)
    */
   private sendWhileTaken(page: StreamPage): void {
@@ -311,7 +320,7 @@ export class Subscription {
     if (from === frames.byteLength) {
       this.readBytes = Math.min(this.limits.pageBytes, 2 * this.readBytes);
       this.dropKept();
-      this.readAhead();
+      this.readAhead(this.cursor);
       return;
     }
     if (this.kept?.page === page) return;

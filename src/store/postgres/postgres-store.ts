@@ -29,14 +29,17 @@ export const sessionTimeouts = (timeoutMs: number) =>
   ({ statement_timeout: timeoutMs, lock_timeout: timeoutMs, idle_in_transaction_session_timeout: timeoutMs });
 
 /**
- * A pool that fails fast and survives the server going away (the next query reconnects). Its single
+ * A pool that fails fast and survives the server going away (the next query reconnects); `onConnect` runs
+ * on each new connection before its first query (a failure fails that query). Its single
  * statements (pool.query) destroy a connection that failed; explicit transactions go through
  * postgres-transaction.ts, which does the same.
  */
-export function createPool(url: string, name: string, max: number, statementTimeoutMs = STATEMENT_TIMEOUT_MS): pg.Pool {
+export function createPool(
+  url: string, name: string, max: number, statementTimeoutMs = STATEMENT_TIMEOUT_MS, onConnect?: (client: pg.ClientBase) => Promise<unknown>,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url, max, application_name: name, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    ...sessionTimeouts(statementTimeoutMs), query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    ...sessionTimeouts(statementTimeoutMs), query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS, ...(onConnect && { onConnect }),
   });
   // An idle connection dropped by a server restart must not crash the thread; it is simply replaced.
   pool.on('error', () => undefined);

@@ -3,7 +3,8 @@ import { CONSUMER_COLUMNS } from '../consumer-table.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import type { ConsumerPageBounds } from '../store.js';
 import { sqliteConsumer, type SqliteConsumerRow } from './sqlite-consumers.js';
-import { below, COLUMNS, items, jsonArrayWithin, type Row } from './sqlite-page.js';
+import { below, COLUMNS, items, type Row } from './sqlite-page.js';
+import { jsonArrayWithin } from '../json-array.js';
 
 /**
  * Durable consumers on the reader worker's read-only connection. A consumer of some topics reads each of

@@ -1,5 +1,5 @@
 import type { StreamItem } from '../sse-frames.js';
-import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
+import type { Part } from '../../lib/byte-builder.js';
 
 /**
  * Each row's /events item, built by SQLite as UTF-8 bytes: the stored doc's shape (eventDocAround) with the
@@ -11,33 +11,6 @@ const ITEM = `CAST('{"seq":' || seq || ',"topic":' || json_quote(topic) || ',"ev
   || ',"timestamp":' || json_quote(timestamp) || ',"source":' || json_quote(source) || ',"payload":' || payload
   || ',"received_at":' || json_quote(received_at) || '}' AS BLOB)`;
 export const COLUMNS = `seq, topic, ${ITEM} AS item`;
-
-/** A page's first allocation: most pages are far smaller than their cap. */
-const FIRST_BYTES = 64 * 1024;
-
-/**
- * A JSON array of `items` (each given as its parts) within `maxBytes`: it stops before the item that would
- * pass the cap, but always holds at least one, so a reader paging with after= always moves on. The bytes
- * are in a buffer of their own (never a pooled slab), so they can be transferred to another thread.
- */
-export function jsonArrayWithin(items: Iterable<Part[]>, maxBytes: number): { page: Uint8Array; count: number } {
-  const out = new ByteBuilder(Math.min(maxBytes, FIRST_BYTES));
-  out.text('[');
-  let count = 0;
-  for (const parts of items) {
-    const before = out.length;
-    if (count > 0) out.text(',');
-    for (const part of parts) out.append(part);
-    // Each item counts the ',' or ']' after it.
-    if (count > 0 && out.length + 1 > maxBytes) {
-      out.truncate(before);
-      break;
-    }
-    count++;
-  }
-  out.text(']');
-  return { page: out.take(), count };
-}
 
 export interface Row {
   seq: number;
