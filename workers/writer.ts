@@ -7,7 +7,7 @@ import {
 import { NOBODY_WAITS, readEvent, type QueuedEvent } from '../src/ring/event-codec.js';
 import { RingConsumer, type RingMark } from '../src/ring/ring.js';
 import { openEventStore } from '../src/store/open.js';
-import { OutOfTurnError, StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
+import { OutOfTurnError, StoreConflictError, StoreError, type EventStore, type RingCheckpoint, type StoreSnapshot } from '../src/store/store.js';
 import { faultInjector } from './faults.js';
 
 /*
@@ -270,6 +270,12 @@ async function commit(batch: QueuedEvent[], held: Uint8Array | undefined, entry:
       // The batch before it failed: try again once that one is in.
       if (error instanceof OutOfTurnError) {
         await previous!.committed;
+        continue;
+      }
+      // The store broke a deadlock with another replica's commit by aborting this one: nothing was stored,
+      // and the store is fine, so publishes are not refused; the batch goes again at once.
+      if (error instanceof StoreConflictError) {
+        log.warn({ err: error, batchSize: batch.length }, 'commit aborted to break a conflict; committing again');
         continue;
       }
       // Stopping with a failing store: give up rather than hang the shutdown. These events were never
