@@ -79,6 +79,10 @@ export function storeError(error: unknown): StoreError {
  * when referenced, hence `notified` in the result), naming the topics stored as a JSON array so that only
  * their long-polls wake; an empty payload (too many topics for NOTIFY's 8000 bytes) wakes every one.
  *
+ * The docs come as one text, joined by a character none of them holds, which is the text's first (see
+ * joinedDocs): a text[] parameter made node-postgres escape every quote of every doc, 3-6 ms of a
+ * 1,000-event batch on the writer's thread, and the server unescape them.
+ *
  * First of all, the statement takes the advisory lock of its turn ($10: the writer numbers its batches), held
  * until it commits or rolls back, which the batch after it waits for (see commitBatch).
  *
@@ -98,7 +102,8 @@ const commitBatchSql = (windowed: boolean) => `
   WITH turn AS (
     SELECT pg_advisory_xact_lock(hashtext($4), $10)
   ), batch AS (
-    SELECT e.* FROM turn, unnest($1::text[], $2::text[], $3::text[], $8::text[]) WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
+    SELECT e.* FROM turn, unnest($1::text[], $2::text[], string_to_array(substr($3, 2), left($3, 1)), $8::text[])
+      WITH ORDINALITY AS e(topic, event_key, doc, received_at, n)
   ), ${windowed ? `stale AS (
     SELECT ev.seq FROM events ev
     WHERE (ev.topic, ev.event_key) IN (SELECT topic, event_key FROM batch) AND ev.received_at < ${agoSql('$11::bigint')}
@@ -282,7 +287,7 @@ export class PostgresEventStore implements EventStore {
       lane.inDoubt = false;
       if (earlier) return earlier;
       const window = this.policy.dedupWindowMs;
-      const values = [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), events.map(eventDoc), this.replica,
+      const values = [events.map((e) => e.topic), events.map((e) => eventKey(e.eventId)), joinedDocs(events), this.replica,
         events.length + (order.heldBack ?? 0), checkpoint.epoch, checkpoint.position, events.map((e) => e.receivedAt), order.lane, order.turn];
       const query = window === undefined
         ? { name: 'commit-batch', text: COMMIT_BATCH, values }
@@ -358,6 +363,19 @@ type CommitRow = { seqs: string[] } & Totals;
 
 function toCounters(row: Totals | undefined): StoreCounters {
   return { uniqueProcessed: Number(row?.unique ?? 0), duplicateDropped: Number(row?.duplicates ?? 0) };
+}
+
+/**
+ * The events' docs as one text: a separator none of them holds, then the docs joined by it. JSON text never
+ * holds a raw control character, so it is \x01; the search only guards against a doc that is not JSON.
+ */
+function joinedDocs(events: readonly IncomingEvent[]): string {
+  const docs = events.map(eventDoc);
+  for (let code = 1; code < 32; code++) {
+    const separator = String.fromCharCode(code);
+    if (!docs.some((doc) => doc.includes(separator))) return separator + docs.join(separator);
+  }
+  throw new StoreError('no separator for the batch: every control character occurs in its docs', 'PG_ERROR');
 }
 
 /** seq = xid * 2^SEQ_BATCH_BITS + position in the batch (1-based): the seqs stored say which events were new. */
