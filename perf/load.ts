@@ -84,12 +84,32 @@ function serverSide(before: ServerScrape[], after: ServerScrape[]) {
   };
 }
 
-function probeStats(urls: string[], events: number): Promise<ProbeResult> {
+/** How long the replicas may take, after the load's last answer, to report every event taken and committed. */
+const SETTLE_TIMEOUT_MS = 60_000;
+
+function probeStats(urls: string[], events: number): { result: Promise<ProbeResult>; stop: () => Promise<number> } {
   const worker = new Worker(new URL('./stats-probe.js', import.meta.url), { workerData: { urls, events } });
-  return new Promise((resolve, reject) => {
+  const result = new Promise<ProbeResult>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
+  return { result, stop: () => worker.terminate() };
+}
+
+/**
+ * The probe's result, or, when the replicas do not settle within SETTLE_TIMEOUT_MS, an error saying why the
+ * run cannot finish: a request answered other than 2xx is not resent, so its events never count.
+ */
+async function settledWithin(probe: ReturnType<typeof probeStats>, urls: string[], expected: number, statusCodes: Record<string, number>,
+  errors: number): Promise<ProbeResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS, 'timeout')));
+  const outcome = await Promise.race([probe.result, timeout]).finally(() => clearTimeout(timer));
+  if (outcome !== 'timeout') return outcome;
+  await probe.stop();
+  const taken = await received(urls);
+  throw new Error(`the replicas did not settle within ${SETTLE_TIMEOUT_MS / 1000} s of the load's last answer: they took ${taken} of ` +
+    `${expected} events; answers ${JSON.stringify(statusCodes)}, ${errors} errors or timeouts (a refused request is not resent)`);
 }
 
 /** Splits n into `parts` near-equal whole shares. */
@@ -115,7 +135,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
   const receivedBefore = await received(deployment.urls);
   const scrapedBefore = await scrapeServers(deployment.urls);
   const started = performance.timeOrigin + performance.now();
-  const settled = probeStats(deployment.urls, receivedBefore + events);
+  const probe = probeStats(deployment.urls, receivedBefore + events);
   const readers = scenario.readers
     ? autocannon({
         url: deployment.urls[0]!, connections: 2, duration: 600,
@@ -135,12 +155,13 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
     requests: [publish.request],
   })));
   clearInterval(progress);
-  const probe = await settled;
+  const settled = await settledWithin(probe, deployment.urls, receivedBefore + events, statusCodes,
+    loads.reduce((sum, l) => sum + l.errors + l.timeouts, 0));
   const scrapedAfter = await scrapeServers(deployment.urls);
   if (readers) (readers as unknown as { stop: () => void }).stop();
   const reads = readers && (await readers);
-  const seconds = (probe.settledAt - started) / 1000;
-  const stats = probe.latenciesMs.sort((a, b) => a - b);
+  const seconds = (settled.settledAt - started) / 1000;
+  const stats = settled.latenciesMs.sort((a, b) => a - b);
   const final = await deployment.counters();
   const observed = { unique: final.unique - base.unique, duplicates: final.duplicates - base.duplicates };
   // With several load generators, each percentile is the worst replica's: an upper bound, not a merge.
@@ -157,7 +178,7 @@ export async function measureLoad(scenario: Scenario, name: string, replicas: nu
     latencyMs: { p50: worst((l) => l.p50), p90: worst((l) => l.p90), p99: worst((l) => l.p99), max: worst((l) => l.max) },
     statsLatencyMs: { p50: percentile(stats, 0.5), p99: percentile(stats, 0.99), samples: stats.length },
     ...(scrapedBefore && scrapedAfter && serverSide(scrapedBefore, scrapedAfter)),
-    maxCommitMsSampled: round(probe.maxCommitMs, 1),
+    maxCommitMsSampled: round(settled.maxCommitMs, 1),
     ...(reads && { readLatencyMs: { p50: reads.latency.p50, p99: reads.latency.p99, requests: reads.requests.total } }),
     statusCodes,
     errors: loads.reduce((sum, l) => sum + l.errors + l.timeouts, 0),

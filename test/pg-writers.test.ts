@@ -25,7 +25,8 @@ const event = (eventId: string): IncomingEvent => ({
 
 async function replica(t: Test, url: string, id: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const server = await spawnServer(join(t.testdir(), `${id}-unused.db`), {
-    STORE: 'postgres', DATABASE_URL: url, REPLICA_ID: id, PG_WRITE_CONNECTIONS: LANES, ...env,
+    // Small batches, so that the test publishers' load fills them: only full batches commit side by side.
+    STORE: 'postgres', DATABASE_URL: url, REPLICA_ID: id, PG_WRITE_CONNECTIONS: LANES, BATCH_MAX: '16', ...env,
   });
   t.teardown(() => server.kill());
   return server;
@@ -87,6 +88,98 @@ t.test('a batch becomes durable only after the one before it, and rolls back whe
   t.same([...again.isNew], [1]);
   t.same(again.counters, { uniqueProcessed: 2, duplicateDropped: 0 }, "B's totals include A's commit");
   t.same(await store.checkpoint(), { epoch: 'e', position: 20 }, 'the checkpoint is the furthest lane');
+});
+
+t.test("a deadlock between one replica's turn wait and another replica's keys is a conflict to retry, not a store failure", async (t) => {
+  const url = await freshDatabase();
+  const a = await PostgresEventStore.open(url, 'a', undefined, undefined, 2);
+  t.teardown(() => a.close());
+  const b = await PostgresEventStore.open(url, 'b');
+  t.teardown(() => b.close());
+  const blocker = new pg.Client(url);
+  await blocker.connect();
+  t.teardown(() => blocker.end().catch(() => undefined));
+  const waiting = (name: string, what: string) => eventually(async () => (await query(url,
+    `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = $2`, [name, what])).length,
+  { what: `${name} waiting on ${what}`, timeout: 10_000, until: (n) => n > 0 });
+  // a's batch 0 holds its turn and waits for the blocker's uncommitted 'a0' before it gets to 'j'.
+  await blocker.query('BEGIN');
+  await blocker.query(`INSERT INTO events (seq, topic, event_key, doc, replica, received_at) VALUES (1, 't', 'a0', '{}', 'x', 'now')`);
+  const a0 = a.commitBatch([event('a0'), event('j')], { epoch: 'e', position: 10 }, { lane: 0, turn: 0 });
+  a0.catch(() => undefined);
+  await waiting('pubsub-aggregator writer a', 'transactionid');
+  // a's batch 1 stores 'k' and waits for batch 0's turn.
+  const a1 = a.commitBatch([event('k')], { epoch: 'e', position: 20 }, { lane: 1, turn: 1, after: { turn: 0, lane: 0, position: 10 } });
+  a1.catch(() => undefined);
+  await waiting('pubsub-aggregator writer a lane 1', 'advisory');
+  // b stores 'j', then waits for a's batch 1 over 'k'; once the blocker is gone, a's batch 0 waits for b over 'j': a cycle.
+  const b0 = b.commitBatch([event('j'), event('k')], { epoch: 'e', position: 10 });
+  b0.catch(() => undefined);
+  await waiting('pubsub-aggregator writer b', 'transactionid');
+  await blocker.query('ROLLBACK');
+
+  const outcomes = await Promise.allSettled([a0, a1, b0]);
+  const conflicts = outcomes.filter((o) => o.status === 'rejected' && (o.reason as Error).name === 'StoreConflictError');
+  t.equal(conflicts.length, 1, 'the server broke the cycle by aborting one statement, reported as a conflict');
+  t.notOk(outcomes.some((o) => o.status === 'rejected' && !['StoreConflictError', 'OutOfTurnError'].includes((o.reason as Error).name)),
+    `no other failure (${outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).name : 'committed')).join(', ')})`);
+  // Each one that did not commit, tried again (as the writer does, in ring order), commits.
+  if (outcomes[0].status === 'rejected') await a.commitBatch([event('a0'), event('j')], { epoch: 'e', position: 10 }, { lane: 0, turn: 2 });
+  if (outcomes[1].status === 'rejected') await a.commitBatch([event('k')], { epoch: 'e', position: 20 }, { lane: 1, turn: 3 });
+  if (outcomes[2].status === 'rejected') await b.commitBatch([event('j'), event('k')], { epoch: 'e', position: 10 });
+  const stored = await query<{ event_key: string }>(url, 'SELECT event_key FROM events ORDER BY event_key');
+  t.same(stored.map((r) => r.event_key), ['a0', 'j', 'k'], 'every key stored, once');
+  const [totals] = await query<{ unique: string; duplicates: string }>(url,
+    'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters');
+  t.same(totals, { unique: '3', duplicates: '2' }, 'counters: three stored, two duplicates');
+});
+
+t.test("a replica's commit aborted by the deadlock detector is committed again: both publishes answered 200, no 503 meanwhile", async (t) => {
+  const url = await freshDatabase();
+  const a = await replica(t, url, 'a', { BATCH_MAX: '2' });
+  const sessions = await Promise.all(['blocker', 'other replica'].map(async () => {
+    const client = new pg.Client(url);
+    await client.connect();
+    t.teardown(() => client.end().catch(() => undefined));
+    return client;
+  }));
+  const [blocker, other] = sessions as [pg.Client, pg.Client];
+  const waiting = (name: string, what: string) => eventually(async () => (await query(url,
+    `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = $2`, [name, what])).length,
+  { what: `${name} waiting on ${what}`, timeout: 10_000, until: (n) => n > 0 });
+  const row = (key: string) => `INSERT INTO events (seq, topic, event_key, doc, replica, received_at) VALUES (${key.charCodeAt(0)}, 't', '${key}', '{}', 'x', 'now')`;
+  const ev = (id: string) => makeEvent({ topic: 't', event_id: id });
+
+  // The same cycle as above, through the real writer: a's first batch holds its turn, waiting on the blocker.
+  await blocker.query('BEGIN');
+  await blocker.query(row('a'));
+  const first = a.publish([ev('a'), ev('j')]);
+  await waiting('pubsub-aggregator writer a', 'transactionid');
+  const second = a.publish([ev('k'), ev('l')]);
+  await waiting('pubsub-aggregator writer a lane 1', 'advisory');
+  // Another replica's transaction holds 'j' and waits for 'k'.
+  await other.query('BEGIN');
+  await other.query(row('j'));
+  const otherDone = other.query(row('k')).catch((error: Error) => error);
+  await waiting('', 'transactionid');
+  // Past deadlock_timeout (1 s) the waits so far were checked and found no cycle; the one the blocker's
+  // end starts (a's first batch waiting for 'j') closes it, so its check finds it: a's batch is the one aborted.
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  await blocker.query('ROLLBACK');
+  await eventually(() => a.logs.filter((line) => line.msg === 'commit aborted to break a conflict; committing again').length,
+    { what: "a's writer to meet the deadlock", timeout: 10_000 });
+  // A publish meanwhile is taken (a store failure would refuse it with 503 at once); it commits after the others.
+  const during = a.publish(ev('during'));
+  t.notOk(await otherDone instanceof Error, "the other replica's insert went on");
+  await other.query('COMMIT');
+
+  const [one, two, three] = await Promise.all([first, second, during]);
+  t.equal(three.status, 200, 'the publish meanwhile was not refused');
+  t.same([one.status, one.body], [200, { accepted: 2, unique: 1, duplicates: 1 }], "the first batch committed again: 'j' is the other's");
+  t.same([two.status, two.body], [200, { accepted: 2, unique: 1, duplicates: 1 }], 'the second after it');
+  t.same((await query<{ event_key: string }>(url, 'SELECT event_key FROM events ORDER BY event_key')).map((r) => r.event_key),
+    ['a', 'during', 'j', 'k', 'l'], 'every key stored once');
+  t.notOk(a.logs.some((line) => line.msg === 'commit failed; retrying the batch'), 'never taken for a store failure');
 });
 
 t.test('kill -9 of a replica with several commits in flight: nothing acknowledged lost or stored twice, no reader on the other replica skips', async (t) => {

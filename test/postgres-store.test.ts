@@ -1,7 +1,9 @@
 import { createConnection, createServer, type Socket } from 'node:net';
+import pg from 'pg';
 import t from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
 import type { IncomingEvent } from '../src/event.js';
+import { eventDoc } from '../src/store/event-doc.js';
 import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 
 const event = (eventId: string): IncomingEvent => ({
@@ -75,4 +77,21 @@ t.test('replicas starting at once create the schema once, without errors', async
   t.equal(results.reduce((sum, r) => sum + r.isNew[0]!, 0), 1, 'the shared event is new for exactly one replica');
   t.ok(results.every((r) => r.isNew[1] === 1), "each replica's own event is new");
   t.same((await stores[0]!.snapshot()).counters, { uniqueProcessed: 7, duplicateDropped: 5 });
+});
+
+t.test("a batch's docs reach the store exactly, whatever control characters they hold", async (t) => {
+  const url = await freshDatabase();
+  const store = await PostgresEventStore.open(url, 'r');
+  t.teardown(() => store.close());
+  // The docs go joined by a character none of them holds: the usual one (\x01) and the next are taken here.
+  const payloads = ['"a\x01b"', '"\x02"', '"plain"', '""'];
+  const events = payloads.map((payload, i) => ({ ...event(`e${i}`), payload }));
+  const result = await store.commitBatch(events, { epoch: 'e', position: 1 });
+  t.same([...result.isNew], [1, 1, 1, 1], 'every event stored');
+  const client = new pg.Client(url);
+  await client.connect();
+  t.teardown(() => client.end());
+  const { rows } = await client.query<{ doc: string }>('SELECT doc FROM events ORDER BY seq');
+  t.same(rows.map((r) => r.doc), events.map(eventDoc), 'each doc whole, in its own row');
+  t.same((await store.commitBatch([], { epoch: 'e', position: 2 })).isNew.length, 0, 'an empty batch stores nothing');
 });

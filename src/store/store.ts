@@ -52,6 +52,15 @@ export interface CommitOrder {
   heldBack?: number;
 }
 
+/**
+ * The store aborted the commit to break a conflict with other commits (PostgreSQL's deadlock detector, or a
+ * serialization failure): nothing of it was stored, and committing it again is expected to succeed. Not a
+ * store failure: the writer retries at once, without refusing publishes meanwhile.
+ */
+export class StoreConflictError extends StoreError {
+  override name = 'StoreConflictError';
+}
+
 /** The batch before this one rolled back, so this one did too, to be committed after it. */
 export class OutOfTurnError extends StoreError {
   override name = 'OutOfTurnError';
