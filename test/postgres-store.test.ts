@@ -4,6 +4,7 @@ import t from 'tap';
 import { freshDatabase } from '../scripts/pg-cluster.js';
 import type { IncomingEvent } from '../src/event.js';
 import { eventDoc } from '../src/store/event-doc.js';
+import { PostgresEventReader } from '../src/store/postgres/postgres-reader.js';
 import { PostgresEventStore } from '../src/store/postgres/postgres-store.js';
 
 const event = (eventId: string): IncomingEvent => ({
@@ -94,4 +95,35 @@ t.test("a batch's docs reach the store exactly, whatever control characters they
   const { rows } = await client.query<{ doc: string }>('SELECT doc FROM events ORDER BY seq');
   t.same(rows.map((r) => r.doc), events.map(eventDoc), 'each doc whole, in its own row');
   t.same((await store.commitBatch([], { epoch: 'e', position: 2 })).isNew.length, 0, 'an empty batch stores nothing');
+});
+
+t.test('the commit horizon waits for this database\'s open transactions, not for other databases\' on the same server', async (t) => {
+  const url = await freshDatabase();
+  const store = await PostgresEventStore.open(url, 'r1');
+  t.teardown(() => store.close());
+  const reader = new PostgresEventReader(url, 'r1', 1 << 20);
+  t.teardown(() => reader.close());
+  const readIds = async () => (JSON.parse(Buffer.from(await reader.page({ after: 0, limit: 100 })).toString()) as { event_id: string }[]).map((e) => e.event_id);
+  /** A session on `database` inside a transaction that holds a transaction id, until `end()`. */
+  const holder = async (database: string) => {
+    const client = new pg.Client(database);
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query('SELECT pg_current_xact_id()');
+    return { end: async () => (await client.query('COMMIT'), await client.end()) };
+  };
+
+  // Another application's long transaction, in another database of the same server.
+  const elsewhere = await holder(await freshDatabase());
+  t.teardown(() => elsewhere.end().catch(() => {}));
+  await store.commitBatch([event('a')], { epoch: 'e', position: 1 });
+  t.same(await readIds(), ['a'], 'a transaction of another database does not hold back the readers');
+
+  // One in this database (another replica's batch in flight) does: a row committed after it began may lie below its seq.
+  const here = await holder(url);
+  await store.commitBatch([event('b')], { epoch: 'e', position: 2 });
+  t.same(await readIds(), ['a'], 'a transaction of this database holds the horizon below the rows committed after it began');
+  await here.end();
+  t.same(await readIds(), ['a', 'b'], 'once it ends, they are readable');
+  await elsewhere.end();
 });

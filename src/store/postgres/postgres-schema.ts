@@ -12,7 +12,8 @@ export const PURGE_LOCK = 7_203_113;
  * Paging that never skips. `seq` is derived from the inserting transaction's id and the event's position in
  * its batch: seq = xid * 2^SEQ_BATCH_BITS + position. Replicas commit in parallel, so transactions commit
  * out of xid order; a reader therefore returns only rows whose xid is below the oldest transaction still in
- * flight (the xmin of its snapshot). Every transaction below that horizon has ended, so no row can later
+ * flight (the xmin of its snapshot, leaving out other databases' transactions: see SEQ_HORIZON). Every
+ * transaction of this database below that horizon has ended, so no row can later
  * appear below a seq a reader has already passed. (A sequence would hand out numbers at insert, not at
  * commit, and skip rows; see docs/scale-out.md.) With 14 bits for the position, seq stays below 2^53 (a
  * JSON-exact integer) for 2^39 transactions.
@@ -20,8 +21,22 @@ export const PURGE_LOCK = 7_203_113;
 export const SEQ_BATCH_BITS = 14;
 /** The most events one batch may hold: its positions must fit in SEQ_BATCH_BITS. */
 export const MAX_PG_BATCH = 2 ** SEQ_BATCH_BITS - 1;
-/** SQL: the first seq no reader may return yet (the commit horizon). */
-export const SEQ_HORIZON = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${SEQ_BATCH_BITS})`;
+/*
+ * Transaction ids are the cluster's, not the database's: the snapshot's oldest running transaction may be one
+ * of another database on the same server (another application's long job), whose rows can never be ours. So
+ * the horizon skips running transactions that pg_stat_activity shows in another database. Only positively
+ * foreign ones are skipped: one that ended since the snapshot, or that the activity view does not show, holds
+ * the horizon as before, which is safe (a horizon held too low only delays rows). The view is read with
+ * everyone's rights (backend_xid and datid are shown to every role) and compared on the 32 bits it holds:
+ * running transactions lie within 2^31 of each other, so those bits name one of them.
+ */
+const FOREIGN_XIDS = `SELECT backend_xid::text::bigint FROM pg_stat_activity
+  WHERE backend_xid IS NOT NULL AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())`;
+/** SQL: the first seq no reader may return yet (the commit horizon): the oldest of this database's running transactions in the snapshot, else its xmax. */
+export const SEQ_HORIZON = `(SELECT coalesce(
+    (SELECT min(xip::text::bigint) FROM pg_snapshot_xip(s.snap) AS xip WHERE (xip::text::bigint & 4294967295) NOT IN (${FOREIGN_XIDS})),
+    pg_snapshot_xmax(s.snap)::text::bigint) << ${SEQ_BATCH_BITS}
+  FROM (SELECT pg_current_snapshot() AS snap) s)`;
 /** SQL: the current transaction's id as a bigint, and the seq base of its rows. */
 export const XID = 'pg_current_xact_id()::text::bigint';
 export const SEQ_BASE = `(${XID} << ${SEQ_BATCH_BITS})`;
