@@ -117,7 +117,6 @@ function probeSubscriber(url: string, arrivals: Map<string, number>): Promise<Cl
   });
 }
 
-/** Publishes `batches` batches of 100 over 4 connections; returns the rate and each batch's last id and ack time. */
 /**
  * One batch, resent (publishing is idempotent) when the connection drops before any answer: generating a
  * large run's bodies blocks this loop for seconds, past the server's keep-alive timeout, so the first request
@@ -133,6 +132,7 @@ async function publishOnce(url: string, body: PublishedEvent[], index: number): 
   }
 }
 
+/** Publishes `batches` batches of 100 over 4 connections; returns the rate and each batch's last id and ack time. */
 async function publishBatches(url: string, batches: number): Promise<{ eventsPerSecond: number; acked: Map<string, number> }> {
   const source = new SyntheticEvents({ duplicateRatio: 0, topics: 16, idKind: 'v4', source: 'perf' });
   const bodies = Array.from({ length: batches }, () => source.batch(BATCH));

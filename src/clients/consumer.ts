@@ -1,5 +1,5 @@
-import { acceptEncoding, authHeader, baseUrl, refusal, withRetries, type Connection, type ReadEncoding, type Transient } from './request.js';
-import { rangeTime, type StoredEvent } from './subscriber.js';
+import { acceptEncoding, authHeader, baseUrl, rangeTime, refusal, withRetries, type Connection, type ReadEncoding, type Transient } from './request.js';
+import type { StoredEvent } from './subscriber.js';
 
 export interface ConsumeOptions extends Connection, ReadEncoding {
   /** The durable consumer's name (1–128 of [A-Za-z0-9._-]). */

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseRetryAfter, retryDelayMs } from './backoff.js';
+import { isRfc3339DateTime } from '../event-rules.js';
 import { AggregatorError } from './errors.js';
 
 /** What every client is told: where the aggregator is and how to authenticate. */
@@ -23,6 +24,13 @@ export interface ReadEncoding {
 export const acceptEncoding = ({ gzip = true }: ReadEncoding) => ({ 'accept-encoding': gzip ? 'gzip' : 'identity' });
 
 export const baseUrl = (url: string) => url.replace(/\/+$/, '');
+
+/** A time-range bound (`since`, `until`) as the server takes it. Throws on one it would refuse as not RFC 3339. */
+export function rangeTime(name: string, time: string | Date): string {
+  if (time instanceof Date) return time.toISOString();
+  if (!isRfc3339DateTime(time)) throw new Error(`${name} must be an RFC 3339 time, got "${time}"`);
+  return time;
+}
 
 export const authHeader = (token: string | undefined): Record<string, string> =>
   token ? { authorization: `Bearer ${token}` } : {};

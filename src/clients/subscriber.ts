@@ -3,7 +3,7 @@ import type { PublishedEvent } from '../event.js';
 import { isRfc3339DateTime } from '../event-rules.js';
 import { retryDelayMs } from './backoff.js';
 import { AggregatorError } from './errors.js';
-import { acceptEncoding, asTransient, authHeader, baseUrl, refusal, Transient, type Connection, type ReadEncoding } from './request.js';
+import { acceptEncoding, asTransient, authHeader, baseUrl, rangeTime, refusal, Transient, type Connection, type ReadEncoding } from './request.js';
 import { SseParser } from './sse-parser.js';
 
 /** An event as the aggregator stored it: `seq` is its commit order, `received_at` when it was accepted. */
@@ -50,13 +50,6 @@ export function startQuery({ topics = [], from = 'latest', consumer, until }: Pi
   else if (from !== 'latest') throw new Error(`from must be earliest, latest, a seq or an RFC 3339 time, got "${from}"`);
   if (until !== undefined) query.set('until', rangeTime('until', until));
   return query;
-}
-
-/** A time-range bound as the server takes it. Throws on one it would refuse as not RFC 3339. */
-export function rangeTime(name: string, time: string | Date): string {
-  if (time instanceof Date) return time.toISOString();
-  if (!isRfc3339DateTime(time)) throw new Error(`${name} must be an RFC 3339 time, got "${time}"`);
-  return time;
 }
 
 /**
