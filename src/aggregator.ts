@@ -32,7 +32,7 @@ export async function createAggregator(config: Config, log: Logger): Promise<Agg
   const commits = new CommitSignal();
   pipeline.on('commit', (message: CommittedMessage) => commits.notify(message.topicEvents.map(([topic]) => topic)));
   // Other replicas' commits, on a shared store.
-  const stopListening = listenForCommits(config, (topics) => commits.notify(topics), log);
+  const stopListening = await listenForCommits(config, (topics) => commits.notify(topics), log);
   const app = buildApp({ config, log, pipeline, reader, commits, tokens });
   tokens?.watch();
   return {

@@ -31,8 +31,9 @@ t.test('kill -9 while publishers run loses no acknowledged event and counts noth
   const source = new SyntheticEvents({ duplicateRatio: 0.2, topics: 4, idKind: 'v4', random });
   const allAcked = new Map<string, PublishedEvent>();
 
+  // Each cycle's restarted server, once checked, is the next cycle's victim: one start per kill.
+  let server = await spawnServer(dbPath);
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
-    const server = await spawnServer(dbPath);
     const publishers = Array.from({ length: PUBLISHERS }, () => publishUntilDead(server, source, random));
     // Not a wait for anything: when the kill lands is what varies from cycle to cycle.
     await new Promise((resolve) => setTimeout(resolve, 200 + random() * 500));
@@ -56,8 +57,9 @@ t.test('kill -9 while publishers run loses no acknowledged event and counts noth
       for (let i = 0; i < acked.length; i += 1000) unique += (await restarted.publish(acked.slice(i, i + 1000))).body.unique;
     }
     t.equal(unique, 0, `cycle ${cycle}: republishing this cycle's acknowledged events yields only duplicates`);
-    t.equal(await restarted.stop(), 0);
+    server = restarted;
   }
+  t.equal(await server.stop(), 0, 'the last restarted server stops cleanly');
   t.ok(allAcked.size > 100, `enough traffic was acknowledged to mean something (${allAcked.size})`);
 });
 
@@ -69,8 +71,8 @@ t.test('kill -9 while the dedup index seals and merges and retention purges lose
   const purged = 'events.topic-0';
   const env = { DEDUP_HOT_KEYS: '64', RETENTION: `${purged}=20` };
   const allAcked = new Map<string, PublishedEvent>();
+  let server = await spawnServer(dbPath, env);
   for (let cycle = 1; cycle <= 4; cycle++) {
-    const server = await spawnServer(dbPath, env);
     const publishers = Array.from({ length: PUBLISHERS }, () => publishUntilDead(server, source, random));
     await new Promise((resolve) => setTimeout(resolve, 300 + random() * 500));
     await server.kill();
@@ -89,8 +91,9 @@ t.test('kill -9 while the dedup index seals and merges and retention purges lose
     const acked = [...allAcked.values()];
     for (let i = 0; i < acked.length; i += 1000) unique += (await restarted.publish(acked.slice(i, i + 1000))).body.unique;
     t.equal(unique, 0, `cycle ${cycle}: every acknowledged key, purged or not, is still a duplicate`);
-    t.equal(await restarted.stop(), 0);
+    server = restarted;
   }
+  t.equal(await server.stop(), 0, 'the last restarted server stops cleanly');
   const sealed = await spawnServer(dbPath, env);
   const loaded = sealed.logs.find((line) => line.msg === 'dedup index loaded')!;
   t.equal(loaded.hotRowsRead, 0, 'after the clean stop the index loaded from its segments alone');

@@ -13,6 +13,7 @@ import { registerContentEncoding } from './body/content-encoding.js';
 import { ApiError, replyToClientError, replyWithError } from './errors.js';
 import { Metrics, metricsRoutes } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
+import { SHARED_SCHEMA_COMPILERS } from './schema-compilers.js';
 import { VERSION } from '../version.js';
 import { registerJsonBodyParser } from './body/json-body.js';
 import { registerNdjsonBodyParser } from './body/ndjson-body.js';
@@ -62,6 +63,7 @@ export function buildApp({ config, log, pipeline, reader, commits, tokens }: App
       // After ajv-formats, whose date-time allows a leap second: every time input follows publish's `timestamp` rule.
       onCreate: (ajv) => ajv.addFormat('date-time', isRfc3339DateTime),
     },
+    schemaController: SHARED_SCHEMA_COMPILERS,
     // One log line per request would dwarf the events themselves at tens of thousands of requests/s.
     logController: new LogController({ disableRequestLogging: true }),
     // Slow clients: a request must arrive whole within requestTimeoutMs; idle keep-alive sockets close.

@@ -1,11 +1,5 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { PostgresCommitListener } from './postgres/postgres-commit-listener.js';
-import { PostgresEventReader } from './postgres/postgres-reader.js';
-import { MAX_PG_BATCH } from './postgres/postgres-schema.js';
-import { PostgresEventStore, storeError } from './postgres/postgres-store.js';
-import { SqliteEventStore } from './sqlite/sqlite-store.js';
-import { SqliteWorkerReader } from './sqlite/sqlite-worker-reader.js';
 import { StoreError, StoreOpenError, type EventReader, type EventStore } from './store.js';
 
 /** The settings that choose and open the writer, and the reader. */
@@ -15,7 +9,8 @@ export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pg
 
 /*
  * The one place that turns settings into a store: the writer opens the writer, the HTTP side the
- * reader. Each store states its own limits here.
+ * reader. Each store states its own limits here. A backend's modules are imported only when it is
+ * chosen: a SQLite server never loads the PostgreSQL driver, nor the other way round.
  */
 
 /**
@@ -25,6 +20,7 @@ export type ReaderConfig = Pick<Config, 'store' | 'dbPath' | 'databaseUrl' | 'pg
  */
 export async function openEventStore(config: StoreConfig, log: Logger): Promise<EventStore> {
   if (config.store === 'sqlite') {
+    const { SqliteEventStore } = await import('./sqlite/sqlite-store.js');
     try {
       const store = new SqliteEventStore(config.dbPath, {
         synchronous: config.synchronous, maxBytes: config.dbMaxBytes, hotKeys: config.dedupHotKeys,
@@ -38,6 +34,8 @@ export async function openEventStore(config: StoreConfig, log: Logger): Promise<
       throw new StoreOpenError(`cannot open the database ${config.dbPath}: ${(error as Error).message}${code ? ` (${String(code)})` : ''}`);
     }
   }
+  const { MAX_PG_BATCH } = await import('./postgres/postgres-schema.js');
+  const { PostgresEventStore, storeError } = await import('./postgres/postgres-store.js');
   if (config.batchMax > MAX_PG_BATCH) {
     throw new StoreOpenError(`STORE=postgres takes at most BATCH_MAX=${MAX_PG_BATCH} events per batch (seq holds the position in 14 bits)`);
   }
@@ -52,20 +50,24 @@ export async function openEventStore(config: StoreConfig, log: Logger): Promise<
 }
 
 /** The HTTP side's reader; opened after the consumer has created or migrated the store. */
-export function openEventReader(config: ReaderConfig, log: Logger): Promise<EventReader> {
-  return config.store === 'postgres'
-    ? Promise.resolve(new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes, config.pgStatementTimeoutMs))
-    : SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
+export async function openEventReader(config: ReaderConfig, log: Logger): Promise<EventReader> {
+  if (config.store === 'postgres') {
+    const { PostgresEventReader } = await import('./postgres/postgres-reader.js');
+    return new PostgresEventReader(config.databaseUrl, config.replicaId, config.maxPageBytes, config.pgStatementTimeoutMs);
+  }
+  const { SqliteWorkerReader } = await import('./sqlite/sqlite-worker-reader.js');
+  return SqliteWorkerReader.open({ dbPath: config.dbPath, maxPageBytes: config.maxPageBytes }, log);
 }
 
 /**
  * Other writers' commits, on a shared store: `onCommit` is called for each (a wake-up, no data); closed by
  * the returned function. SQLite has one writer, whose commits the pipeline reports itself.
  */
-export function listenForCommits(
+export async function listenForCommits(
   config: ReaderConfig, onCommit: (topics: readonly string[] | undefined) => void, log: Logger,
-): () => Promise<void> {
+): Promise<() => Promise<void>> {
   if (config.store === 'sqlite') return () => Promise.resolve();
+  const { PostgresCommitListener } = await import('./postgres/postgres-commit-listener.js');
   const listener = new PostgresCommitListener(config.databaseUrl, config.replicaId, onCommit, log, config.pgStatementTimeoutMs);
   return () => listener.close();
 }

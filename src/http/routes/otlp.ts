@@ -3,7 +3,6 @@ import type { Pipeline } from '../../pipeline/pipeline.js';
 import { ApiError } from '../errors.js';
 import type { OtlpEncoding } from '../otlp/decode-export.js';
 import type { OtlpDecoder } from '../otlp/otlp-decoder.js';
-import { encodeLogsResponse } from '../otlp/otlp-messages.js';
 import { OtlpLogsResponseSchema } from '../otlp/otlp-json-schema.js';
 import type { RejectionCounters } from '../rejections.js';
 import { checkPublishable } from '../access/scoped-access.js';
@@ -58,6 +57,9 @@ export const otlpRoutes: FastifyPluginAsyncTypebox<OtlpOptions> = async (app, { 
       if (batch.events.length > 0) await pipeline.publish(batch.events);
       const { rejected, errorMessage } = batch;
       if (encoding === 'protobuf') {
+        // The generated protobuf code takes ~150 ms to load: loaded by the first protobuf export (the
+        // decoder thread loads it then too), not by every server start.
+        const { encodeLogsResponse } = await import('../otlp/otlp-messages.js');
         // Bytes, which Fastify sends as they are: the response schema describes the JSON encoding.
         return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponse(rejected, errorMessage)) as never);
       }
