@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import type { TopicDetail } from './topic-detail.js';
 import type { IncomingEvent } from '../event.js';
 import type { ConsumerCommand, ConsumerOutcome, ConsumerPage, ConsumerRecord, ConsumerStatus } from './consumers.js';
 
@@ -164,19 +164,7 @@ export interface PurgeHorizon {
   min: number;
 }
 
-const count = (description: string) => Type.Integer({ minimum: 0, description });
-
-/** One topic's figures, as /stats answers them (src/http/schemas/stats.ts). */
-export const TopicDetailSchema = Type.Object({
-  topic: Type.String(),
-  events: count('Retained (not purged) events'),
-  bytes: count('UTF-8 bytes of their ids, sources, payloads and timestamps (PostgreSQL: of their stored JSON docs)'),
-  first_seq: count('The oldest retained seq; 0 when none is retained'),
-  last_seq: count('The newest retained seq; 0 when none is retained'),
-  oldest_received_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'received_at of the oldest retained event' }),
-  purged_through: count('The highest seq of the topic purged by retention; 0 when none was'),
-}, { additionalProperties: false });
-export type TopicDetail = Static<typeof TopicDetailSchema>;
+export type { TopicDetail } from './topic-detail.js';
 
 /**
  * Topic patterns (src/topic-scope.ts) a read keeps to: an access token's readable topics. Undefined: every

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { TopicDetailSchema } from '../../store/store.js';
+import { TopicDetailSchema } from '../../store/topic-detail.js';
 import { Count } from './primitives.js';
 
 /** A figure the writer reports after its first upkeep step; null until then. */
