@@ -175,7 +175,7 @@ t.test('kill -9 of a replica while purges run: nothing acknowledged lost, nothin
   await Promise.all(publishers);
 
   await eventually(() => storeFigures(url), {
-    what: 'roll cut to 50', timeout: 15_000, interval: 200, until: (f) => f.retained?.roll === 50,
+    what: 'roll cut to 50', timeout: 60_000, interval: 200, until: (f) => f.retained?.roll === 50,
   });
   const keep = acked.filter((e) => e.topic === 'keep');
   const retained = await everythingReadable(b, keep);
