@@ -37,6 +37,11 @@ export class ByteBuilder {
     this.length = Math.min(this.length, length);
   }
 
+  /** The bytes so far, in place: valid until the next append. */
+  get written(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
+
   /** The bytes, in a buffer of exactly their length and of its own. */
   take(): Buffer {
     if (this.length === this.buffer.byteLength) return this.buffer;
