@@ -124,14 +124,22 @@ const PURGE_HORIZON = `SELECT ${purgeHorizonOf('$1', '$2')}`;
  * it (a purge is one transaction, so the snapshot holds a purge's tombstones and its horizon, or neither).
  * Read as binary COPY (copy-out.ts): every parameter is cast where it is used.
  */
-const streamOf = (purges: boolean) => `
-  WITH ${HORIZON}${purges ? `, purges AS MATERIALIZED (SELECT ${purgeHorizonOf('$3', '$5')})` : ''}
-  SELECT h.first_unreadable - 1 AS visible_end, coalesce((SELECT max(seq) FROM events), 0) >= h.first_unreadable AS pending,
-         r.seq, r.topic, r.doc${purges ? ', p.max::bigint, p.min::bigint' : ''}
-  FROM horizon h ${purges ? 'CROSS JOIN purges p ' : ''}LEFT JOIN (${rowsWithin('seq, topic, doc',
-    'seq > $1::bigint AND ($3::text[] IS NULL OR topic = ANY($3::text[])) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))', FRAME_OVERHEAD)}
-  ) r ON true
-  ORDER BY r.seq`;
+const streamOf = (purges: boolean) => {
+  const rows = rowsWithin('seq, topic, doc',
+    'seq > $1::bigint AND ($3::text[] IS NULL OR topic = ANY($3::text[])) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))', FRAME_OVERHEAD);
+  const ends = `(SELECT visible_end FROM ends), (SELECT pending FROM ends)`;
+  const horizons = purges ? ', (SELECT max FROM ends), (SELECT min FROM ends)' : '';
+  return `
+  WITH ${HORIZON}${purges ? `, purges AS MATERIALIZED (SELECT ${purgeHorizonOf('$3', '$5')})` : ''},
+  ends AS MATERIALIZED (
+    SELECT h.first_unreadable - 1 AS visible_end, coalesce((SELECT max(seq) FROM events), 0) >= h.first_unreadable AS pending
+           ${purges ? ', p.max::bigint, p.min::bigint' : ''}
+    FROM horizon h${purges ? ' CROSS JOIN purges p' : ''})
+  SELECT ${ends}, seq, topic, doc${horizons} FROM (${rows}) r
+  UNION ALL
+  SELECT ${ends}, NULL, NULL, NULL${horizons} WHERE NOT EXISTS (${rows})
+  ORDER BY seq`;
+};
 export const STREAM = streamOf(false);
 export const STREAM_WITH_PURGES = streamOf(true);
 
