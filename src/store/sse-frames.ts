@@ -6,6 +6,8 @@ export interface StreamItem {
   seq: number;
   topic: string;
   parts: Part[];
+  /** Known to hold no line break (frameSize said so): written as it is, unsearched. */
+  oneLine?: boolean;
 }
 
 /** A page's first allocation: most pages are far smaller than their cap. */
@@ -22,11 +24,14 @@ export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEn
   const seqs: number[] = [];
   const topics: string[] = [];
   const ends: number[] = [];
-  for (const { seq, topic, parts } of items) {
+  for (const { seq, topic, parts, oneLine: plain } of items) {
     const start = out.length;
-    out.text(`id: ${seq}\nevent: event\ndata: `);
-    for (const part of parts) oneLine(out, part);
-    out.text('\n\n');
+    out.text(frameHead(seq));
+    for (const part of parts) {
+      if (plain) out.append(part);
+      else oneLine(out, part);
+    }
+    out.text(FRAME_END);
     if (seqs.length > 0 && out.length > maxBytes) {
       out.truncate(start);
       break;
@@ -63,10 +68,32 @@ export function endFrame(until: string, lastSeq: number): Uint8Array {
   return Buffer.from(`event: end\ndata: ${JSON.stringify({ until, last_seq: lastSeq })}\n\n`);
 }
 
+const frameHead = (seq: number) => `id: ${seq}\nevent: event\ndata: `;
+const FRAME_END = '\n\n';
+
+/** The bytes of the frame sseFrames writes for an event of `seq` whose item is `parts`, and whether it has no line break. */
+export function frameSize(seq: number, parts: readonly Part[]): { bytes: number; oneLine: boolean } {
+  let bytes = frameHead(seq).length + FRAME_END.length;
+  let oneLine = true;
+  for (const part of parts) {
+    const lines = dataLines(part);
+    oneLine &&= lines === undefined;
+    bytes += lines === undefined ? Buffer.byteLength(part) : Buffer.byteLength(lines);
+  }
+  return { bytes, oneLine };
+}
+
 /** Appends `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
 function oneLine(out: ByteBuilder, part: Part): void {
+  const lines = dataLines(part);
+  if (lines === undefined) out.append(part);
+  else out.text(lines);
+}
+
+/** `part` as `data:` lines, if it has a line break. */
+function dataLines(part: Part): string | undefined {
   const breaks = typeof part === 'string' ? /[\r\n]/.test(part) : part.includes(0x0a) || part.includes(0x0d);
-  if (!breaks) return out.append(part);
+  if (!breaks) return undefined;
   const text = typeof part === 'string' ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString('utf8');
-  out.text(text.split(/\r\n|\r|\n/).join('\ndata: '));
+  return text.split(/\r\n|\r|\n/).join('\ndata: ');
 }

@@ -223,8 +223,12 @@ export class Subscription {
         }
       }
       if (page.seqs.length > 0) {
-        // The next page is read while the client takes this one, not only once all of it is in the socket.
+        // The next page is read while the client takes this one, not only once all of it is in the socket;
+        // its read goes out to the store first (one turn of the event loop), as a store may build this
+        // page's frames only as it is written (PostgreSQL: the store then reads while this thread builds).
         this.readAhead(page.end);
+        await new Promise(setImmediate);
+        if (this.closed) return;
         this.sendWhileTaken(page);
         continue;
       }
@@ -258,11 +262,9 @@ export class Subscription {
     if (this.ahead) return;
     const share = this.budget.take(this.limits.pageBytes);
     if (!share) return;
-    // A failed read is read again, and logged, when the page is wanted.
-    const read = this.read(after, this.limits.pageBytes).then((page) => {
-      share.shrink(page.frames.byteLength);
-      return page;
-    }, () => undefined);
+    // A failed read is read again, and logged, when the page is wanted. The share shrinks to the page's
+    // size once it is written (sendWhileTaken): a store may build a page's frames only then.
+    const read = this.read(after, this.limits.pageBytes).catch(() => undefined);
     this.ahead = { after, read, share };
   }
 
@@ -315,6 +317,7 @@ export class Subscription {
    */
   private sendWhileTaken(page: StreamPage): void {
     const { seqs, ends, frames } = page;
+    if (this.kept?.page === page) this.kept.share.shrink(frames.byteLength);
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;

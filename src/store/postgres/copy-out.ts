@@ -84,6 +84,7 @@ class CopyOut implements pg.Submittable {
 export class BinaryRows {
   private readonly first: number;
   private at: number;
+  private count = 0;
   private readonly starts: number[] = [];
   private readonly lengths: number[] = [];
 
@@ -102,12 +103,18 @@ export class BinaryRows {
     return this.output.byteLength;
   }
 
+  /** The current row's number of fields. */
+  get fields(): number {
+    return this.count;
+  }
+
   /** Moves to the next row; false after the last. */
   next(): boolean {
     const { output } = this;
     const fields = output.readInt16BE(this.at);
     this.at += 2;
     if (fields === -1) return false;
+    this.count = fields;
     for (let i = 0; i < fields; i++) {
       const length = output.readInt32BE(this.at);
       this.at += 4;

@@ -3,14 +3,14 @@ import { ReadGate } from '../read-gate.js';
 import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
 import { withConnection } from './postgres-transaction.js';
-import { BinaryRows, copyOut, inlined } from './copy-out.js';
+import { copyOut, inlined, type BinaryRows } from './copy-out.js';
+import { streamPageOf } from './postgres-stream-page.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from '../consumer-table.js';
 import type { ConsumerPageBounds, EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
 import { postgresPatterns } from '../../topic-scope.js';
 import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
 import { jsonArrayWithin } from '../json-array.js';
-import { sseFrames, type StreamItem } from '../sse-frames.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -223,18 +223,20 @@ export class PostgresEventReader implements EventReader {
     const statement = inlined(purgeHorizon ? STREAM_WITH_PURGES : STREAM, [after, rowsWanted, topics ?? null, maxBytes, expressions(readable)]);
     // A row of the COPY output is a little longer than its frame (field lengths, topic): room for a full page.
     const staging = this.staging.pop() ?? new ByteBuilder(Math.ceil(1.25 * maxBytes));
-    try {
-      const rows = await this.guarded(() => withConnection(this.pool, (client) => copyOut(client, statement, staging)));
-      if (!rows.next()) throw new Error('a stream page without its horizon row');
-      const [visibleEnd, pending] = [rows.int64(0), rows.bool(1)];
-      const purged = purgeHorizon ? { max: rows.int64(5), min: rows.int64(6) } : undefined;
-      if (rows.isNull(2)) return { ...sseFrames([], maxBytes, visibleEnd), pending, ...(purged && { purgeHorizon: purged }) };
-      const page = sseFrames(streamItems(rows), maxBytes, visibleEnd, framesBytes(rows));
-      this.frameBytes = (this.frameBytes + page.frames.byteLength / page.seqs.length) / 2;
-      return { ...page, pending, ...(purged && { purgeHorizon: purged }) };
-    } finally {
+    const done = () => {
       if (this.staging.length < POOL_SIZE) this.staging.push(staging);
+    };
+    let rows: BinaryRows;
+    try {
+      rows = await this.guarded(() => withConnection(this.pool, (client) => copyOut(client, statement, staging)));
+      if (!rows.next()) throw new Error('a stream page without its horizon row');
+    } catch (error) {
+      done();
+      throw error;
     }
+    const { page, frameBytes } = streamPageOf(rows, maxBytes, done);
+    if (frameBytes !== undefined) this.frameBytes = (this.frameBytes + frameBytes) / 2;
+    return page;
   }
 
   async startAfter(since: string | undefined): Promise<number> {
@@ -338,25 +340,4 @@ function pageBytes(rows: readonly PageRow[]): number {
 
 function* items(rows: readonly PageRow[]): Generator<Part[]> {
   for (const [seq, doc] of rows) yield [item(seq, doc)];
-}
-
-/**
- * The bytes of a stream page's frames if every doc is ASCII and on one line (else more), the rows rewound to
- * the first: each frame (see sseFrames) with its seq twice.
- */
-function framesBytes(rows: BinaryRows): number {
-  let bytes = 0;
-  do bytes += 2 * String(rows.int64(2)).length + rows.length(4) + 33;
-  while (rows.next());
-  rows.rewind();
-  rows.next();
-  return bytes;
-}
-
-/** The rows of a stream page from the current one on (seq, topic, doc at 2, 3, 4): each doc's bytes as they came. */
-function* streamItems(rows: BinaryRows): Generator<StreamItem> {
-  do {
-    const seq = rows.int64(2);
-    yield { seq, topic: rows.text(3), parts: [`{"seq":${seq},`, rows.bytes(4, 1)] };
-  } while (rows.next());
 }
