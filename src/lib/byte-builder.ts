@@ -27,6 +27,12 @@ export class ByteBuilder {
     this.length += bytes.byteLength;
   }
 
+  /** `bytes` from `start` to `end`, copied without making a view of them. */
+  range(bytes: Buffer, start: number, end: number): void {
+    this.reserve(end - start);
+    this.length += bytes.copy(this.buffer, this.length, start, end);
+  }
+
   append(part: Part): void {
     if (typeof part === 'string') this.text(part);
     else this.bytes(part);

@@ -82,7 +82,6 @@ class CopyOut implements pg.Submittable {
  * in place. Views (`bytes`) share the output's buffer.
  */
 export class BinaryRows {
-  private readonly first: number;
   private at: number;
   private count = 0;
   private readonly starts: number[] = [];
@@ -90,17 +89,7 @@ export class BinaryRows {
 
   constructor(private readonly output: Buffer) {
     if (output.length < HEADER_BYTES || !output.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('not binary COPY output');
-    this.first = this.at = HEADER_BYTES + output.readInt32BE(HEADER_BYTES - 4);
-  }
-
-  /** Back to before the first row. */
-  rewind(): void {
-    this.at = this.first;
-  }
-
-  /** The output's size in bytes. */
-  get byteLength(): number {
-    return this.output.byteLength;
+    this.at = HEADER_BYTES + output.readInt32BE(HEADER_BYTES - 4);
   }
 
   /** The current row's number of fields. */
@@ -138,6 +127,16 @@ export class BinaryRows {
     return value;
   }
 
+  /** The whole output, which `offset` indexes. */
+  get bytesRead(): Buffer {
+    return this.output;
+  }
+
+  /** Where a field's bytes start in the output. */
+  offset(field: number): number {
+    return this.starts[field]!;
+  }
+
   /** A field's size in bytes; -1 for NULL. */
   length(field: number): number {
     return this.lengths[field]!;
@@ -145,12 +144,6 @@ export class BinaryRows {
 
   bool(field: number): boolean {
     return this.output[this.starts[field]!] !== 0;
-  }
-
-  /** A text field, decoded. */
-  text(field: number): string {
-    const start = this.starts[field]!;
-    return this.output.toString('utf8', start, start + this.lengths[field]!);
   }
 
   /** A text field's UTF-8 from its byte `from` on, in place. */

@@ -1,5 +1,4 @@
-import type { Part } from '../../lib/byte-builder.js';
-import { frameSize, sseFrames, type StreamItem } from '../sse-frames.js';
+import { frameSize, sseFrames, StreamPageBuilder } from '../sse-frames.js';
 import type { PurgeHorizon, StreamPage } from '../store.js';
 import type { BinaryRows } from './copy-out.js';
 
@@ -23,38 +22,37 @@ export function streamPageOf(rows: BinaryRows, maxBytes: number, done: () => voi
     done();
     return { page: { ...sseFrames([], maxBytes, visibleEnd), pending, ...(purgeHorizon && { purgeHorizon }) } };
   }
-  // The frames that fit, as sseFrames would cut them: at least one.
+  // The frames that fit, as sseFrames would cut them: at least one. What the build needs of each row is
+  // kept, so it reads no row again.
   const seqs: number[] = [];
-  const oneLine: boolean[] = [];
+  const rowsKept: { head: string; oneLine: boolean; topic: number; topicBytes: number; doc: number; docBytes: number }[] = [];
   let bytes = 0;
   do {
     const seq = rows.int64(2);
-    const frame = frameSize(seq, itemOf(rows, seq));
+    const head = itemHead(seq);
+    const frame = frameSize(seq, [head, rows.bytes(4, 1)]);
     if (seqs.length > 0 && bytes + frame.bytes > maxBytes) break;
     seqs.push(seq);
-    oneLine.push(frame.oneLine);
+    rowsKept.push({ head, oneLine: frame.oneLine, topic: rows.offset(3), topicBytes: rows.length(3), doc: rows.offset(4), docBytes: rows.length(4) });
     bytes += frame.bytes;
   } while (rows.next());
+  const output = rows.bytesRead;
   const page = new RowsPage(Float64Array.from(seqs), pending, purgeHorizon, () => {
-    rows.rewind();
-    rows.next();
-    const built = sseFrames(streamItems(rows, oneLine), Infinity, 0, bytes);
+    const built = new StreamPageBuilder(bytes);
+    rowsKept.forEach(({ head, oneLine, topic: at, topicBytes, doc, docBytes }, i) => {
+      const topic = output.toString('utf8', at, at + topicBytes);
+      // The doc's bytes after its `{`, copied in place; one with a line break goes through the general path.
+      if (oneLine) built.addOneLine(seqs[i]!, topic, head, output, doc + 1, doc + docBytes);
+      else built.add({ seq: seqs[i]!, topic, parts: [head, output.subarray(doc + 1, doc + docBytes)] });
+    });
     done();
-    return built;
+    return built.page(0);
   });
   return { page, frameBytes: bytes / seqs.length };
 }
 
-/** A row's /events item: `{"seq":` + seq + `,` + its doc after the `{`, as stored. */
-const itemOf = (rows: BinaryRows, seq: number): Part[] => [`{"seq":${seq},`, rows.bytes(4, 1)];
-
-/** As many rows as `oneLine` has from the current one on, each known to have a line break or not. */
-function* streamItems(rows: BinaryRows, oneLine: readonly boolean[]): Generator<StreamItem> {
-  for (let i = 0; i < oneLine.length; i++, rows.next()) {
-    const seq = rows.int64(2);
-    yield { seq, topic: rows.text(3), parts: itemOf(rows, seq), oneLine: oneLine[i]! };
-  }
-}
+/** A row's /events item is this, then its doc after the `{` as stored. */
+const itemHead = (seq: number) => `{"seq":${seq},`;
 
 class RowsPage implements StreamPage {
   readonly end: number;
