@@ -47,9 +47,9 @@ export interface AppDeps {
 /*
  * Stream reads: catch-up pages large enough for read speed (written out in small copies), the shared feed's
  * small, since every member that stalls keeps the page it last got; a live subscriber may leave this much
- * untaken before it drops to reading at its own pace. A PostgreSQL page is one statement whose fixed work
- * (planning, the commit and purge horizons: about 2 ms of the server's CPU) a page of 256 KiB spread at
- * 3 µs an event, more than its rows cost: its catch-up pages are 4 times larger (issue 21).
+ * untaken before it drops to reading at its own pace. A PostgreSQL page is one statement with about 2 ms of
+ * fixed work (planning, the commit and purge horizons), which a page of 256 KiB spread at 3 µs an event,
+ * more than its rows cost: its catch-up pages are 4 times larger (issue 21).
  */
 const STREAM_LIMITS = {
   pageLimit: 1_000, pageBytes: 256 * 1024, livePageBytes: 64 * 1024, maxLiveBuffered: 64 * 1024,
