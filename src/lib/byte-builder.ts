@@ -27,6 +27,12 @@ export class ByteBuilder {
     this.length += bytes.byteLength;
   }
 
+  /** `bytes` from `start` to `end`, copied without making a view of them. */
+  range(bytes: Buffer, start: number, end: number): void {
+    this.reserve(end - start);
+    this.length += bytes.copy(this.buffer, this.length, start, end);
+  }
+
   append(part: Part): void {
     if (typeof part === 'string') this.text(part);
     else this.bytes(part);
@@ -35,6 +41,11 @@ export class ByteBuilder {
   /** Drops what was appended after `length`. */
   truncate(length: number): void {
     this.length = Math.min(this.length, length);
+  }
+
+  /** The bytes so far, in place: valid until the next append. */
+  get written(): Buffer {
+    return this.buffer.subarray(0, this.length);
   }
 
   /** The bytes, in a buffer of exactly their length and of its own. */

@@ -6,6 +6,8 @@ export interface StreamItem {
   seq: number;
   topic: string;
   parts: Part[];
+  /** Known to hold no line break (frameSize said so): written as it is, unsearched. */
+  oneLine?: boolean;
 }
 
 /** A page's first allocation: most pages are far smaller than their cap. */
@@ -18,32 +20,69 @@ const FIRST_BYTES = 64 * 1024;
  * written once into the page's one buffer. `expectedBytes`: as jsonArrayWithin's.
  */
 export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number, expectedBytes = FIRST_BYTES): StreamPage {
-  const out = new ByteBuilder(Math.min(maxBytes, expectedBytes));
-  const seqs: number[] = [];
-  const topics: string[] = [];
-  const ends: number[] = [];
-  for (const { seq, topic, parts } of items) {
-    const start = out.length;
-    out.text(`id: ${seq}\nevent: event\ndata: `);
-    for (const part of parts) oneLine(out, part);
-    out.text('\n\n');
-    if (seqs.length > 0 && out.length > maxBytes) {
-      out.truncate(start);
-      break;
-    }
-    seqs.push(seq);
-    topics.push(topic);
-    ends.push(out.length);
+  const page = new StreamPageBuilder(Math.min(maxBytes, expectedBytes));
+  for (const item of items) if (!page.add(item, maxBytes)) break;
+  return page.page(emptyEnd);
+}
+
+/** A stream page written frame by frame (see sseFrames). */
+export class StreamPageBuilder {
+  private readonly out: ByteBuilder;
+  private readonly seqs: number[] = [];
+  private readonly topics: string[] = [];
+  private readonly ends: number[] = [];
+
+  constructor(expectedBytes: number) {
+    this.out = new ByteBuilder(expectedBytes);
   }
-  return {
-    // A buffer of its own (never a pooled slab), so it can be transferred to another thread.
-    frames: out.take(),
-    seqs: Float64Array.from(seqs),
-    ends: Uint32Array.from(ends),
-    topics,
-    end: seqs.length > 0 ? seqs[seqs.length - 1]! : emptyEnd,
-    pending: false,
-  };
+
+  /** Adds the frame of `item`, unless it would take the page past `maxBytes` and is not its first. */
+  add({ seq, topic, parts, oneLine: plain }: StreamItem, maxBytes = Infinity): boolean {
+    const { out } = this;
+    const start = out.length;
+    out.text(frameHead(seq));
+    for (const part of parts) {
+      if (plain) out.append(part);
+      else oneLine(out, part);
+    }
+    out.bytes(FRAME_END_BYTES);
+    if (this.seqs.length > 0 && out.length > maxBytes) {
+      out.truncate(start);
+      return false;
+    }
+    this.added(seq, topic);
+    return true;
+  }
+
+  /**
+   * Adds the frame of an event whose item is `head` (text) then `bytes` from `start` to `end`, neither with
+   * a line break (frameSize said so): one text write and one copy.
+   */
+  addOneLine(seq: number, topic: string, head: string, bytes: Buffer, start: number, end: number): void {
+    this.out.text(frameHead(seq) + head);
+    this.out.range(bytes, start, end);
+    this.out.bytes(FRAME_END_BYTES);
+    this.added(seq, topic);
+  }
+
+  page(emptyEnd: number): StreamPage {
+    const { seqs } = this;
+    return {
+      // A buffer of its own (never a pooled slab), so it can be transferred to another thread.
+      frames: this.out.take(),
+      seqs: Float64Array.from(seqs),
+      ends: Uint32Array.from(this.ends),
+      topics: this.topics,
+      end: seqs.length > 0 ? seqs[seqs.length - 1]! : emptyEnd,
+      pending: false,
+    };
+  }
+
+  private added(seq: number, topic: string): void {
+    this.seqs.push(seq);
+    this.topics.push(topic);
+    this.ends.push(this.out.length);
+  }
 }
 
 /**
@@ -63,10 +102,33 @@ export function endFrame(until: string, lastSeq: number): Uint8Array {
   return Buffer.from(`event: end\ndata: ${JSON.stringify({ until, last_seq: lastSeq })}\n\n`);
 }
 
+const frameHead = (seq: number) => `id: ${seq}\nevent: event\ndata: `;
+const FRAME_END = '\n\n';
+const FRAME_END_BYTES = Buffer.from(FRAME_END);
+
+/** The bytes of the frame sseFrames writes for an event of `seq` whose item is `parts`, and whether it has no line break. */
+export function frameSize(seq: number, parts: readonly Part[]): { bytes: number; oneLine: boolean } {
+  let bytes = frameHead(seq).length + FRAME_END.length;
+  let oneLine = true;
+  for (const part of parts) {
+    const lines = dataLines(part);
+    oneLine &&= lines === undefined;
+    bytes += lines === undefined ? Buffer.byteLength(part) : Buffer.byteLength(lines);
+  }
+  return { bytes, oneLine };
+}
+
 /** Appends `part` with each line break (CRLF, CR or LF) turned into a new `data:` line. */
 function oneLine(out: ByteBuilder, part: Part): void {
+  const lines = dataLines(part);
+  if (lines === undefined) out.append(part);
+  else out.text(lines);
+}
+
+/** `part` as `data:` lines, if it has a line break. */
+function dataLines(part: Part): string | undefined {
   const breaks = typeof part === 'string' ? /[\r\n]/.test(part) : part.includes(0x0a) || part.includes(0x0d);
-  if (!breaks) return out.append(part);
+  if (!breaks) return undefined;
   const text = typeof part === 'string' ? part : Buffer.from(part.buffer, part.byteOffset, part.byteLength).toString('utf8');
-  out.text(text.split(/\r\n|\r|\n/).join('\ndata: '));
+  return text.split(/\r\n|\r|\n/).join('\ndata: ');
 }

@@ -204,6 +204,8 @@ export interface StreamPageQuery {
   maxBytes: number;
   /** With `topics` undefined: only these readable topics. */
   readable?: ReadableTopics;
+  /** Read the purge horizon of its topics with the page too, where the store can (StreamPage.purgeHorizon). */
+  purgeHorizon?: boolean;
 }
 
 /**
@@ -225,6 +227,11 @@ export interface StreamPage {
   end: number;
   /** Rows committed but not readable yet (above PostgreSQL's commit horizon): read again shortly. */
   pending: boolean;
+  /**
+   * Asked for (StreamPageQuery.purgeHorizon) and read in the same snapshot as the page (PostgreSQL): the
+   * purge horizon of its topics, which tells every purge the page missed, as a check after it would.
+   */
+  purgeHorizon?: PurgeHorizon;
 }
 
 /** Every reader is busy and the queue for them is full (or the wait for one timed out): retry shortly. */

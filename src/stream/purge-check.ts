@@ -22,8 +22,7 @@ export class PurgeCheck {
    */
   async behind(topics: readonly string[] | undefined, after: number, readable?: ReadableTopics): Promise<PurgeHorizon | undefined> {
     if (!this.purging && after >= await this.storeMax()) return undefined;
-    const horizon = await this.reader.purgeHorizon(topics, readable);
-    return after < horizon.max ? horizon : undefined;
+    return behind(await this.reader.purgeHorizon(topics, readable), after);
   }
 
   /** False when no event can have been purged: nothing was before this process started, and nothing is now. */
@@ -38,4 +37,9 @@ export class PurgeCheck {
     });
     return this.fixedMax;
   }
+}
+
+/** `horizon` when some events after `after` are purged by it; else undefined. */
+export function behind(horizon: PurgeHorizon, after: number): PurgeHorizon | undefined {
+  return after < horizon.max ? horizon : undefined;
 }

@@ -3,6 +3,7 @@ import { endFrame, gapFrame } from '../store/sse-frames.js';
 import type { PurgeHorizon, ReadableTopics, StreamPage, StreamPageQuery } from '../store/store.js';
 import type { TopicScope } from '../topic-scope.js';
 import type { BudgetShare, ReadAheadBudget } from './read-ahead.js';
+import { behind } from './purge-check.js';
 import { ToldPurges } from './told-purges.js';
 import { streamPageBefore } from './time-range.js';
 
@@ -89,9 +90,9 @@ const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
  * of one page its client has not taken yet and the next page, read while the client takes that one.
  *
  * Retention may purge events after the cursor, before the stream wrote them (a cursor from long ago, or a
- * slow subscriber overtaken): each catch-up read is followed by a purge check, and a purge it has not told
- * of yet (ToldPurges) gets `event: gap`, after which the cursor moves to where every purged event of its
- * topics lies behind (never past a retained one).
+ * slow subscriber overtaken): each catch-up read is followed by a purge check (on PostgreSQL, the horizon
+ * read with the page), and a purge it has not told of yet (ToldPurges) gets `event: gap`, after which the
+ * cursor moves to where every purged event of its topics lies behind (never past a retained one).
  */
 export class Subscription {
   private closed = false;
@@ -200,7 +201,7 @@ export class Subscription {
         // per page: the rest of a page being written was read before the purges it missed, which the check
         // after the next page tells if the cursor has not passed them by then (a check at every socket drain
         // was a store round trip per 64 KiB).
-        untold = this.checked === page ? undefined : await this.untoldPurge();
+        untold = this.checked === page ? undefined : await this.untoldPurge(page);
         this.checked = page;
         // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
         rangeEnd = await this.range?.end();
@@ -222,8 +223,12 @@ export class Subscription {
         }
       }
       if (page.seqs.length > 0) {
-        // The next page is read while the client takes this one, not only once all of it is in the socket.
+        // The next page is read while the client takes this one, not only once all of it is in the socket;
+        // its read goes out to the store first (one turn of the event loop), as a store may build this
+        // page's frames only as it is written (PostgreSQL: the store then reads while this thread builds).
         this.readAhead(page.end);
+        await new Promise(setImmediate);
+        if (this.closed) return;
         this.sendWhileTaken(page);
         continue;
       }
@@ -247,8 +252,9 @@ export class Subscription {
     return this.read(this.cursor, this.readBytes);
   }
 
+  /** With the purge horizon where the store reads it in the page's snapshot: the check after the page is then no read. */
   private read(after: number, maxBytes: number): Promise<StreamPage> {
-    return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable });
+    return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable, purgeHorizon: true });
   }
 
   /** Reads the page after `after` while the client takes this one, unless one is read already or the budget spares none. */
@@ -256,11 +262,9 @@ export class Subscription {
     if (this.ahead) return;
     const share = this.budget.take(this.limits.pageBytes);
     if (!share) return;
-    // A failed read is read again, and logged, when the page is wanted.
-    const read = this.read(after, this.limits.pageBytes).then((page) => {
-      share.shrink(page.frames.byteLength);
-      return page;
-    }, () => undefined);
+    // A failed read is read again, and logged, when the page is wanted. The share shrinks to the page's
+    // size once it is written (sendWhileTaken): a store may build a page's frames only then.
+    const read = this.read(after, this.limits.pageBytes).catch(() => undefined);
     this.ahead = { after, read, share };
   }
 
@@ -276,9 +280,14 @@ export class Subscription {
     this.sink.end();
   }
 
-  /** A purge after the cursor it has not told of: the horizon of its topics and each one's above the cursor. */
-  private async untoldPurge(): Promise<{ horizon: PurgeHorizon; above: number[] } | undefined> {
-    const horizon = await this.reads.purgedAfter(this.topics, this.cursor, this.readable);
+  /**
+   * A purge after the cursor it has not told of, after reading `page`: the horizon of its topics and each
+   * one's above the cursor.
+   */
+  private async untoldPurge(page: StreamPage): Promise<{ horizon: PurgeHorizon; above: number[] } | undefined> {
+    const horizon = page.purgeHorizon
+      ? behind(page.purgeHorizon, this.cursor)
+      : await this.reads.purgedAfter(this.topics, this.cursor, this.readable);
     if (!horizon) {
       this.told.clear();
       return undefined;
@@ -308,6 +317,7 @@ export class Subscription {
    */
   private sendWhileTaken(page: StreamPage): void {
     const { seqs, ends, frames } = page;
+    if (this.kept?.page === page) this.kept.share.shrink(frames.byteLength);
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;

@@ -175,6 +175,23 @@ export function streamSuite(store: TestStore): void {
     }
   });
 
+  t.test('topics with quotes and backslashes, a payload with line breaks: a stream carries exactly their events, as /events serves them', async (t) => {
+    const server = await (await serverOn(t, store)).start();
+    // PostgreSQL reads stream pages by COPY, its parameters written into the statement as literals.
+    const odd = ["it's", 'back\\slash', "x'); DROP TABLE events; --", 'zähler.ü'];
+    await publishAll(server, [...odd, 'other'].flatMap((topic) => events(3, topic)));
+    // Line breaks in the payload's JSON whitespace are stored as accepted; the stream sends them as data: lines.
+    const broken = JSON.stringify([makeEvent({ topic: odd[0]! })]).replace('"payload":{"amount":42,', '"payload":{\r\n"amount":42,\n');
+    t.ok(broken.includes('\r\n'), 'the payload has line breaks');
+    t.equal((await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: broken })).status, 200);
+    const expected = (await readAll(server, 16)).filter((e) => odd.includes(e.topic));
+    const stream = await openStream(server.url, `/events/stream?after=0&${odd.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')}`);
+    await stream.waitFor(expected.length);
+    stream.close();
+    t.same(stream.events.filter((e) => e.event === 'event').map((e) => JSON.parse(e.data)), expected, 'every event of the four topics, in seq order');
+    t.equal((await readAll(server, 16)).length, 16, 'the store is whole');
+  });
+
   t.test('two topics in one stream: exactly their events, in seq order', async (t) => {
     const server = await (await serverOn(t, store)).start();
     const fromEmpty = await openStream(server.url, '/events/stream?after=0');

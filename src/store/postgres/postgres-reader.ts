@@ -2,13 +2,15 @@ import type pg from 'pg';
 import { ReadGate } from '../read-gate.js';
 import { SEQ_HORIZON } from './postgres-schema.js';
 import { createPool, storeError } from './postgres-store.js';
+import { withConnection } from './postgres-transaction.js';
+import { copyOut, inlined, type BinaryRows } from './copy-out.js';
+import { streamPageOf } from './postgres-stream-page.js';
 import type { ConsumerPage, ConsumerRecord, ConsumerStatus } from '../consumers.js';
 import { CONSUMER_COLUMNS, consumerFromRow, type ConsumerRow } from '../consumer-table.js';
 import type { ConsumerPageBounds, EventPageQuery, EventReader, ReadableTopics, StreamPage, StreamPageQuery, TopicPageQuery, PurgeHorizon, TopicDetail } from '../store.js';
 import { postgresPatterns } from '../../topic-scope.js';
-import type { Part } from '../../lib/byte-builder.js';
+import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
 import { jsonArrayWithin } from '../json-array.js';
-import { sseFrames, type StreamItem } from '../sse-frames.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -30,6 +32,11 @@ export const READ_STATEMENT_TIMEOUT_MS = 2_000;
  * every read here says `doc IS NOT NULL`, which picks the partial indexes of retained rows, so a read never
  * wades through what was purged.
  */
+/**
+ * A stream page asks for this many times the rows that fit its byte cap at the average frame size: pages
+ * of larger events than the average come full all the same, and a run of smaller ones soon lowers it.
+ */
+const ROWS_MARGIN = 1.25;
 /** `{"seq":1,` for the doc's `{`, and the `,` or `]` after the item. */
 const ITEM_OVERHEAD = 9;
 /** `id: 1\nevent: event\ndata: {"seq":1,` for the doc's `{`, and the blank line after it. */
@@ -88,22 +95,53 @@ const CONSUMER_STATUS = `
   WHERE $1::text IS NULL OR c.name = $1
   ORDER BY c.name`;
 
+/**
+ * The purge horizon of the topics `topics` (a text[] parameter; NULL: every topic, or every one matching the
+ * readable expressions `readable`), as columns max and min. min is 0 as soon as one of them has purged
+ * nothing; over every topic that is the first topic without a purge row, so the probe usually stops early.
+ */
+const purgeHorizonOf = (topics: string, readable: string) => `
+  (SELECT coalesce(max(purged_through), 0) FROM topic_purges
+   WHERE (${topics}::text[] IS NULL OR topic = ANY(${topics}::text[])) AND (${readable}::text[] IS NULL OR topic ~ ANY(${readable}::text[]))) AS max,
+  CASE WHEN ${topics}::text[] IS NULL
+       THEN CASE WHEN EXISTS (SELECT 1 FROM topic_counts c WHERE (${readable}::text[] IS NULL OR c.topic ~ ANY(${readable}::text[]))
+                              AND NOT EXISTS (SELECT 1 FROM topic_purges p WHERE p.topic = c.topic))
+                 THEN 0 ELSE (SELECT coalesce(min(purged_through), 0) FROM topic_purges
+                              WHERE ${readable}::text[] IS NULL OR topic ~ ANY(${readable}::text[])) END
+       ELSE (SELECT CASE WHEN bool_and(p.topic IS NOT NULL) THEN min(p.purged_through) ELSE 0 END
+             FROM unnest(${topics}::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
+  END AS min`;
+const PURGE_HORIZON = `SELECT ${purgeHorizonOf('$1', '$2')}`;
+
 /*
  * A stream page's rows (framed here, see rowsWithin), each with where an empty page leaves the cursor
  * (`horizon - 1`) and `pending`: rows committed at or above the horizon, readable once the transactions below
  * them end. The horizon is one row joined to the page, so an empty page is still one row (seq NULL) that
  * carries both. `pending` compares the highest seq (one step down the seq index, whatever the statistics
  * say) with the horizon; an EXISTS over `seq >= horizon` was planned as a scan of the whole table at every
- * page and every commit wake-up.
+ * page and every commit wake-up. With `purges`, each row also carries the purge horizon of the page's
+ * topics (PURGE_HORIZON), read in the page's own snapshot: a catch-up page needs no check of its own after
+ * it (a purge is one transaction, so the snapshot holds a purge's tombstones and its horizon, or neither).
+ * Read as binary COPY (copy-out.ts): every parameter is cast where it is used.
  */
-export const STREAM = `
-  WITH ${HORIZON}
-  SELECT h.first_unreadable - 1 AS visible_end, coalesce((SELECT max(seq) FROM events), 0) >= h.first_unreadable AS pending,
-         r.seq, r.topic, r.doc
-  FROM horizon h LEFT JOIN (${rowsWithin('seq, topic, doc',
-    'seq > $1 AND ($3::text[] IS NULL OR topic = ANY($3)) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))', FRAME_OVERHEAD)}
-  ) r ON true
-  ORDER BY r.seq`;
+const streamOf = (purges: boolean) => {
+  const rows = rowsWithin('seq, topic, doc',
+    'seq > $1::bigint AND ($3::text[] IS NULL OR topic = ANY($3::text[])) AND ($5::text[] IS NULL OR topic ~ ANY($5::text[]))', FRAME_OVERHEAD);
+  const ends = `(SELECT visible_end FROM ends), (SELECT pending FROM ends)`;
+  const horizons = purges ? ', (SELECT max FROM ends), (SELECT min FROM ends)' : '';
+  return `
+  WITH ${HORIZON}${purges ? `, purges AS MATERIALIZED (SELECT ${purgeHorizonOf('$3', '$5')})` : ''},
+  ends AS MATERIALIZED (
+    SELECT h.first_unreadable - 1 AS visible_end, coalesce((SELECT max(seq) FROM events), 0) >= h.first_unreadable AS pending
+           ${purges ? ', p.max::bigint, p.min::bigint' : ''}
+    FROM horizon h${purges ? ' CROSS JOIN purges p' : ''})
+  SELECT ${ends}, seq, topic, doc${horizons} FROM (${rows}) r
+  UNION ALL
+  SELECT ${ends}, NULL, NULL, NULL${horizons} WHERE NOT EXISTS (${rows})
+  ORDER BY seq`;
+};
+export const STREAM = streamOf(false);
+export const STREAM_WITH_PURGES = streamOf(true);
 
 /**
  * A stream's start: before the first visible event received at or after $1 (through the (received_at, seq)
@@ -120,23 +158,6 @@ const START = `
 const TOPICS = `
   SELECT topic, sum(events) AS events FROM topic_counts WHERE topic > $1 AND ($3::text[] IS NULL OR topic ~ ANY($3::text[]))
   GROUP BY topic ORDER BY topic LIMIT $2`;
-
-/**
- * The purge horizon of the topics $1 (NULL: every topic, or every one matching the readable expressions
- * $2). min is 0 as soon as one of them has purged nothing; over every topic that is the first topic without
- * a purge row, so the probe usually stops early.
- */
-const PURGE_HORIZON = `
-  SELECT (SELECT coalesce(max(purged_through), 0) FROM topic_purges
-          WHERE ($1::text[] IS NULL OR topic = ANY($1)) AND ($2::text[] IS NULL OR topic ~ ANY($2::text[]))) AS max,
-         CASE WHEN $1::text[] IS NULL
-              THEN CASE WHEN EXISTS (SELECT 1 FROM topic_counts c WHERE ($2::text[] IS NULL OR c.topic ~ ANY($2::text[]))
-                                     AND NOT EXISTS (SELECT 1 FROM topic_purges p WHERE p.topic = c.topic))
-                        THEN 0 ELSE (SELECT coalesce(min(purged_through), 0) FROM topic_purges
-                                     WHERE $2::text[] IS NULL OR topic ~ ANY($2::text[])) END
-              ELSE (SELECT CASE WHEN bool_and(p.topic IS NOT NULL) THEN min(p.purged_through) ELSE 0 END
-                    FROM unnest($1::text[]) t(topic) LEFT JOIN topic_purges p USING (topic))
-         END AS min`;
 
 const PURGE_HORIZONS_ABOVE = `
   SELECT coalesce(array_agg(purged_through ORDER BY purged_through), '{}') AS horizons
@@ -177,6 +198,13 @@ const READER_SESSION = `SELECT set_config('random_page_cost', least(current_sett
 export class PostgresEventReader implements EventReader {
   private readonly pool: pg.Pool;
   private readonly gate = new ReadGate({ slots: POOL_SIZE, maxQueued: POSTGRES_MAX_QUEUED_READS, maxWaitMs: MAX_WAIT_MS });
+  /**
+   * Buffers that stream pages are copied out into, kept for the next: as many as connections, each about a
+   * page (a new one for each page made garbage at a rate that had V8 collect twice as often).
+   */
+  private readonly staging: ByteBuilder[] = [];
+  /** A stream frame's bytes, averaged over the last pages read (halved in weight at each). */
+  private frameBytes = FRAME_OVERHEAD;
 
   /** `statementTimeoutMs`: the writer's (PG_STATEMENT_TIMEOUT_MS); a read's own budget is never longer. */
   constructor(url: string, replica: string, private readonly maxPageBytes: number, statementTimeoutMs = READ_STATEMENT_TIMEOUT_MS) {
@@ -189,11 +217,26 @@ export class PostgresEventReader implements EventReader {
     return jsonArrayWithin(items(rows), this.maxPageBytes, pageBytes(rows)).page;
   }
 
-  async streamPage({ topics, after, limit, maxBytes, readable }: StreamPageQuery): Promise<StreamPage> {
-    const rows = await this.rows<StreamRow>(STREAM, [after, limit, topics ?? null, maxBytes, expressions(readable)]);
-    const [visibleEnd, pending, firstSeq] = rows[0]!;
-    if (firstSeq === null) return { ...sseFrames([], maxBytes, Number(visibleEnd)), pending };
-    return { ...sseFrames(streamItems(rows), maxBytes, Number(visibleEnd), framesBytes(rows)), pending };
+  async streamPage({ topics, after, limit, maxBytes, readable, purgeHorizon }: StreamPageQuery): Promise<StreamPage> {
+    // Rows past the byte cap are read and then dropped (see rowsWithin): ask for about as many as fit.
+    const rowsWanted = Math.min(limit, Math.ceil(ROWS_MARGIN * maxBytes / this.frameBytes));
+    const statement = inlined(purgeHorizon ? STREAM_WITH_PURGES : STREAM, [after, rowsWanted, topics ?? null, maxBytes, expressions(readable)]);
+    // A row of the COPY output is a little longer than its frame (field lengths, topic): room for a full page.
+    const staging = this.staging.pop() ?? new ByteBuilder(Math.ceil(1.25 * maxBytes));
+    const done = () => {
+      if (this.staging.length < POOL_SIZE) this.staging.push(staging);
+    };
+    let rows: BinaryRows;
+    try {
+      rows = await this.guarded(() => withConnection(this.pool, (client) => copyOut(client, statement, staging)));
+      if (!rows.next()) throw new Error('a stream page without its horizon row');
+    } catch (error) {
+      done();
+      throw error;
+    }
+    const { page, frameBytes } = streamPageOf(rows, maxBytes, done);
+    if (frameBytes !== undefined) this.frameBytes = (this.frameBytes + frameBytes) / 2;
+    return page;
   }
 
   async startAfter(since: string | undefined): Promise<number> {
@@ -284,8 +327,6 @@ const expressions = (readable: ReadableTopics): string[] | null => (readable ===
 
 /** seq, doc */
 type PageRow = [string, string];
-/** visible_end, pending, then seq, topic, doc (NULL on the one row of an empty page) */
-type StreamRow = [string, boolean, string | null, string, string];
 
 /** A stored doc as its /events item: the seq first, then the doc's fields (its `{` dropped). */
 const item = (seq: string, doc: string): string => `{"seq":${seq},${doc.slice(1)}`;
@@ -297,17 +338,6 @@ function pageBytes(rows: readonly PageRow[]): number {
   return bytes;
 }
 
-/** The same for a stream page: each frame (see sseFrames), its data on one line. */
-function framesBytes(rows: readonly StreamRow[]): number {
-  let bytes = 0;
-  for (const [, , seq, , doc] of rows) bytes += 2 * seq!.length + doc.length + 33;
-  return bytes;
-}
-
 function* items(rows: readonly PageRow[]): Generator<Part[]> {
   for (const [seq, doc] of rows) yield [item(seq, doc)];
-}
-
-function* streamItems(rows: readonly StreamRow[]): Generator<StreamItem> {
-  for (const [, , seq, topic, doc] of rows) yield { seq: Number(seq), topic, parts: [item(seq!, doc)] };
 }
