@@ -1,4 +1,3 @@
-import './helpers/plain-children.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';

@@ -1,4 +1,3 @@
-import './plain-children.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { clientOver, parseBody, type TestClient } from './client.js';
