@@ -6,8 +6,6 @@ export interface StreamItem {
   seq: number;
   topic: string;
   parts: Part[];
-  /** Known to hold no line break (frameSize said so): written as it is, unsearched. */
-  oneLine?: boolean;
 }
 
 /** A page's first allocation: most pages are far smaller than their cap. */
@@ -17,10 +15,10 @@ const FIRST_BYTES = 64 * 1024;
  * A stream page (see StreamPage) of `items` within `maxBytes`, always holding at least one. The data line is
  * the item exactly as /events serves it; a payload stored with line breaks in its JSON whitespace is sent as
  * several `data:` lines, which an SSE client joins with "\n" (the JSON means the same). Each frame is
- * written once into the page's one buffer. `expectedBytes`: as jsonArrayWithin's.
+ * written once into the page's one buffer.
  */
-export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number, expectedBytes = FIRST_BYTES): StreamPage {
-  const page = new StreamPageBuilder(Math.min(maxBytes, expectedBytes));
+export function sseFrames(items: Iterable<StreamItem>, maxBytes: number, emptyEnd: number): StreamPage {
+  const page = new StreamPageBuilder(Math.min(maxBytes, FIRST_BYTES));
   for (const item of items) if (!page.add(item, maxBytes)) break;
   return page.page(emptyEnd);
 }
@@ -37,14 +35,11 @@ export class StreamPageBuilder {
   }
 
   /** Adds the frame of `item`, unless it would take the page past `maxBytes` and is not its first. */
-  add({ seq, topic, parts, oneLine: plain }: StreamItem, maxBytes = Infinity): boolean {
+  add({ seq, topic, parts }: StreamItem, maxBytes = Infinity): boolean {
     const { out } = this;
     const start = out.length;
     out.text(frameHead(seq));
-    for (const part of parts) {
-      if (plain) out.append(part);
-      else oneLine(out, part);
-    }
+    for (const part of parts) oneLine(out, part);
     out.bytes(FRAME_END_BYTES);
     if (this.seqs.length > 0 && out.length > maxBytes) {
       out.truncate(start);
