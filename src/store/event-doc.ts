@@ -24,3 +24,6 @@ export function eventDoc(e: IncomingEvent): string {
   const [head, tail] = eventDocAround(e);
   return head + e.payload + tail;
 }
+
+/** An event's /events item is this, then its stored doc after the doc's `{`. */
+export const itemHead = (seq: number | string): string => `{"seq":${seq},`;

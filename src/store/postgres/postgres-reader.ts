@@ -11,6 +11,7 @@ import type { ConsumerPageBounds, EventPageQuery, EventReader, ReadableTopics, S
 import { postgresPatterns } from '../../topic-scope.js';
 import { ByteBuilder, type Part } from '../../lib/byte-builder.js';
 import { jsonArrayWithin } from '../json-array.js';
+import { itemHead } from '../event-doc.js';
 
 const POOL_SIZE = 4;
 /** Reads waiting for a pool connection; more get 503 READERS_BUSY at once. */
@@ -328,10 +329,7 @@ const expressions = (readable: ReadableTopics): string[] | null => (readable ===
 /** seq, doc */
 type PageRow = [string, string];
 
-/** A stored doc as its /events item: the seq first, then the doc's fields (its `{` dropped). */
-const item = (seq: string, doc: string): string => `{"seq":${seq},${doc.slice(1)}`;
-
-/** A page's bytes if every doc is ASCII (else more): `[`, each item (see item) and the `,` or `]` after it. */
+/** A page's bytes if every doc is ASCII (else more): `[`, each item (itemHead, then the doc after its `{`) and the `,` or `]` after it. */
 function pageBytes(rows: readonly PageRow[]): number {
   let bytes = 1;
   for (const [seq, doc] of rows) bytes += seq.length + doc.length + 8;
@@ -339,5 +337,5 @@ function pageBytes(rows: readonly PageRow[]): number {
 }
 
 function* items(rows: readonly PageRow[]): Generator<Part[]> {
-  for (const [seq, doc] of rows) yield [item(seq, doc)];
+  for (const [seq, doc] of rows) yield [itemHead(seq) + doc.slice(1)];
 }

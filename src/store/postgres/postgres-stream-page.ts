@@ -1,3 +1,4 @@
+import { itemHead } from '../event-doc.js';
 import { frameSize, sseFrames, StreamPageBuilder } from '../sse-frames.js';
 import type { PurgeHorizon, StreamPage } from '../store.js';
 import type { BinaryRows } from './copy-out.js';
@@ -50,9 +51,6 @@ export function streamPageOf(rows: BinaryRows, maxBytes: number, done: () => voi
   });
   return { page, frameBytes: bytes / seqs.length };
 }
-
-/** A row's /events item is this, then its doc after the `{` as stored. */
-const itemHead = (seq: number) => `{"seq":${seq},`;
 
 class RowsPage implements StreamPage {
   readonly end: number;
