@@ -45,14 +45,17 @@ function countingSubscriber(url: string, counts: { events: number }, query = '')
   return new Promise((resolve, reject) => {
     const req = request(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream' } }, (res) => {
       if (res.statusCode !== 200) reject(new Error(`/events/stream answered ${res.statusCode}`));
-      let tail = Buffer.alloc(0);
+      const keep = FRAME_END.length - 1;
+      let tail: Buffer = Buffer.alloc(0);
       res.on('data', (chunk: Buffer) => {
-        // A frame marker may straddle two chunks: search the previous chunk's tail too, counting each once.
-        const text = Buffer.concat([tail, chunk]);
-        for (let at = text.indexOf(FRAME_END); at >= 0; at = text.indexOf(FRAME_END, at + 1)) {
-          if (at + FRAME_END.length > tail.length) counts.events++;
-        }
-        tail = text.subarray(Math.max(0, text.length - FRAME_END.length + 1));
+        // A frame marker may straddle two chunks: the seam (the previous chunk's last bytes and this one's
+        // first, too short to hold a marker of either alone) is searched on its own, so no chunk is copied.
+        const seam = Buffer.concat([tail, chunk.subarray(0, keep)]);
+        let found = 0;
+        for (let at = seam.indexOf(FRAME_END); at >= 0; at = seam.indexOf(FRAME_END, at + 1)) found++;
+        for (let at = chunk.indexOf(FRAME_END); at >= 0; at = chunk.indexOf(FRAME_END, at + 1)) found++;
+        counts.events += found;
+        tail = chunk.length >= keep ? chunk.subarray(chunk.length - keep) : seam.subarray(Math.max(0, seam.length - keep));
       });
       resolve(req);
     });
