@@ -75,22 +75,33 @@ function stalledSubscriber(url: string): Promise<ClientRequest> {
 }
 
 /**
- * The counting subscribers run on a thread of their own, as they would be other clients: reading 100
- * streams on the publisher's event loop would slow both and measure the load generator, not the server.
+ * The subscribers run on threads of their own, as they would be other clients: the counting ones on one,
+ * the probe on another. On the publisher's event loop they would slow both and measure the load generator,
+ * not the server; the probe beside 100 counting streams would note arrivals when that thread got to them.
+ * Times are wall-clock ms (timeOrigin + now), comparable across threads.
  */
 interface SubscriberThread {
+  /** Events counted so far (the probe: events noted). */
   events(): number;
+  /** The probe's arrival time of each event id so far. */
+  arrivals(): Promise<Map<string, number>>;
   stop(): Promise<void>;
 }
 
-async function subscriberThread(url: string, count: number): Promise<SubscriberThread> {
+type SubscriberWork = { url: string; count: number; counter: Int32Array; probe: boolean };
+
+async function subscriberThread(url: string, count: number, probe = false): Promise<SubscriberThread> {
   const counter = new Int32Array(new SharedArrayBuffer(4));
-  const worker = new Worker(new URL(import.meta.url), { workerData: { url, count, counter }, argv: [] });
+  const worker = new Worker(new URL(import.meta.url), { workerData: { url, count, counter, probe } satisfies SubscriberWork, argv: [] });
   await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
-  return { events: () => Atomics.load(counter, 0), stop: async () => void (await worker.terminate()) };
+  return {
+    events: () => Atomics.load(counter, 0),
+    arrivals: () => new Promise((resolve) => worker.once('message', resolve).postMessage('report')),
+    stop: async () => void (await worker.terminate()),
+  };
 }
 
-async function runSubscriberThread({ url, count, counter }: { url: string; count: number; counter: Int32Array }): Promise<void> {
+async function runSubscriberThread({ url, count, counter, probe }: SubscriberWork): Promise<void> {
   const counts = {
     get events() {
       return Atomics.load(counter, 0);
@@ -99,20 +110,29 @@ async function runSubscriberThread({ url, count, counter }: { url: string; count
       Atomics.store(counter, 0, value);
     },
   };
-  for (let i = 0; i < count; i++) await countingSubscriber(url, counts);
+  if (probe) {
+    const arrivals = new Map<string, number>();
+    await probeSubscriber(url, arrivals, counts);
+    parentPort!.once('message', () => parentPort!.postMessage(arrivals));
+  } else {
+    for (let i = 0; i < count; i++) await countingSubscriber(url, counts);
+  }
   parentPort!.postMessage('connected');
 }
 
+const wallClock = (): number => performance.timeOrigin + performance.now();
+
 /** The probe: parses the stream and notes when each event id arrives. */
-function probeSubscriber(url: string, arrivals: Map<string, number>): Promise<ClientRequest> {
+function probeSubscriber(url: string, arrivals: Map<string, number>, counts: { events: number }): Promise<ClientRequest> {
   return new Promise((resolve, reject) => {
     const req = request(`${url}/events/stream`, { headers: { accept: 'text/event-stream' } }, (res) => {
       const parser = new SseParser();
       res.setEncoding('utf8').on('data', (chunk: string) => {
-        const now = performance.now();
+        const now = wallClock();
         for (const message of parser.feed(chunk)) {
           if (message.event === 'event') arrivals.set((JSON.parse(message.data) as { event_id: string }).event_id, now);
         }
+        counts.events = arrivals.size;
       });
       resolve(req);
     });
@@ -147,7 +167,7 @@ async function publishBatches(url: string, batches: number): Promise<{ eventsPer
       const res = await publishOnce(url, bodies[i]!, i);
       if (res.status !== 200) throw new Error(`publish answered ${res.status}: ${await res.text()}`);
       await res.arrayBuffer();
-      acked.set(bodies[i]!.at(-1)!.event_id, performance.now());
+      acked.set(bodies[i]!.at(-1)!.event_id, wallClock());
     }
   }));
   return { eventsPerSecond: (batches * BATCH) / ((performance.now() - started) / 1000), acked };
@@ -179,17 +199,17 @@ async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T
 /** N subscribers on `subscribeUrl` while batches are published through `publishUrl` (the same server, or another replica). */
 async function fanout(count: number, batches: number, subscribeUrl: string, publishUrl: string) {
   const alone = await publishBatches(publishUrl, batches);
-  const arrivals = new Map<string, number>();
-  const probe = await probeSubscriber(subscribeUrl, arrivals);
+  const probe = await subscriberThread(subscribeUrl, 1, true);
   const counted = await subscriberThread(subscribeUrl, count);
   await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
   const started = performance.now();
   const published = await publishBatches(publishUrl, batches);
   const expected = count * batches * BATCH;
-  await until(() => counted.events() >= expected && arrivals.size >= batches * BATCH, `${expected} deliveries`, 300_000);
+  await until(() => counted.events() >= expected && probe.events() >= batches * BATCH, `${expected} deliveries`, 300_000);
   const seconds = (performance.now() - started) / 1000;
+  const arrivals = await probe.arrivals();
   const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
-  probe.destroy();
+  await probe.stop();
   await counted.stop();
   return {
     subscribers: count,
@@ -257,7 +277,7 @@ async function acrossReplicas(count: number, batches: number) {
   }
 }
 
-if (!isMainThread) await runSubscriberThread(workerData as { url: string; count: number; counter: Int32Array });
+if (!isMainThread) await runSubscriberThread(workerData as SubscriberWork);
 else await measure();
 
 async function measure(): Promise<void> {
