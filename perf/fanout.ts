@@ -83,25 +83,35 @@ function stalledSubscriber(url: string): Promise<ClientRequest> {
 interface SubscriberThread {
   /** Events counted so far (the probe: events noted). */
   events(): number;
-  /** The probe's arrival time of each event id so far. */
-  arrivals(): Promise<Map<string, number>>;
   stop(): Promise<void>;
 }
 
-type SubscriberWork = { url: string; count: number; counter: Int32Array; probe: boolean };
-
-async function subscriberThread(url: string, count: number, probe = false): Promise<SubscriberThread> {
-  const counter = new Int32Array(new SharedArrayBuffer(4));
-  const worker = new Worker(new URL(import.meta.url), { workerData: { url, count, counter, probe } satisfies SubscriberWork, argv: [] });
-  await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
-  return {
-    events: () => Atomics.load(counter, 0),
-    arrivals: () => new Promise((resolve) => worker.once('message', resolve).postMessage('report')),
-    stop: async () => void (await worker.terminate()),
-  };
+interface ProbeThread extends SubscriberThread {
+  /** The arrival time of each event id so far. */
+  arrivals(): Promise<Map<string, number>>;
 }
 
-async function runSubscriberThread({ url, count, counter, probe }: SubscriberWork): Promise<void> {
+/** What a subscriber thread runs: `count` counting subscribers, or the probe. */
+type SubscriberTask = { url: string } & ({ kind: 'count'; count: number } | { kind: 'probe' });
+/** A task and the counter it reports `events` in. */
+type SubscriberWork = SubscriberTask & { counter: Int32Array };
+
+async function startThread(work: SubscriberTask): Promise<SubscriberThread & { worker: Worker }> {
+  const counter = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(new URL(import.meta.url), { workerData: { ...work, counter } satisfies SubscriberWork, argv: [] });
+  await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+  return { worker, events: () => Atomics.load(counter, 0), stop: async () => void (await worker.terminate()) };
+}
+
+const countingThread = (url: string, count: number): Promise<SubscriberThread> => startThread({ url, kind: 'count', count });
+
+async function probeThread(url: string): Promise<ProbeThread> {
+  const { worker, ...thread } = await startThread({ url, kind: 'probe' });
+  return { ...thread, arrivals: () => new Promise((resolve) => worker.once('message', resolve).postMessage('report')) };
+}
+
+async function runSubscriberThread(work: SubscriberWork): Promise<void> {
+  const { url, counter } = work;
   const counts = {
     get events() {
       return Atomics.load(counter, 0);
@@ -110,12 +120,12 @@ async function runSubscriberThread({ url, count, counter, probe }: SubscriberWor
       Atomics.store(counter, 0, value);
     },
   };
-  if (probe) {
+  if (work.kind === 'probe') {
     const arrivals = new Map<string, number>();
     await probeSubscriber(url, arrivals, counts);
     parentPort!.once('message', () => parentPort!.postMessage(arrivals));
   } else {
-    for (let i = 0; i < count; i++) await countingSubscriber(url, counts);
+    for (let i = 0; i < work.count; i++) await countingSubscriber(url, counts);
   }
   parentPort!.postMessage('connected');
 }
@@ -199,8 +209,8 @@ async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T
 /** N subscribers on `subscribeUrl` while batches are published through `publishUrl` (the same server, or another replica). */
 async function fanout(count: number, batches: number, subscribeUrl: string, publishUrl: string) {
   const alone = await publishBatches(publishUrl, batches);
-  const probe = await subscriberThread(subscribeUrl, 1, true);
-  const counted = await subscriberThread(subscribeUrl, count);
+  const probe = await probeThread(subscribeUrl);
+  const counted = await countingThread(subscribeUrl, count);
   await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
   const started = performance.now();
   const published = await publishBatches(publishUrl, batches);
