@@ -8,10 +8,11 @@ import type { ConsumerLagCache } from './consumer-lag.js';
 import type { RejectionCounters } from './rejections.js';
 import type { StoreFigures } from './store-figures.js';
 
-/** The streams' figures (the SubscriberHub): open streams, and the bytes of catch-up pages they hold. */
+/** The streams' figures (the SubscriberHub): open streams, the bytes of catch-up pages they hold, the pages they read. */
 interface StreamFigures {
   readonly size: number;
   readonly readAhead: { readonly bytes: number };
+  readonly catchUpPages: { readonly store: number; readonly shared: number };
 }
 
 /** How often the event-loop delay is sampled; a finer grain than prom-client's 10 ms, for a 5 ms target. */
@@ -94,6 +95,16 @@ export class Metrics {
     gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', () => streams.size);
     gauge('aggregator_stream_read_ahead_bytes', 'Bytes of catch-up pages streams hold beyond their sockets (at most STREAM_READ_AHEAD_BYTES).',
       () => streams.readAhead.bytes);
+    new Counter({
+      name: 'aggregator_stream_catch_up_pages_total',
+      help: 'Pages streams behind the shared feed took: read from the store, or shared from another stream\'s read of the same rows.',
+      labelNames: ['read'], registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ read: 'store' }, streams.catchUpPages.store);
+        this.inc({ read: 'shared' }, streams.catchUpPages.shared);
+      },
+    });
     new Gauge({
       name: 'aggregator_store_disk_bytes', help: 'Bytes the store takes on disk (SQLite: the database, its WAL and the sealed key files).',
       registers: [registry],

@@ -4,6 +4,7 @@ import { ReadGate } from '../store/read-gate.js';
 import type { EventReader, StreamPage } from '../store/store.js';
 import type { CommitSignal } from './commit-signal.js';
 import { ReadAheadBudget } from './read-ahead.js';
+import { SharedPages, type CatchUpPageCounts } from './shared-pages.js';
 import { Subscription, type LiveFeed, type StreamReads, type StreamSink, type StreamStart, type SubscriptionLimits } from './subscription.js';
 
 /** How soon to look again when PostgreSQL has committed rows not yet readable (above the commit horizon). */
@@ -16,6 +17,8 @@ const READ_RETRY_MS = 250;
  */
 const CATCH_UP_SLOTS = 2;
 const CATCH_UP_MAX_WAIT_MS = 60_000;
+/** Catch-up pages kept for streams behind the one that read them: this many pages' bytes at most. */
+const SHARED_PAGES = 4;
 
 /**
  * The subscribers of one server, and the shared live feed of the caught-up ones: at each commit wake-up it
@@ -33,8 +36,9 @@ export class SubscriberHub implements LiveFeed {
   private retry: NodeJS.Timeout | undefined;
   private readonly stopListening: () => void;
   private readonly catchUpGate: ReadGate;
-  /** The catch-up reads of single subscribers, through the gate. */
+  /** The catch-up reads of single subscribers: shared where they want the same rows, through the gate. */
   private readonly reads: StreamReads;
+  private readonly sharedPages: SharedPages;
   /** What catch-up pages kept or read ahead hold, across every stream. */
   readonly readAhead: ReadAheadBudget;
 
@@ -49,8 +53,10 @@ export class SubscriberHub implements LiveFeed {
     this.catchUpGate = new ReadGate({ slots: CATCH_UP_SLOTS, maxQueued: limits.maxSubscribers, maxWaitMs: CATCH_UP_MAX_WAIT_MS });
     this.readAhead = new ReadAheadBudget(limits.readAheadBytes);
     const gated = this.catchUpGate;
+    const sharedPages = new SharedPages((query) => gated.run(() => reader.streamPage(query)), this.readAhead, SHARED_PAGES * limits.pageBytes);
+    this.sharedPages = sharedPages;
     this.reads = {
-      page: (query) => gated.run(() => reader.streamPage(query)),
+      page: (query, readAfter) => sharedPages.page(query, readAfter),
       purgedAfter: (topics, after, readable) => gated.run(() => purges.behind(topics, after, readable)),
       horizonsAbove: (topics, after, readable) => gated.run(() => reader.purgeHorizonsAbove(topics, after, readable)),
     };
@@ -59,6 +65,11 @@ export class SubscriberHub implements LiveFeed {
   /** Open streams, caught up or not. */
   get size(): number {
     return this.subscriptions.size;
+  }
+
+  /** Catch-up pages read from the store, and taken from another stream's read. */
+  get catchUpPages(): CatchUpPageCounts {
+    return this.sharedPages.pages;
   }
 
   /** Starts a stream on `sink`; it ends when `closed` fires (the socket closed). */
@@ -94,6 +105,7 @@ export class SubscriberHub implements LiveFeed {
     clearTimeout(this.retry);
     for (const subscription of this.subscriptions) subscription.stop();
     this.subscriptions.clear();
+    this.sharedPages.close();
   }
 
   private wake(): void {

@@ -53,7 +53,8 @@ export interface LiveFeed {
 
 /** A stream's own store reads (catch-up). */
 export interface StreamReads {
-  page(query: StreamPageQuery): Promise<StreamPage>;
+  /** A page showing the store as of `readAfter` (performance.now()) or later: it may be another stream's read. */
+  page(query: StreamPageQuery, readAfter: number): Promise<StreamPage>;
   /** PurgeCheck.behind */
   purgedAfter(topics: readonly string[] | undefined, after: number, readable: ReadableTopics): Promise<PurgeHorizon | undefined>;
   /** EventReader.purgeHorizonsAbove */
@@ -118,6 +119,11 @@ export class Subscription {
   private readonly range: StreamRange | undefined;
   /** The last page the purge check followed. */
   private checked: StreamPage | undefined;
+  /**
+   * Its pages show the store as of this time or later: its start, then the purge check of the last gap it
+   * told, so that no page read before holds an event that purge took (the gap said it was not coming).
+   */
+  private readAfter = performance.now();
 
   constructor(
     private readonly sink: StreamSink,
@@ -182,8 +188,7 @@ export class Subscription {
     clearInterval(this.keepAlive);
     this.feed.leave(this);
     this.dropKept();
-    this.ahead?.share.release();
-    this.ahead = undefined;
+    this.dropAhead();
   }
 
   private async catchUp(): Promise<void> {
@@ -195,8 +200,10 @@ export class Subscription {
       let page: StreamPage;
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       let rangeEnd: number | undefined;
+      let checkedAt = 0;
       try {
         page = await this.nextPage();
+        checkedAt = performance.now();
         // After the page, even one read ahead: purges only advance, so this sees every one it missed. Once
         // per page: the rest of a page being written was read before the purges it missed, which the check
         // after the next page tells if the cursor has not passed them by then (a check at every socket drain
@@ -211,13 +218,21 @@ export class Subscription {
         continue;
       }
       if (this.closed) return;
-      if (untold) this.gap(untold.horizon, untold.above);
+      if (untold) {
+        this.gap(untold.horizon, untold.above);
+        // The page, and one read ahead, were read before the check: they may hold events of the purge just told.
+        this.readAfter = checkedAt;
+        this.dropKept();
+        this.dropAhead();
+        continue;
+      }
       if (rangeEnd !== undefined) {
         const cut = streamPageBefore(page, rangeEnd);
         // A kept page is kept cut: the budget it holds is its own, not one more share.
         if (this.kept?.page === page) this.kept.page = cut;
         page = cut;
-        if (page.seqs.length === 0) {
+        // A shared page may begin before the cursor: none of the range may be left after it.
+        if (page.seqs.length === 0 || page.end <= this.cursor) {
           this.finish(rangeEnd);
           return;
         }
@@ -254,7 +269,7 @@ export class Subscription {
 
   /** With the purge horizon where the store reads it in the page's snapshot: the check after the page is then no read. */
   private read(after: number, maxBytes: number): Promise<StreamPage> {
-    return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable, purgeHorizon: true });
+    return this.reads.page({ topics: this.topics, after, limit: this.limits.pageLimit, maxBytes, readable: this.readable, purgeHorizon: true }, this.readAfter);
   }
 
   /** Reads the page after `after` while the client takes this one, unless one is read already or the budget spares none. */
@@ -271,6 +286,11 @@ export class Subscription {
   private dropKept(): void {
     this.kept?.share.release();
     this.kept = undefined;
+  }
+
+  private dropAhead(): void {
+    this.ahead?.share.release();
+    this.ahead = undefined;
   }
 
   /** Every event of its range was sent: says so, and ends the stream once the client has taken it. */

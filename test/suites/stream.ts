@@ -314,6 +314,43 @@ export function streamSuite(store: TestStore): void {
     await eventually(held, { what: 'closed streams to give their pages back', timeout: 10_000, until: (bytes) => bytes === 0 });
   });
 
+  t.test('streams catching up together share their store reads; each still gets every event of its topics once, and a range ends where it should', async (t) => {
+    const server = await (await serverOn(t, store)).start();
+    const payload = 'p'.repeat(300);
+    await publishAll(server, Array.from({ length: 12_000 }, (_, i) => makeEvent({ topic: i % 3 === 0 ? 'a' : 'b', payload: { payload } })), 500);
+    const stored = await readAll(server, 12_000);
+    const pages = async () => {
+      const text = await server.get('/metrics');
+      const count = (read: string) => Number(new RegExp(`aggregator_stream_catch_up_pages_total\\{[^}]*read="${read}"[^}]*\\} (\\d+)`).exec(text)![1]);
+      return { store: count('store'), shared: count('shared') };
+    };
+    const before = await pages();
+    const until = stored[9_000].received_at as string;
+    const paths = [
+      ...Array.from({ length: 8 }, () => '/events/stream?after=0'),
+      ...Array.from({ length: 8 }, () => '/events/stream?after=0&topic=a'),
+      `/events/stream?after=0&until=${encodeURIComponent(until)}`,
+    ];
+    const streams = await Promise.all(paths.map((path) => openStream(server.url, path)));
+    const end = stored.findIndex((e) => e.received_at > until);
+    t.ok(end > 9_000, 'events were received after until');
+    const expected = [
+      ...Array.from({ length: 8 }, () => seqsOf(stored)),
+      ...Array.from({ length: 8 }, () => seqsOf(stored.filter((e) => e.topic === 'a'))),
+      seqsOf(stored.slice(0, end)),
+    ];
+    await Promise.all(streams.map((stream, i) => stream.waitFor(expected[i]!.length, 60_000)));
+    await streams[16]!.ended;
+    streams.forEach((stream, i) => t.same(stream.ids, expected[i], `${paths[i]}: every event of its topics and range once, in seq order`));
+    t.equal(streams[16]!.events.at(-1)?.event, 'end', 'the ranged stream ends with event: end');
+    const after = await pages();
+    const read = after.store - before.store;
+    const shared = after.shared - before.shared;
+    // Each of the 16 would read every page of its topics by itself; together they read them about once per topic set.
+    t.ok(shared > 0 && read * 3 < read + shared, `${read} pages read from the store, ${shared} taken from another stream's read`);
+    for (const stream of streams) stream.close();
+  });
+
   t.test('a subscriber that takes nothing for REQUEST_TIMEOUT_MS is disconnected', async (t) => {
     const server = await (await serverOn(t, store, { REQUEST_TIMEOUT_MS: '1500' })).start();
     const stream = await openStream(server.url, '/events/stream');
