@@ -17,8 +17,11 @@ export interface Config {
    * inside a transaction, before the server ends it (the client gives up a second later).
    */
   pgStatementTimeoutMs: number;
-  /** PostgreSQL: connections this replica commits batches on, so as many batches are in flight at once. */
-  pgWriteConnections: number;
+  /**
+   * PostgreSQL: connections this replica commits batches on, so as many batches are in flight at once;
+   * `auto`: two while no other replica commits to the store, else one.
+   */
+  pgWriteConnections: number | 'auto';
   /** Names this replica in a shared store; default host name and port. */
   replicaId: string;
   logLevel: string;
@@ -94,6 +97,18 @@ const integer = (min: number, max: number) => (raw: string, name: string): numbe
   return value;
 };
 
+const autoOrInteger = (min: number, max: number) => {
+  const number = integer(min, max);
+  return (raw: string, name: string): number | 'auto' => {
+    if (raw === 'auto') return 'auto';
+    try {
+      return number(raw, name);
+    } catch {
+      throw new ConfigError(`${name} must be auto or an integer from ${min} to ${max}, got "${raw}"`);
+    }
+  };
+};
+
 const text = (raw: string, name: string): string => {
   if (raw === '') throw new ConfigError(`${name} must not be empty`);
   return raw;
@@ -144,7 +159,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
   pgStatementTimeoutMs: {
     env: 'PG_STATEMENT_TIMEOUT_MS', flag: 'pg-statement-timeout-ms', defaultValue: '5000', parse: integer(100, 600_000),
   },
-  pgWriteConnections: { env: 'PG_WRITE_CONNECTIONS', flag: 'pg-write-connections', defaultValue: '1', parse: integer(1, 16) },
+  pgWriteConnections: { env: 'PG_WRITE_CONNECTIONS', flag: 'pg-write-connections', defaultValue: 'auto', parse: autoOrInteger(1, 16) },
   replicaId: { env: 'REPLICA_ID', flag: 'replica-id', defaultValue: '', parse: optionalText },
   logLevel: {
     env: 'LOG_LEVEL', flag: 'log-level', defaultValue: 'info',

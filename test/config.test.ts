@@ -17,6 +17,11 @@ t.test('a flag wins over its environment variable, which wins over the default',
 
 t.test('bad values are refused with the setting named', async (t) => {
   t.throws(() => loadConfig([], { PORT: 'eighty' }), new ConfigError('PORT must be an integer from 0 to 65535, got "eighty"'));
+  t.equal(loadConfig([], {}).pgWriteConnections, 'auto', 'PG_WRITE_CONNECTIONS is auto by default');
+  t.equal(loadConfig([], { PG_WRITE_CONNECTIONS: '3' }).pgWriteConnections, 3);
+  for (const raw of ['0', '17', 'two', 'Auto', '1.5']) {
+    t.throws(() => loadConfig([], { PG_WRITE_CONNECTIONS: raw }), new ConfigError(`PG_WRITE_CONNECTIONS must be auto or an integer from 1 to 16, got "${raw}"`));
+  }
   t.throws(() => loadConfig(['--ring-bytes', '100000'], {}), /--ring-bytes must be a power of two/);
   t.throws(() => loadConfig([], { DB_SYNCHRONOUS: 'sometimes' }), /DB_SYNCHRONOUS must be one of normal, full/);
   t.throws(() => loadConfig([], { DB_PATH: '' }), /DB_PATH must not be empty/);

@@ -90,6 +90,41 @@ t.test('a batch becomes durable only after the one before it, and rolls back whe
   t.same(await store.checkpoint(), { epoch: 'e', position: 20 }, 'the checkpoint is the furthest lane');
 });
 
+t.test('PG_WRITE_CONNECTIONS=auto: both lanes while no other replica commits, one while another does, both again once it is quiet', async (t) => {
+  const url = await freshDatabase();
+  const earlier = await PostgresEventStore.open(url, 'earlier');
+  await earlier.commitBatch([event('history')], { epoch: 'e', position: 10 });
+  await earlier.close();
+  const store = await PostgresEventStore.open(url, 'a', undefined, undefined, 'auto');
+  t.teardown(() => store.close());
+  const other = await PostgresEventStore.open(url, 'b');
+  t.teardown(() => other.close());
+  t.equal(store.commitsInFlight, 2);
+  await store.snapshot();
+  t.equal(store.lanesInUse, 2, "alone, another replica's earlier commits are history");
+  await store.changes();
+  t.equal(store.lanesInUse, 2, 'nobody else committed since');
+  await other.commitBatch([event('b1')], { epoch: 'e', position: 10 });
+  await store.changes();
+  t.equal(store.lanesInUse, 1, 'another replica committed: one lane');
+  const quiet = performance.now();
+  await eventually(async () => {
+    await store.changes();
+    return store.lanesInUse;
+  }, { what: 'both lanes again', timeout: 20_000, interval: 200, until: (lanes) => lanes === 2 });
+  t.ok(performance.now() - quiet >= 4_000, 'only after the other replica was quiet for a while');
+  await other.commitBatch([event('b2')], { epoch: 'e', position: 20 });
+  await store.changes();
+  t.equal(store.lanesInUse, 1, 'it commits again: one lane again');
+
+  const fixed = await PostgresEventStore.open(url, 'c', undefined, undefined, 2);
+  t.teardown(() => fixed.close());
+  await fixed.snapshot();
+  await other.commitBatch([event('b3')], { epoch: 'e', position: 30 });
+  await fixed.changes();
+  t.equal(fixed.lanesInUse, 2, 'a fixed count stays, whoever commits');
+});
+
 t.test("a deadlock between one replica's turn wait and another replica's keys is a conflict to retry, not a store failure", async (t) => {
   const url = await freshDatabase();
   const a = await PostgresEventStore.open(url, 'a', undefined, undefined, 2);
@@ -180,6 +215,34 @@ t.test("a replica's commit aborted by the deadlock detector is committed again: 
   t.same((await query<{ event_key: string }>(url, 'SELECT event_key FROM events ORDER BY event_key')).map((r) => r.event_key),
     ['a', 'during', 'j', 'k', 'l'], 'every key stored once');
   t.notOk(a.logs.some((line) => line.msg === 'commit failed; retrying the batch'), 'never taken for a store failure');
+});
+
+t.test('PG_WRITE_CONNECTIONS=auto: a replica alone commits several batches at once, one at a time once another replica publishes too; nothing lost', async (t) => {
+  const url = await freshDatabase();
+  const [a, b] = [await replica(t, url, 'a', { PG_WRITE_CONNECTIONS: 'auto' }), await replica(t, url, 'b', { PG_WRITE_CONNECTIONS: 'auto' })];
+  let targets = [a];
+  const load = startPublishers(() => targets, { count: 8 });
+  t.teardown(load.stop);
+  await severalInFlight(url, 'a');
+  targets = [a, b];
+  const switched = (server: ServerProcess) => eventually(() => server.logs.find((entry) => /another replica commits/.test(String(entry.msg))), {
+    what: 'the replica to see the other commit', timeout: 15_000, interval: 50, until: (entry) => entry !== undefined,
+  });
+  t.match(await switched(a), { lanesInUse: 1, lanes: 2 }, 'a logs that it commits one batch at a time');
+  await switched(b);
+  // A batch handed out before the switch may still wait for its turn; after that, none does.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  let mostInFlight = 0;
+  for (const started = performance.now(); performance.now() - started < 1_500; ) {
+    const rows = await query<{ n: string }>(url, `
+      SELECT count(*) AS n FROM pg_stat_activity
+      WHERE application_name ~ '^pubsub-aggregator writer [ab]( lane|$)' AND (state = 'active' OR state = 'idle in transaction') AND query ~ 'pg_advisory_xact_lock'
+      GROUP BY split_part(application_name, ' ', 3)`);
+    mostInFlight = Math.max(mostInFlight, ...rows.map((row) => Number(row.n)));
+  }
+  t.equal(mostInFlight, 1, 'while both publish, each has one batch in flight at a time');
+  await load.stop();
+  await allStoredOnce(t, url, load, a);
 });
 
 t.test('kill -9 of a replica with several commits in flight: nothing acknowledged lost or stored twice, no reader on the other replica skips', async (t) => {

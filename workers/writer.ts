@@ -16,7 +16,7 @@ import { faultInjector } from './faults.js';
  * releases the ring space and reports the commit, so a record leaves the ring only once it is durable.
  *
  * A store may take several commits at once (store.commitsInFlight, PostgreSQL's PG_WRITE_CONNECTIONS):
- * full batches go to its lanes in ring order, round robin, each lane taking its next batch once its last
+ * full batches go to its lanes in use (store.lanesInUse) in ring order, round robin, each lane taking its next batch once its last
  * one committed (a batch that is not full waits for every commit in flight, see consume). Their statements
  * run side by side, but each one becomes durable only after the batch before it (CommitOrder.after), so
  * batches commit in ring order, as with one lane: a crash loses only a tail
@@ -75,8 +75,9 @@ const inFlight: InFlight[] = [];
 const keysInFlight = new Map<string, number>();
 /** Each lane's last batch: settled once it committed and was reported, or failed for good. */
 const lanes: Promise<void>[] = Array.from({ length: store.commitsInFlight }, () => Promise.resolve());
-/** Batches handed out so far: the next one's lane and turn. */
+/** Batches handed out so far: the next one's turn, and its lane among those in use. */
 let handedOut = 0;
+let lanesInUse = store.lanesInUse;
 /** A lane's commit that failed for good: the writer ends with it. */
 let failure: unknown;
 
@@ -205,7 +206,13 @@ async function linger(batch: QueuedEvent[]): Promise<void> {
 
 /** Hands the batch to the next lane once that lane's last batch committed. */
 async function handOut(batch: QueuedEvent[]): Promise<void> {
-  const lane = handedOut % lanes.length;
+  if (store.lanesInUse !== lanesInUse) {
+    lanesInUse = store.lanesInUse;
+    log.info({ lanesInUse, lanes: lanes.length }, lanesInUse < lanes.length
+      ? 'another replica commits to the store too: one batch in flight at a time'
+      : 'no other replica commits lately: batches in flight on every writer connection');
+  }
+  const lane = handedOut % lanesInUse;
   const turn = handedOut++ % TURNS;
   await lanes[lane];
   if (failure !== undefined) throw failure;

@@ -99,9 +99,11 @@ export interface EventStore {
   readonly shared: boolean;
   /**
    * How many commitBatch calls may run at once, each on its own lane (see CommitOrder): 1 for SQLite,
-   * whose writer is synchronous; PG_WRITE_CONNECTIONS for PostgreSQL.
+   * whose writer is synchronous; PG_WRITE_CONNECTIONS for PostgreSQL (2 with `auto`).
    */
   readonly commitsInFlight: number;
+  /** How many of those lanes to use now: fewer while running more would cost more than it gains (`auto`). */
+  readonly lanesInUse: number;
   /** Counters and every topic; read once, when the consumer starts. */
   snapshot(): MaybePromise<StoreSnapshot>;
   /** Counters and the topics any writer changed since the last snapshot() or changes(): never the whole table. */

@@ -155,6 +155,11 @@ const COMMIT_BATCH_WINDOWED = commitBatchSql(true);
 
 const POSITION_MASK = 2 ** SEQ_BATCH_BITS;
 const TOTALS = 'SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates FROM replica_counters';
+/** The totals, and what the other replicas ($1 excluded) stored or dropped: when it moves, they are committing. */
+const TOTALS_AND_OTHERS = `
+  SELECT sum(unique_processed) AS unique, sum(duplicate_dropped) AS duplicates,
+         sum(unique_processed + duplicate_dropped) FILTER (WHERE replica <> $1) AS others
+  FROM replica_counters`;
 /** Whether the batch before committed (lane $2 stored its position $4 of epoch $3), and the store-wide totals now. */
 const AFTER_TURN = `
   SELECT EXISTS (SELECT 1 FROM ring_checkpoints WHERE replica = $1 AND lane = $2 AND epoch = $3 AND position = $4) AS done,
@@ -177,6 +182,14 @@ const topicTotals = (filter: string) => `
 const ALL_TOPICS = topicTotals('');
 const CHANGED_TOPICS = topicTotals(
   'WHERE topic IN (SELECT c.topic FROM topic_counts c, horizon WHERE c.changed >= $1 AND c.changed < horizon.seq)');
+
+/**
+ * PG_WRITE_CONNECTIONS=auto: this many lanes, all in use while no other replica commits to the store, one
+ * while another has committed within OTHERS_QUIET_MS (performance.md, issue 22: two lanes lift a lone
+ * replica by a quarter; two replicas gain nothing from them, and their batches then can deadlock).
+ */
+const AUTO_LANES = 2;
+const OTHERS_QUIET_MS = 5_000;
 
 /** One of the connections a replica commits batches on, with what its last commit left unknown. */
 interface Lane {
@@ -203,10 +216,12 @@ export class PostgresEventStore implements EventStore {
   /** The commit horizon of the last topic read: changes() reads rows changed from here on. */
   private topicsHorizon = '0';
   private readonly purger: PostgresPurger;
+  /** With PG_WRITE_CONNECTIONS=auto: the other replicas' counters at the last snapshot, and when they last moved. */
+  private others: { written: string | null; movedAt: number } | undefined;
 
   /** `reads`: for the single-statement reads (see open). */
   private constructor(private readonly lanes: Lane[], private readonly reads: pg.Pool, private readonly transactions: pg.Pool,
-    private readonly replica: string, private readonly policy: RetentionPolicy) {
+    private readonly replica: string, private readonly policy: RetentionPolicy, private readonly adaptive: boolean) {
     this.purger = new PostgresPurger(transactions, replica, policy);
   }
 
@@ -214,18 +229,25 @@ export class PostgresEventStore implements EventStore {
     return this.lanes.length;
   }
 
+  /** With `auto` lanes, one while another replica committed lately (seen by snapshot() and changes()). */
+  get lanesInUse(): number {
+    const othersBusy = this.others !== undefined && performance.now() - this.others.movedAt < OTHERS_QUIET_MS;
+    return this.adaptive && othersBusy ? 1 : this.lanes.length;
+  }
+
   /**
    * `policy`: what retention purges (by default nothing) and how long keys are remembered (by default forever);
-   * `writeConnections`: how many batches may commit at once.
+   * `writeConnections`: how many batches may commit at once, or `auto` (AUTO_LANES).
    */
   static async open(url: string, replica: string, policy: RetentionPolicy = { rules: [], dedupWindowMs: undefined },
-    statementTimeoutMs = STATEMENT_TIMEOUT_MS, writeConnections = 1): Promise<PostgresEventStore> {
-    const lanes = Array.from({ length: writeConnections }, (_, i) =>
+    statementTimeoutMs = STATEMENT_TIMEOUT_MS, writeConnections: number | 'auto' = 1): Promise<PostgresEventStore> {
+    const adaptive = writeConnections === 'auto';
+    const lanes = Array.from({ length: adaptive ? AUTO_LANES : writeConnections }, (_, i) =>
       ({ pool: createPool(url, `pubsub-aggregator writer ${replica}${i > 0 ? ` lane ${i}` : ''}`, 1, statementTimeoutMs), inDoubt: false }));
     // With one lane, the writer reads only between its commits, on the lane's connection; with several, a
     // read would queue behind whichever commit lane 0 has in flight (one waiting on a lock for seconds made
     // the pool's connect timeout call the store unreachable), so reads get a connection of their own.
-    const reads = writeConnections > 1 ? createPool(url, `pubsub-aggregator writer reads ${replica}`, 1, statementTimeoutMs) : lanes[0]!.pool;
+    const reads = lanes.length > 1 ? createPool(url, `pubsub-aggregator writer reads ${replica}`, 1, statementTimeoutMs) : lanes[0]!.pool;
     const transactions = createPool(url, `pubsub-aggregator writer transactions ${replica}`, 1, statementTimeoutMs);
     const pools = [...new Set([...lanes.map((lane) => lane.pool), reads, transactions])];
     try {
@@ -234,7 +256,7 @@ export class PostgresEventStore implements EventStore {
       await Promise.all(pools.map((pool) => pool.end()));
       throw storeError(error);
     }
-    return new PostgresEventStore(lanes, reads, transactions, replica, policy);
+    return new PostgresEventStore(lanes, reads, transactions, replica, policy, adaptive);
   }
 
   snapshot(): Promise<StoreSnapshot> {
@@ -247,11 +269,15 @@ export class PostgresEventStore implements EventStore {
 
   private async readTopics(query: string, values: string[]): Promise<StoreSnapshot> {
     try {
-      const counters = await this.reads.query<Totals>(TOTALS);
+      const { rows: [totals] } = await this.reads.query<Totals & { others: string | null }>(TOTALS_AND_OTHERS, [this.replica]);
       const { rows: [row] } = await this.reads.query<{ horizon: string; topics: string[]; events: string[] }>(query, values);
       this.topicsHorizon = row!.horizon;
+      if (this.others?.written !== totals!.others) {
+        // The first snapshot only sets the mark: what others stored before this replica started is history.
+        this.others = { written: totals!.others, movedAt: this.others ? performance.now() : -Infinity };
+      }
       return {
-        counters: toCounters(counters.rows[0]),
+        counters: toCounters(totals),
         topicEvents: new Map(row!.topics.map((topic, i) => [topic, Number(row!.events[i])])),
       };
     } catch (error) {

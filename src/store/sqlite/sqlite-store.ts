@@ -110,6 +110,7 @@ export class SqliteEventStore implements EventStore {
   readonly shared = false;
   /** better-sqlite3 commits synchronously: one batch at a time, so each checkpoint is its batch's end. */
   readonly commitsInFlight = 1;
+  readonly lanesInUse = 1;
 
   snapshot(): StoreSnapshot {
     const rows = this.db.prepare('SELECT topic, events FROM topics').raw().all() as [string, number][];
