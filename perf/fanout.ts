@@ -195,6 +195,13 @@ async function subscribers(url: string): Promise<number> {
   return ((await (await fetch(`${url}/stats`)).json()) as { subscribers: number }).subscribers;
 }
 
+/** The server's catch-up pages so far: read from the store, and shared from another stream's read. */
+async function catchUpPages(url: string): Promise<{ store: number; shared: number }> {
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const count = (read: string) => Number(new RegExp(`^aggregator_stream_catch_up_pages_total\\{[^}]*read="${read}"[^}]*\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN);
+  return { store: count('store'), shared: count('shared') };
+}
+
 async function withServer<T>(run: (server: PerfServer) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'aggregator-fanout-'));
   const server = await startServer({ STORE: 'sqlite', DB_PATH: join(dir, 'aggregator.db'), MAX_SUBSCRIBERS: '100000' });
@@ -212,11 +219,13 @@ async function fanout(count: number, batches: number, subscribeUrl: string, publ
   const probe = await probeThread(subscribeUrl);
   const counted = await countingThread(subscribeUrl, count);
   await until(async () => (await subscribers(subscribeUrl)) === count + 1, 'every subscriber to be connected');
+  const pagesBefore = await catchUpPages(subscribeUrl);
   const started = performance.now();
   const published = await publishBatches(publishUrl, batches);
   const expected = count * batches * BATCH;
   await until(() => counted.events() >= expected && probe.events() >= batches * BATCH, `${expected} deliveries`, 300_000);
   const seconds = (performance.now() - started) / 1000;
+  const pages = await catchUpPages(subscribeUrl);
   const arrivals = await probe.arrivals();
   const latencies = [...published.acked].map(([id, ackedAt]) => arrivals.get(id)! - ackedAt).sort((a, b) => a - b);
   await probe.stop();
@@ -229,6 +238,8 @@ async function fanout(count: number, batches: number, subscribeUrl: string, publ
     'deliveries/s': Math.round(counted.events() / seconds),
     'commit→sub p50 ms': +percentile(latencies, 0.5).toFixed(1),
     'commit→sub p99 ms': +percentile(latencies, 0.99).toFixed(1),
+    // Pages of subscribers that fell behind the shared feed: read from the store, or taken from another's read.
+    'catch-up pages read/shared': `${pages.store - pagesBefore.store}/${pages.shared - pagesBefore.shared}`,
   };
 }
 

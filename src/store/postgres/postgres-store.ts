@@ -190,6 +190,11 @@ const CHANGED_TOPICS = topicTotals(
  */
 const AUTO_LANES = 2;
 const OTHERS_QUIET_MS = 5_000;
+/**
+ * A replica starting beside others that commit would deadlock with them until it saw them: it starts with
+ * one lane, for long enough that the writer's snapshot (once a second) has looked twice.
+ */
+const START_WATCH_MS = 2_000;
 
 /** One of the connections a replica commits batches on, with what its last commit left unknown. */
 interface Lane {
@@ -273,8 +278,10 @@ export class PostgresEventStore implements EventStore {
       const { rows: [row] } = await this.reads.query<{ horizon: string; topics: string[]; events: string[] }>(query, values);
       this.topicsHorizon = row!.horizon;
       if (this.others?.written !== totals!.others) {
-        // The first snapshot only sets the mark: what others stored before this replica started is history.
-        this.others = { written: totals!.others, movedAt: this.others ? performance.now() : -Infinity };
+        // The first snapshot only sets the mark (what others stored before this replica started is history),
+        // and the watch at the start.
+        const now = performance.now();
+        this.others = { written: totals!.others, movedAt: this.others ? now : now - OTHERS_QUIET_MS + START_WATCH_MS };
       }
       return {
         counters: toCounters(totals),
