@@ -48,7 +48,8 @@ const KEEP_MS = 2_000;
  * reads. A larger one is no harm: a stream writes what its socket takes and keeps or reads again the rest.
  *
  * Kept pages hold shares of the streams' ReadAheadBudget (at most `maxKeptBytes` of it, oldest dropped
- * first, none longer than KEEP_MS), so what catch-up pages hold stays within STREAM_READ_AHEAD_BYTES however many streams there are.
+ * first, none longer than KEEP_MS), so what catch-up pages hold stays within STREAM_READ_AHEAD_BYTES
+ * however many streams there are.
  */
 export class SharedPages {
   private readonly kept: Kept[] = [];
