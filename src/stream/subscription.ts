@@ -117,8 +117,8 @@ export class Subscription {
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
   private readonly range: StreamRange | undefined;
-  /** The last page the purge check followed. */
-  private checked: StreamPage | undefined;
+  /** The last page the purge check followed; weakly, since a stalled stream past the budget keeps no page. */
+  private checked: WeakRef<StreamPage> | undefined;
   /**
    * Its pages show the store as of this time or later: its start, then the purge check of the last gap it
    * told, so that no page read before holds an event that purge took (the gap said it was not coming).
@@ -208,8 +208,8 @@ export class Subscription {
         // per page: the rest of a page being written was read before the purges it missed, which the check
         // after the next page tells if the cursor has not passed them by then (a check at every socket drain
         // was a store round trip per 64 KiB).
-        untold = this.checked === page ? undefined : await this.untoldPurge(page);
-        this.checked = page;
+        untold = this.checked?.deref() === page ? undefined : await this.untoldPurge(page);
+        this.checked = new WeakRef(page);
         // After the page: if it holds an event received after `until`, this finds it (or an earlier one).
         rangeEnd = await this.range?.end();
       } catch (error) {
