@@ -7,7 +7,8 @@
  * then again with N caught-up subscribers of /events/stream, and
  * report the publish rate of both runs (same run, same server), deliveries per second to the subscribers,
  * and commit → subscriber latency (a publish's 200 arrives once its batch is committed; a probe subscriber
- * notes when the batch's last event reaches it). Then `--stalled` subscribers that never read while
+ * notes when the batch's last event reaches it), with the catch-up pages of subscribers that fell behind the
+ * shared feed meanwhile (read from the store / taken from another's read). Then `--stalled` subscribers that never read while
  * `--stalled-events` events are published: the server's RSS growth. Then one subscriber from after=0 over
  * `--catch-up` stored events: its catch-up rate. Last, two replicas on one PostgreSQL (a throwaway cluster):
  * `--replicas-subscribers` subscribers on replica A while batches are published through replica B, for
