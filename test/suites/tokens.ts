@@ -224,6 +224,29 @@ export function tokensSuite(store: TestStore): void {
     }
   });
 
+  t.test('streams of tokens with different read patterns catch up side by side, sharing pages only within a scope: each gets exactly its topics', async (t) => {
+    const { url, as } = await serve(t, store);
+    const topics = ['orders.eu', 'orders.us', 'billing.eu', 'billing.us'];
+    const padding = 'x'.repeat(300);
+    for (let i = 0; i < 8; i++) {
+      const res = await as(OPS).publish(Array.from({ length: 500 }, (_, j) => makeEvent({ topic: topics[j % 4], payload: { padding } })));
+      t.equal(res.status, 200);
+    }
+    const all = await readAll(as(OPS));
+    const scopes = [READER, BILLING, OPS, READER, BILLING, OPS, READER, BILLING, OPS];
+    const streams = await Promise.all(scopes.map((token) => openStream(url, '/events/stream?after=0', { authorization: bearer(token.secret) })));
+    const expected = scopes.map((token) => all.filter((e) => token.admin || token.read!.some((p) => globMatches(p, e.topic))).map((e) => e.seq));
+    try {
+      await Promise.all(streams.map((stream, i) => stream.waitFor(expected[i]!.length, 30_000)));
+      streams.forEach((stream, i) => t.same(stream.ids, expected[i], `${scopes[i]!.name}: exactly its topics' events, each once, in seq order`));
+    } finally {
+      for (const stream of streams) stream.close();
+    }
+    const metrics = String((await as(OPS).request('GET', '/metrics')).body);
+    const shared = Number(/aggregator_stream_catch_up_pages_total\{[^}]*read="shared"[^}]*\} (\d+)/.exec(metrics)![1]);
+    t.ok(shared > 0, `streams of one scope shared ${shared} pages`);
+  });
+
   t.test('/stats of a token lists only its topics; store-wide counters stay; /metrics counts requests per token name', async (t) => {
     const { agg, as } = await serve(t, store);
     t.equal((await as(OPS).publish([makeEvent({ topic: 'orders.eu' }), makeEvent({ topic: 'billing.eu' }), makeEvent({ topic: 'billing.us' })])).status, 200);
