@@ -44,6 +44,24 @@ t.test('a cursor behind a purge gets a gap first, then the first retained event;
   t.equal(fromStart.messages[0]!.id, '4', 'the gap carries the resumed cursor as its id, so a reconnect resumes past it');
 });
 
+t.test('a purge between a page\'s read and its check: the gap is told, and no event of that purge follows it (the page is read again)', async (t) => {
+  // a keeps its newest event; c is never purged. a1 c1 a2 c2 are read as one page; before its check, a3
+  // comes and a1, a2 go.
+  const db = await sqliteGapStore.open(t, 'a=1');
+  await db.append(['a', 'c', 'a', 'c']);
+  const { open } = hubOver(t, db.reader);
+  let checks = 0;
+  db.beforeHorizonRead = async () => {
+    if (++checks !== 1) return;
+    await db.append(['a']);
+    await db.purge();
+  };
+  const client = open(0);
+  await until(client, 4);
+  await settle();
+  t.same(seen(client.messages), ['gap 0->0', 2, 4, 5], 'the gap, then the retained events of a page read after it');
+});
+
 t.test('over several topics the stream resumes at the lowest horizon: no retained event of any is skipped', async (t) => {
   // a (1, 3, 5, 8) keeps 8: purged through 5; b (2, 4, 6, 9) keeps 6 and 9: through 4; c keeps everything.
   const db = await sqliteGapStore.open(t, 'a=1,b=2');

@@ -17,7 +17,8 @@ import { eventually } from './eventually.js';
 
 /*
  * A real store that purges only when a test says so, with its real reader, wrapped to run a hook before
- * each stream read (a purge between two reads) and to count purge horizon reads; and the real stream hub
+ * each stream read (a purge between two reads) and before each purge horizon read (a purge between a page
+ * and its check), and to count purge horizon reads; and the real stream hub
  * over it, with subscribers that take everything at once. What the stream tests of purges share, on
  * SQLite and on PostgreSQL.
  */
@@ -27,6 +28,8 @@ export interface GapStore {
   horizonReads: number;
   /** Runs before each stream read. */
   beforeStreamRead: () => Promise<void> | void;
+  /** Runs before each purge horizon read (a stream's check after its page, on SQLite). */
+  beforeHorizonRead: () => Promise<void> | void;
   /** Commits one event of each topic, in order, one commit each; `receivedAt` for all of them. Resolves to their seqs. */
   append(topics: string[], receivedAt?: string): Promise<number[]>;
   /** Runs the writer's upkeep to the end, as the consumer does between batches: retention purges now. */
@@ -44,6 +47,7 @@ function gapStore(store: Writer, real: EventReader): GapStore {
   const db: GapStore = {
     horizonReads: 0,
     beforeStreamRead: () => {},
+    beforeHorizonRead: () => {},
     async append(topics, receivedAt = new Date().toISOString()) {
       const seqs: number[] = [];
       for (const topic of topics) {
@@ -69,7 +73,8 @@ function gapStore(store: Writer, real: EventReader): GapStore {
       consumerStatus: (name) => real.consumerStatus(name),
       consumerPage: (name, limit, bounds) => real.consumerPage(name, limit, bounds),
       firstReceivedAfter: (until) => real.firstReceivedAfter(until),
-      purgeHorizon: (topics) => {
+      purgeHorizon: async (topics) => {
+        await db.beforeHorizonRead();
         db.horizonReads++;
         return real.purgeHorizon(topics);
       },
