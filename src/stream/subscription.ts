@@ -80,6 +80,13 @@ export interface SubscriptionLimits {
 const READ_RETRY_MS = 250;
 /** Catch-up writes go out in copies of about this size, so a stalled socket holds one of them, not a page. */
 const CATCH_UP_CHUNK_BYTES = 16 * 1024;
+/**
+ * Catch-up writes may leave this many times maxLiveBuffered untaken while the ReadAheadBudget spares the
+ * bytes past it. Stopping at maxLiveBuffered and waiting for 'drain' each time, 100 streams catching up
+ * together moved their bytes more slowly than the shared feed (which writes each commit at once) and stayed
+ * ~1 s behind in half the runs, with no thread busy (performance.md).
+ */
+const CATCH_UP_BUFFERED_FACTOR = 4;
 const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
 
 /**
@@ -87,8 +94,9 @@ const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
  * them (catch-up), until a read comes back empty; then it joins the shared feed, which hands it the new
  * events of each commit. When it falls behind there, it leaves and catches up by itself again. The cursor
  * only moves over events written to the socket (or not matching its topics), so nothing is skipped or
- * repeated. What it holds is its socket's buffer plus, from the server's ReadAheadBudget, at most the rest
- * of one page its client has not taken yet and the next page, read while the client takes that one.
+ * repeated. What it holds is its socket's buffer, past maxLiveBuffered only with a share of the server's
+ * ReadAheadBudget, plus, from that budget, at most the rest of one page its client has not taken yet and
+ * the next page, read while the client takes that one.
  *
  * Retention may purge events after the cursor, before the stream wrote them (a cursor from long ago, or a
  * slow subscriber overtaken): each catch-up read is followed by a purge check (on PostgreSQL, the horizon
@@ -117,6 +125,8 @@ export class Subscription {
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
   private readonly range: StreamRange | undefined;
+  /** Bytes past maxLiveBuffered its catch-up writes may leave untaken, from the budget, until the socket drains. */
+  private overdraft: BudgetShare | undefined;
   /** The last page the purge check followed; weakly, since a stalled stream past the budget keeps no page. */
   private checked: WeakRef<StreamPage> | undefined;
   /**
@@ -189,6 +199,7 @@ export class Subscription {
     this.feed.leave(this);
     this.dropKept();
     this.dropAhead();
+    this.dropOverdraft();
   }
 
   private async catchUp(): Promise<void> {
@@ -197,6 +208,7 @@ export class Subscription {
         this.sink.destroy();
         return;
       }
+      this.dropOverdraft();
       let page: StreamPage;
       let untold: { horizon: PurgeHorizon; above: number[] } | undefined;
       let rangeEnd: number | undefined;
@@ -248,6 +260,7 @@ export class Subscription {
         continue;
       }
       this.dropKept();
+      this.dropOverdraft();
       this.cursor = Math.max(this.cursor, page.end);
       if (this.feed.join(this, page.end)) return;
     }
@@ -293,6 +306,21 @@ export class Subscription {
     this.ahead = undefined;
   }
 
+  private dropOverdraft(): void {
+    this.overdraft?.release();
+    this.overdraft = undefined;
+  }
+
+  /**
+   * How much a catch-up write may leave untaken: maxLiveBuffered, and CATCH_UP_BUFFERED_FACTOR times it
+   * while the budget spares the rest (given back once the socket drains).
+   */
+  private catchUpBound(): number {
+    const extra = (CATCH_UP_BUFFERED_FACTOR - 1) * this.limits.maxLiveBuffered;
+    this.overdraft ??= this.budget.take(extra);
+    return this.limits.maxLiveBuffered + (this.overdraft ? extra : 0);
+  }
+
   /** Every event of its range was sent: says so, and ends the stream once the client has taken it. */
   private finish(rangeEnd: number): void {
     this.send(endFrame(this.range!.until, rangeEnd - 1));
@@ -329,7 +357,7 @@ export class Subscription {
 
   /**
    * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass the
-   * live bound, moving the cursor over what was written. The rest is kept for when the client has taken
+   * catch-up bound (catchUpBound), moving the cursor over what was written. The rest is kept for when the client has taken
    * them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget holds no
    * page. The next page is read ahead as this one starts (again once it is written whole, if the budget
    * could not spare it then). (A gap may have moved the cursor into
@@ -341,7 +369,8 @@ export class Subscription {
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;
-    for (let i = first; i < seqs.length && this.sink.bufferedBytes <= this.limits.maxLiveBuffered; i++) {
+    const bound = this.catchUpBound();
+    for (let i = first; i < seqs.length && this.sink.bufferedBytes <= bound; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
