@@ -67,8 +67,8 @@ export interface SubscriptionLimits {
   pageBytes: number;
   livePageBytes: number;
   /**
-   * Bytes a subscriber may leave untaken: past it, a live one leaves the shared feed and reads at its own
-   * pace, and a catch-up write stops.
+   * Bytes a subscriber may leave untaken (UNTAKEN_FACTOR times as many with a share of the read-ahead
+   * budget): past it, a live one leaves the shared feed and reads at its own pace, and a catch-up write stops.
    */
   maxLiveBuffered: number;
   /** A subscriber that takes nothing for this long is disconnected (it resumes with Last-Event-ID). */
@@ -81,12 +81,12 @@ const READ_RETRY_MS = 250;
 /** Catch-up writes go out in copies of about this size, so a stalled socket holds one of them, not a page. */
 const CATCH_UP_CHUNK_BYTES = 16 * 1024;
 /**
- * Catch-up writes may leave this many times maxLiveBuffered untaken while the ReadAheadBudget spares the
- * bytes past it. Stopping at maxLiveBuffered and waiting for 'drain' each time, 100 streams catching up
- * together moved their bytes more slowly than the shared feed (which writes each commit at once) and stayed
- * ~1 s behind in half the runs, with no thread busy (performance.md).
+ * A stream may leave this many times maxLiveBuffered untaken while the ReadAheadBudget spares the bytes past
+ * it. At maxLiveBuffered alone, 100 subscribers of a busy log kept leaving the shared feed at a client's
+ * short pause, and catching up (write, wait for 'drain', write again) moved their bytes more slowly than the
+ * feed: runs stayed ~1 s behind with no thread busy (performance.md).
  */
-const CATCH_UP_BUFFERED_FACTOR = 4;
+const UNTAKEN_FACTOR = 4;
 const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
 
 /**
@@ -125,7 +125,7 @@ export class Subscription {
   /** The next page, read from `after` while the client takes the last one. */
   private ahead: { after: number; read: Promise<StreamPage | undefined>; share: BudgetShare } | undefined;
   private readonly range: StreamRange | undefined;
-  /** Bytes past maxLiveBuffered its catch-up writes may leave untaken, from the budget, until the socket drains. */
+  /** Bytes past maxLiveBuffered its socket may hold untaken, from the budget, until it is back under it. */
   private overdraft: BudgetShare | undefined;
   /** The last page the purge check followed; weakly, since a stalled stream past the budget keeps no page. */
   private checked: WeakRef<StreamPage> | undefined;
@@ -175,9 +175,12 @@ export class Subscription {
     const frames = this.framesOf(page);
     this.cursor = Math.max(this.cursor, page.end);
     if (frames.byteLength > 0) this.send(frames);
-    if (this.sink.bufferedBytes <= this.limits.maxLiveBuffered) return true;
-    void this.catchUp();
-    return false;
+    if (this.sink.bufferedBytes <= this.limits.maxLiveBuffered) this.dropOverdraft();
+    else if (this.sink.bufferedBytes > this.untakenBound()) {
+      void this.catchUp();
+      return false;
+    }
+    return true;
   }
 
   /** From the shared feed: a purge may have taken events it has not read yet; it reads by itself, which tells of it. */
@@ -260,7 +263,6 @@ export class Subscription {
         continue;
       }
       this.dropKept();
-      this.dropOverdraft();
       this.cursor = Math.max(this.cursor, page.end);
       if (this.feed.join(this, page.end)) return;
     }
@@ -312,11 +314,11 @@ export class Subscription {
   }
 
   /**
-   * How much a catch-up write may leave untaken: maxLiveBuffered, and CATCH_UP_BUFFERED_FACTOR times it
-   * while the budget spares the rest (given back once the socket drains).
+   * How much its socket may leave untaken: maxLiveBuffered, and UNTAKEN_FACTOR times it while the budget
+   * spares the rest (given back once the socket is under maxLiveBuffered again, or drained).
    */
-  private catchUpBound(): number {
-    const extra = (CATCH_UP_BUFFERED_FACTOR - 1) * this.limits.maxLiveBuffered;
+  private untakenBound(): number {
+    const extra = (UNTAKEN_FACTOR - 1) * this.limits.maxLiveBuffered;
     this.overdraft ??= this.budget.take(extra);
     return this.limits.maxLiveBuffered + (this.overdraft ? extra : 0);
   }
@@ -356,12 +358,12 @@ export class Subscription {
   }
 
   /**
-   * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass the
-   * catch-up bound (catchUpBound), moving the cursor over what was written. The rest is kept for when the client has taken
-   * them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget holds no
-   * page. The next page is read ahead as this one starts (again once it is written whole, if the budget
-   * could not spare it then). (A gap may have moved the cursor into
-   * the page: the events it passed over were purged since the read.)
+   * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass its
+   * bound (untakenBound), moving the cursor over what was written. The rest is kept for when the client has
+   * taken them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget
+   * holds no page. The next page is read ahead as this one starts (again once it is written whole, if the
+   * budget could not spare it then). (A gap may have moved the cursor into the page: the events it passed
+   * over were purged since the read.)
    */
   private sendWhileTaken(page: StreamPage): void {
     const { seqs, ends, frames } = page;
@@ -369,7 +371,7 @@ export class Subscription {
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;
-    const bound = this.catchUpBound();
+    const bound = this.untakenBound();
     for (let i = first; i < seqs.length && this.sink.bufferedBytes <= bound; i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
