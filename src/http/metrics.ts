@@ -93,7 +93,7 @@ export class Metrics {
       },
     });
     gauge('aggregator_stream_subscribers', 'Open /events/stream connections on this replica.', () => streams.size);
-    gauge('aggregator_stream_read_ahead_bytes', 'Bytes catch-up streams hold from STREAM_READ_AHEAD_BYTES: pages kept or read ahead, and writes their clients have not taken past 64 KiB.',
+    gauge('aggregator_stream_read_ahead_bytes', 'Bytes streams hold from STREAM_READ_AHEAD_BYTES: catch-up pages kept or read ahead, and what their clients have not taken past 64 KiB.',
       () => streams.readAhead.bytes);
     new Counter({
       name: 'aggregator_stream_catch_up_pages_total',
