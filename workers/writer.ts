@@ -16,10 +16,10 @@ import { faultInjector } from './faults.js';
  * releases the ring space and reports the commit, so a record leaves the ring only once it is durable.
  *
  * A store may take several commits at once (store.commitsInFlight, PostgreSQL's PG_WRITE_CONNECTIONS):
- * full batches go to its lanes in use (store.lanesInUse) in ring order, round robin, each lane taking its next batch once its last
- * one committed (a batch that is not full waits for every commit in flight, see consume). Their statements
- * run side by side, but each one becomes durable only after the batch before it (CommitOrder.after), so
- * batches commit in ring order, as with one lane: a crash loses only a tail
+ * full batches go to its lanes in use (store.lanesInUse) in ring order, round robin, each lane taking its
+ * next batch once its last one committed (a batch that is not full waits for every commit in flight, see
+ * consume). Their statements run side by side, but each one becomes durable only after the batch before it
+ * (CommitOrder.after), so batches commit in ring order, as with one lane: a crash loses only a tail
  * (?ack=queued), and the position each batch stores covers every record before it. Should a batch roll
  * back, the one after it rolls back too and tries again once it committed.
  */

@@ -175,12 +175,9 @@ export class Subscription {
     const frames = this.framesOf(page);
     this.cursor = Math.max(this.cursor, page.end);
     if (frames.byteLength > 0) this.send(frames);
-    if (this.sink.bufferedBytes <= this.limits.maxLiveBuffered) this.dropOverdraft();
-    else if (this.sink.bufferedBytes > this.untakenBound()) {
-      void this.catchUp();
-      return false;
-    }
-    return true;
+    if (this.untakenWithinBound()) return true;
+    void this.catchUp();
+    return false;
   }
 
   /** From the shared feed: a purge may have taken events it has not read yet; it reads by itself, which tells of it. */
@@ -314,13 +311,18 @@ export class Subscription {
   }
 
   /**
-   * How much its socket may leave untaken: maxLiveBuffered, and UNTAKEN_FACTOR times it while the budget
-   * spares the rest (given back once the socket is under maxLiveBuffered again, or drained).
+   * Whether what its socket leaves untaken is within bound: maxLiveBuffered, or UNTAKEN_FACTOR times it on a
+   * share of the budget, taken only once past maxLiveBuffered and given back once under it again (or drained).
    */
-  private untakenBound(): number {
+  private untakenWithinBound(): boolean {
+    const untaken = this.sink.bufferedBytes;
+    if (untaken <= this.limits.maxLiveBuffered) {
+      this.dropOverdraft();
+      return true;
+    }
     const extra = (UNTAKEN_FACTOR - 1) * this.limits.maxLiveBuffered;
     this.overdraft ??= this.budget.take(extra);
-    return this.limits.maxLiveBuffered + (this.overdraft ? extra : 0);
+    return this.overdraft !== undefined && untaken <= this.limits.maxLiveBuffered + extra;
   }
 
   /** Every event of its range was sent: says so, and ends the stream once the client has taken it. */
@@ -359,11 +361,10 @@ export class Subscription {
 
   /**
    * Writes the page's frames after the cursor in chunks until the bytes the socket has not taken pass its
-   * bound (untakenBound), moving the cursor over what was written. The rest is kept for when the client has
-   * taken them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget
+   * bound (untakenWithinBound), moving the cursor over what was written. The rest is kept for when the client
+   * has taken them, if the budget spares it, else read again then, so a stalled subscriber beyond the budget
    * holds no page. The next page is read ahead as this one starts (again once it is written whole, if the
-   * budget could not spare it then). (A gap may have moved the cursor into the page: the events it passed
-   * over were purged since the read.)
+   * budget could not spare it then). (A page another stream read may begin before the cursor.)
    */
   private sendWhileTaken(page: StreamPage): void {
     const { seqs, ends, frames } = page;
@@ -371,8 +372,7 @@ export class Subscription {
     const first = this.firstAfterCursor(seqs);
     const start = first === 0 ? 0 : ends[first - 1]!;
     let from = start;
-    const bound = this.untakenBound();
-    for (let i = first; i < seqs.length && this.sink.bufferedBytes <= bound; i++) {
+    for (let i = first; i < seqs.length && this.untakenWithinBound(); i++) {
       if (i < seqs.length - 1 && ends[i]! - from < CATCH_UP_CHUNK_BYTES) continue;
       this.send(Buffer.from(frames.subarray(from, ends[i]!)));
       this.cursor = seqs[i]!;
