@@ -10,6 +10,7 @@ import type { TestClient } from '../helpers/client.js';
 import { makeEvent } from '../helpers/events.js';
 import { eventually } from '../helpers/eventually.js';
 import { startAggregator, type TestAggregator } from '../helpers/in-process.js';
+import { metricValue } from '../helpers/metrics.js';
 import { openStream } from '../helpers/sse.js';
 import type { TestStore } from '../helpers/stores.js';
 import { bearer, clientWith, globMatches, writeTokenFile, type TestToken } from '../helpers/tokens.js';
@@ -243,7 +244,7 @@ export function tokensSuite(store: TestStore): void {
       for (const stream of streams) stream.close();
     }
     const metrics = String((await as(OPS).request('GET', '/metrics')).body);
-    const shared = Number(/aggregator_stream_catch_up_pages_total\{[^}]*read="shared"[^}]*\} (\d+)/.exec(metrics)![1]);
+    const shared = metricValue(metrics, 'aggregator_stream_catch_up_pages_total', { read: 'shared' });
     t.ok(shared > 0, `streams of one scope shared ${shared} pages`);
   });
 
