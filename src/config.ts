@@ -193,7 +193,7 @@ const SETTINGS: Record<keyof Config, Setting> = {
     env: 'MAX_SUBSCRIBERS', flag: 'max-subscribers', defaultValue: '10000', parse: integer(0, 1_000_000),
   },
   streamReadAheadBytes: {
-    env: 'STREAM_READ_AHEAD_BYTES', flag: 'stream-read-ahead-bytes', defaultValue: String(16 * 1024 * 1024), parse: integer(0, 2 ** 32),
+    env: 'STREAM_READ_AHEAD_BYTES', flag: 'stream-read-ahead-bytes', defaultValue: String(32 * 1024 * 1024), parse: integer(0, 2 ** 32),
   },
   sseKeepAliveMs: { env: 'SSE_KEEPALIVE_MS', flag: 'sse-keepalive-ms', defaultValue: '15000', parse: integer(100, 600_000) },
   authToken: { env: 'AUTH_TOKEN', flag: 'auth-token', defaultValue: '', parse: optionalText },
